@@ -1,0 +1,5 @@
+import sys
+
+from statetrack.cli import main
+
+sys.exit(main())

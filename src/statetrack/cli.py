@@ -1,0 +1,33 @@
+"""`statetrack ...`: the command line. Thin: each sub-command module parses its arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command modules under statetrack.commands; each defines register(subparsers) and sets `func` on its parser
+_COMMANDS = ("demo", "tasks", "theory", "train", "eval", "reproduce")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="statetrack", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMANDS:
+        try:
+            mod = importlib.import_module(f"statetrack.commands.{name}")
+        except ModuleNotFoundError as e:  # a command whose module is not written yet
+            if e.name == f"statetrack.commands.{name}":
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `statetrack` CLI, one module each (see statetrack.cli)."""

@@ -1,0 +1,132 @@
+"""Input validation shared by every op: errors name the argument and say what was expected.
+
+Value-range checks (beta in [0, 2], a >= -1, ...) read tensor values and therefore synchronise a GPU; they can be
+switched off with :func:`value_checks` (a context manager) or :func:`set_value_checks`, or for a whole process with
+the environment variable ``STATETRACK_VALUE_CHECKS=0``. Shape, dtype and device checks are always on: they are free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+
+import torch
+
+_FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
+_value_checks = os.environ.get("STATETRACK_VALUE_CHECKS", "1") not in ("0", "false", "False")
+
+
+def set_value_checks(enabled: bool) -> None:
+    """Turn the value-range checks of every op on or off for this process."""
+    global _value_checks
+    _value_checks = bool(enabled)
+
+
+def value_checks_enabled() -> bool:
+    return _value_checks
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    """Context manager: ``with value_checks(False): ...`` skips the range checks inside."""
+    global _value_checks
+    old, _value_checks = _value_checks, bool(enabled)
+    try:
+        yield
+    finally:
+        _value_checks = old
+
+
+def require_float(name: str, x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating-point tensor (bf16, fp16, fp32 or fp64), got dtype {x.dtype}")
+    return x
+
+
+def require_shape(name: str, x: torch.Tensor, expected: Sequence[int | None], letters: str) -> None:
+    """Check ``x.shape`` against ``expected`` (None = any size); ``letters`` names the dims, e.g. "[B, T, H, K]"."""
+    ok = x.dim() == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape, strict=True))
+    if not ok:
+        want = ", ".join("?" if e is None else str(e) for e in expected)
+        raise ValueError(f"{name} must have shape {letters} = [{want}], got {list(x.shape)}")
+
+
+def require_same_device(**tensors: torch.Tensor | None) -> torch.device:
+    """All given tensors must live on one device; returns it."""
+    items = [(n, t) for n, t in tensors.items() if t is not None]
+    dev = items[0][1].device
+    for n, t in items[1:]:
+        if t.device != dev:
+            raise ValueError(f"{n} is on {t.device} but {items[0][0]} is on {dev}: all inputs must share a device")
+    return dev
+
+
+def require_range(name: str, x: torch.Tensor, lo: float | None, hi: float | None) -> None:
+    """Raise if any entry of ``x`` is outside [lo, hi] or not finite (skipped when value checks are off)."""
+    if not _value_checks or x.numel() == 0:
+        return
+    with torch.no_grad():
+        bad = ~torch.isfinite(x)
+        if lo is not None:
+            bad |= x < lo
+        if hi is not None:
+            bad |= x > hi
+        if bool(bad.any()):
+            vals = x[bad]
+            raise ValueError(
+                f"{name} must lie in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]; "
+                f"found {vals.numel()} entries outside, e.g. {vals.flatten()[0].item():.6g} "
+                "(disable with statetrack.ops.value_checks(False) if you know better)"
+            )
+
+
+def state_dtype_for(dtype: torch.dtype) -> torch.dtype:
+    """Recurrent states and accumulation: fp64 for fp64 inputs, fp32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def require_state(name: str, s: torch.Tensor | None, expected: Sequence[int], letters: str, dtype: torch.dtype):
+    if s is None:
+        return
+    require_float(name, s)
+    require_shape(name, s, expected, letters)
+    if s.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype} (the state dtype for these inputs), got {s.dtype}")
+
+
+def require_cu_seqlens(cu_seqlens: torch.Tensor | None, batch: int, length: int) -> int:
+    """Validate FlashAttention-style ``cu_seqlens`` [N + 1]; returns N (or ``batch`` when it is None)."""
+    if cu_seqlens is None:
+        return batch
+    if not isinstance(cu_seqlens, torch.Tensor):
+        raise TypeError(f"cu_seqlens must be a torch.Tensor, got {type(cu_seqlens).__name__}")
+    if cu_seqlens.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"cu_seqlens must be int32 or int64, got {cu_seqlens.dtype}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+        raise ValueError(f"cu_seqlens must be 1-D with N + 1 >= 2 entries, got shape {list(cu_seqlens.shape)}")
+    if batch != 1:
+        raise ValueError(f"with cu_seqlens the batch size must be 1 (sequences packed along T), got B = {batch}")
+    c = cu_seqlens.tolist()
+    if c[0] != 0 or c[-1] != length:
+        raise ValueError(f"cu_seqlens must start at 0 and end at T = {length}, got {c[0]} ... {c[-1]}")
+    if any(b < a for a, b in zip(c, c[1:], strict=False)):
+        raise ValueError(f"cu_seqlens must be non-decreasing, got {c}")
+    return len(c) - 1
+
+
+def resolve_backend(backend: str, available: dict[str, bool], device: torch.device, auto_order: Sequence[str]):
+    """Pick a backend name. ``available`` maps every known backend to whether it can run here."""
+    if backend == "auto":
+        for b in auto_order:
+            if available.get(b, False):
+                return b
+        raise RuntimeError(f"no backend available on {device}")  # pragma: no cover - "naive" always is
+    if backend not in available:
+        raise ValueError(f"backend must be one of {['auto', *available]}, got {backend!r}")
+    if not available[backend]:
+        raise ValueError(f"backend {backend!r} is not available on {device} (installed: "
+                         f"{[b for b, ok in available.items() if ok]})")
+    return backend

@@ -1,0 +1,162 @@
+"""Public entry points of the delta rule: ``delta_rule`` (a whole sequence) and ``delta_rule_step`` (one token)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from .._checks import (
+    require_cu_seqlens,
+    require_float,
+    require_range,
+    require_same_device,
+    require_shape,
+    require_state,
+    resolve_backend,
+    state_dtype_for,
+)
+from .._varlen import Varlen
+from .chunk import delta_rule_chunk
+from .naive import delta_rule_naive, delta_rule_step_core
+
+BACKENDS = ("naive", "torch", "triton", "fla")
+
+
+def _available(device: torch.device) -> dict[str, bool]:
+    cuda = device.type == "cuda"
+    return {
+        "naive": True,
+        "torch": True,
+        "triton": False,  # arrives with the GPU-kernel work
+        "fla": cuda and importlib.util.find_spec("fla") is not None and False,
+    }
+
+
+def _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens):
+    """Validate everything and bring k, v, beta to the multi-Householder layout [B, T, n_h, H, ...]."""
+    for name, x in (("q", q), ("k", k), ("v", v), ("beta", beta)):
+        require_float(name, x)
+    if log_decay is not None:
+        require_float("log_decay", log_decay)
+    require_shape("q", q, (None, None, None, None), "[B, T, H, K]")
+    B, T, H, K = q.shape
+    if k.dim() == 4:
+        n_h = 1
+        require_shape("k", k, (B, T, H, K), "[B, T, H, K] (same B, T, H, K as q)")
+        require_shape("v", v, (B, T, H, None), "[B, T, H, V]")
+        require_shape("beta", beta, (B, T, H), "[B, T, H]")
+        k, v, beta = k[:, :, None], v[:, :, None], beta[:, :, None]
+    elif k.dim() == 5:
+        n_h = k.shape[2]
+        require_shape("k", k, (B, T, n_h, H, K), "[B, T, n_h, H, K] (same B, T, H, K as q)")
+        require_shape("v", v, (B, T, n_h, H, None), "[B, T, n_h, H, V]")
+        require_shape("beta", beta, (B, T, n_h, H), "[B, T, n_h, H]")
+    else:
+        raise ValueError(f"k must have shape [B, T, H, K] or [B, T, n_h, H, K], got {list(k.shape)}")
+    if n_h < 1:
+        raise ValueError("k must have n_h >= 1 Householder steps per token")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if log_decay is not None:
+        require_shape("log_decay", log_decay, (B, T, H), "[B, T, H]")
+    require_same_device(q=q, k=k, v=v, beta=beta, log_decay=log_decay, initial_state=initial_state)
+    N = require_cu_seqlens(cu_seqlens, B, T)
+    sdt = state_dtype_for(q.dtype)
+    require_state("initial_state", initial_state, (N, H, K, v.shape[-1]), "[N, H, K, V]", sdt)
+    require_range("beta", beta, 0.0, 2.0)
+    if log_decay is not None:
+        require_range("log_decay", log_decay, None, 0.0)
+    return k, v, beta, sdt
+
+
+def delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    log_decay: torch.Tensor | None = None,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    cu_seqlens: torch.Tensor | None = None,
+    backend: str = "auto",
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gated multi-Householder delta rule (DeltaNet, Gated DeltaNet, DeltaProduct) over whole sequences.
+
+    Per head, state S in R^{K x V}; for each token t: S <- g_t S, then for j = 1..n_h
+    S <- (I - beta_tj k_tj k_tj^T) S + beta_tj k_tj v_tj^T; output o_t = scale * S^T q_t.
+    The eigenvalue of a factor along k is 1 - beta |k|^2, so unit keys and beta in [0, 2] give [-1, 1].
+
+    Args:
+        q: [B, T, H, K] queries.
+        k: [B, T, H, K] keys, or [B, T, n_h, H, K] for n_h Householder steps per token (DeltaProduct).
+            Used as given: L2-normalise them yourself for unit-norm reflections.
+        v: [B, T, H, V] or [B, T, n_h, H, V] values. q, k, v share a dtype (bf16, fp16, fp32 or fp64).
+        beta: [B, T, H] or [B, T, n_h, H], in [0, 2].
+        log_decay: [B, T, H], log g_t <= 0 (Gated DeltaNet); None means g_t = 1.
+        scale: output scale, default K ** -0.5.
+        initial_state: [N, H, K, V] in the state dtype (fp32, or fp64 for fp64 inputs); N = B, or the number
+            of sequences with ``cu_seqlens``.
+        output_final_state: also return the final state [N, H, K, V].
+        cu_seqlens: [N + 1] int offsets of packed sequences in a B = 1 batch (FlashAttention convention).
+        backend: "auto" | "naive" | "torch" | "triton" | "fla".
+        chunk_size: tokens per chunk of the "torch" backend.
+
+    Returns:
+        (o [B, T, H, V] in q's dtype, final state [N, H, K, V] or None).
+    """
+    k, v, beta, sdt = _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    name = resolve_backend(backend, _available(q.device), q.device, ("triton", "torch", "naive"))
+
+    varlen = Varlen(cu_seqlens, q.device) if cu_seqlens is not None else None
+    if varlen is not None:
+        q, k, v, beta, log_decay = (varlen.pad(x) for x in (q, k, v, beta, log_decay))
+
+    if name == "naive":
+        o, final = delta_rule_naive(q, k, v, beta, log_decay, scale, initial_state, sdt)
+    else:
+        o, final = delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, sdt, chunk_size)
+
+    if varlen is not None:
+        o = varlen.unpad(o)
+    return o.to(q.dtype), (final if output_final_state else None)
+
+
+def delta_rule_step(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    state: torch.Tensor | None = None,
+    *,
+    log_decay: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoding token, continuing exactly where :func:`delta_rule` left its final state.
+
+    Shapes are those of :func:`delta_rule` without the time axis: q [B, H, K]; k [B, H, K] or [B, n_h, H, K];
+    v [B, H, V] or [B, n_h, H, V]; beta [B, H] or [B, n_h, H]; log_decay [B, H]; state [B, H, K, V] (zeros if
+    None). Returns (o [B, H, V] in q's dtype, new state [B, H, K, V]).
+    """
+    for name, x in (("q", q), ("k", k), ("v", v), ("beta", beta), ("log_decay", log_decay)):
+        if isinstance(x, torch.Tensor) and x.dim() == 0:
+            raise ValueError(f"{name} must not be a scalar")
+    add_t = lambda x: None if x is None else (x[:, None] if isinstance(x, torch.Tensor) else x)  # noqa: E731
+    qt, kt, vt, bt, gt = (add_t(x) for x in (q, k, v, beta, log_decay))
+    if isinstance(state, torch.Tensor) and state.dim() >= 1 and isinstance(q, torch.Tensor) and q.dim() >= 1:
+        if state.shape[0] != q.shape[0]:
+            raise ValueError(f"state must have shape [B, H, K, V] with B = {q.shape[0]}, got {list(state.shape)}")
+    kt, vt, bt, sdt = _normalize(qt, kt, vt, bt, gt, state, None)
+    B, _, H, K = qt.shape
+    scale = K ** -0.5 if scale is None else float(scale)
+    if state is None:
+        state = qt.new_zeros(B, H, K, vt.shape[-1], dtype=sdt)
+    o, state = delta_rule_step_core(qt[:, 0], kt[:, 0], vt[:, 0], bt[:, 0], None if gt is None else gt[:, 0],
+                                    state, scale)
+    return o.to(q.dtype), state
