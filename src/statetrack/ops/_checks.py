@@ -127,6 +127,8 @@ def resolve_backend(backend: str, available: dict[str, bool], device: torch.devi
     if backend not in available:
         raise ValueError(f"backend must be one of {['auto', *available]}, got {backend!r}")
     if not available[backend]:
-        raise ValueError(f"backend {backend!r} is not available on {device} (installed: "
-                         f"{[b for b, ok in available.items() if ok]})")
+        raise ValueError(
+            f"backend {backend!r} is not available on {device} (installed: "
+            f"{[b for b, ok in available.items() if ok]})"
+        )
     return backend

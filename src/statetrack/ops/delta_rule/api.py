@@ -154,9 +154,10 @@ def delta_rule_step(
             raise ValueError(f"state must have shape [B, H, K, V] with B = {q.shape[0]}, got {list(state.shape)}")
     kt, vt, bt, sdt = _normalize(qt, kt, vt, bt, gt, state, None)
     B, _, H, K = qt.shape
-    scale = K ** -0.5 if scale is None else float(scale)
+    scale = K**-0.5 if scale is None else float(scale)
     if state is None:
         state = qt.new_zeros(B, H, K, vt.shape[-1], dtype=sdt)
-    o, state = delta_rule_step_core(qt[:, 0], kt[:, 0], vt[:, 0], bt[:, 0], None if gt is None else gt[:, 0],
-                                    state, scale)
+    o, state = delta_rule_step_core(
+        qt[:, 0], kt[:, 0], vt[:, 0], bt[:, 0], None if gt is None else gt[:, 0], state, scale
+    )
     return o.to(q.dtype), state

@@ -20,7 +20,6 @@ never as quotients, so strong gates cannot produce 0/0.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def _pad_time(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -66,7 +65,7 @@ def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype
         rhs = torch.cat([bc[..., None] * kc, bc[..., None] * vc], dim=-1)
     else:
         diff = gamma[..., :, None] - gamma[..., None, :]
-        a = (bc[..., :, None] * kk * diff.masked_fill(~strict, float("-inf")).exp())
+        a = bc[..., :, None] * kk * diff.masked_fill(~strict, float("-inf")).exp()
         rhs = torch.cat([(bc * gamma.exp())[..., None] * kc, bc[..., None] * vc], dim=-1)
     eye = torch.eye(L, dtype=dt, device=q.device)
     wu = torch.linalg.solve_triangular(eye + a, rhs, upper=False, unitriangular=True)
@@ -83,14 +82,17 @@ def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype
         chunk_decay = gamma[..., -1].exp()  # [B, H, NC]
 
     state = q.new_zeros(B, H, K, V) if initial_state is None else initial_state
+    # unbind once: indexing inside the loop would make autograd add NC full-size zero gradients per tensor
+    w_c, u0_c, k_end_c = w.unbind(2), u0.unbind(2), k_end.transpose(-1, -2).unbind(2)
+    decay_c = None if gamma is None else chunk_decay[..., None, None].unbind(2)
     starts, writes = [], []
     for c in range(NC):
         starts.append(state)
-        u = u0[:, :, c] - w[:, :, c] @ state
+        u = u0_c[c] - w_c[c] @ state
         writes.append(u)
-        if gamma is not None:
-            state = state * chunk_decay[:, :, c, None, None]
-        state = state + k_end[:, :, c].transpose(-1, -2) @ u
+        if decay_c is not None:
+            state = state * decay_c[c]
+        state = state + k_end_c[c] @ u
     s0 = torch.stack(starts, dim=2)  # [B, H, NC, K, V]
     u = torch.stack(writes, dim=2)  # [B, H, NC, L, V]
     o = (qc @ s0 + qk @ u) * scale  # [B, H, NC, C, V]
