@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
 from .._checks import (
@@ -18,18 +16,18 @@ from .._checks import (
 )
 from .._varlen import Varlen
 from .chunk import delta_rule_chunk
+from .fla_backend import delta_rule_fla, fla_available
 from .naive import delta_rule_naive, delta_rule_step_core
 
 BACKENDS = ("naive", "torch", "triton", "fla")
 
 
 def _available(device: torch.device) -> dict[str, bool]:
-    cuda = device.type == "cuda"
     return {
         "naive": True,
         "torch": True,
         "triton": False,  # arrives with the GPU-kernel work
-        "fla": cuda and importlib.util.find_spec("fla") is not None and False,
+        "fla": fla_available(device),
     }
 
 
@@ -113,6 +111,9 @@ def delta_rule(
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     name = resolve_backend(backend, _available(q.device), q.device, ("triton", "torch", "naive"))
+    if name == "fla":  # fla handles cu_seqlens itself
+        o, final = delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens)
+        return o, (final if output_final_state else None)
 
     varlen = Varlen(cu_seqlens, q.device) if cu_seqlens is not None else None
     if varlen is not None:
