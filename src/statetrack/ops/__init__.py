@@ -7,5 +7,15 @@
 
 from ._checks import set_value_checks, value_checks
 from .delta_rule import delta_rule, delta_rule_step
+from .diag_scan import diag_scan, diag_scan_step, selective_scan, selective_scan_step
 
-__all__ = ["delta_rule", "delta_rule_step", "set_value_checks", "value_checks"]
+__all__ = [
+    "delta_rule",
+    "delta_rule_step",
+    "diag_scan",
+    "diag_scan_step",
+    "selective_scan",
+    "selective_scan_step",
+    "set_value_checks",
+    "value_checks",
+]

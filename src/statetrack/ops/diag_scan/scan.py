@@ -1,0 +1,129 @@
+"""Chunked signed diagonal scan in plain PyTorch, with a hand-written backward: the CPU (and fallback) path.
+
+Forward, h_t = a_t * h_{t-1} + b_t, with a_t of any sign (zeros and +-1 included). T is split into NC
+chunks of C steps (plus a tail of T mod C steps run as a plain loop). Three passes, each step of which is
+one elementwise op over all NC chunks at once:
+
+  1. per chunk, from a zero state: its end value x_c and its product p_c = prod_j a_j;
+  2. across chunks: the entering states s_0 = h_{-1}, s_{c+1} = p_c s_c + x_c, which is this same
+     recurrence on NC steps and is solved by this same function (recursively);
+  3. per chunk again: the recurrence from the true entering state, written straight into h.
+
+Decays are only ever multiplied: never divided (a cumprod-ratio form gives 0/0 at a = 0 and underflows
+for small |a|) and never put through a log (which loses the sign). So negative, zero and unit decays are
+exact, and outputs carry the rounding of the plain loop plus one product per chunk. Per step the work is
+O(B * NC * D), so the Python loop runs about 2C + NC + T mod C times instead of T.
+
+Backward: the adjoint is the same recurrence run backwards. With g_t = dL/dh_t and gT = dL/dh_T (final),
+  dh_t = g_t + a_{t+1} dh_{t+1}   (a_T dh_T := gT),   da_t = dh_t h_{t-1},   db_t = dh_t,   dh_{-1} = a_0 dh_0,
+solved by the same three passes with the chunks walked in reverse; the chunk products p_c are reused.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+
+def _num_chunks(T: int, c: int) -> int:
+    # With fewer than two chunks the three passes cost more than the plain loop they replace.
+    return T // c if T >= 2 * c else 0
+
+
+def _chunks(x: torch.Tensor, nc: int, c: int) -> torch.Tensor:
+    """[B, T, D] -> [B, NC, C, D], a view of the first NC * C steps."""
+    return x[:, : nc * c].unflatten(1, (nc, c))
+
+
+def scan_forward(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor, c: int):
+    """h_t = a_t h_{t-1} + b_t, h_{-1} = init. a, b [B, T, D]; init [B, D]; chunk length c.
+
+    Returns (h [B, T, D], final state [B, D], chunk products [B, NC, D] or None)."""
+    T = a.shape[1]
+    nc = _num_chunks(T, c)
+    h = torch.empty_like(b)
+    s, p = init, None
+    if nc:
+        ac, bc, hc = (_chunks(x, nc, c) for x in (a, b, h))
+        # pass 1: the running [B, NC, D] buffers are small and stay in cache while a and b stream past
+        x, p = bc[:, :, 0].clone(), ac[:, :, 0].clone()
+        tmp = torch.empty_like(x)
+        for j in range(1, c):
+            torch.addcmul(bc[:, :, j], ac[:, :, j], x, out=tmp)
+            x, tmp = tmp, x
+            p.mul_(ac[:, :, j])
+        # pass 2: inner[:, k] is the state leaving chunk k
+        inner, _, _ = scan_forward(p, x, init, c)
+        prev = torch.cat([init[:, None], inner[:, :-1]], dim=1)
+        # pass 3
+        for j in range(c):
+            torch.addcmul(bc[:, :, j], ac[:, :, j], prev, out=hc[:, :, j])
+            prev = hc[:, :, j]
+        s = hc[:, -1, -1]
+    for t in range(nc * c, T):  # the tail, or everything when T < 2C
+        torch.addcmul(b[:, t], a[:, t], s, out=h[:, t])
+        s = h[:, t]
+    # The final state is the last output itself (not the pass-2 value) so a decoding step continues bitwise.
+    return h, s.clone(), p
+
+
+def scan_adjoint(a, g, g_final, h, init, p, c: int, need_da: bool):
+    """Reverse pass of :func:`scan_forward`. a, g, h [B, T, D]; g_final, init [B, D]; p its chunk products.
+
+    Returns (dh [B, T, D] (which is also db), da [B, T, D] or None, d_init [B, D])."""
+    T = a.shape[1]
+    nc = _num_chunks(T, c)
+    dh = torch.empty_like(g)
+    da = torch.empty_like(g) if need_da else None
+    r = g_final  # the carry a_{t+1} dh_{t+1} that step t receives from its successor
+    for t in range(T - 1, nc * c - 1, -1):
+        torch.add(g[:, t], r, out=dh[:, t])
+        if need_da:
+            torch.mul(dh[:, t], h[:, t - 1] if t > 0 else init, out=da[:, t])
+        r = a[:, t] * dh[:, t]
+    if nc:
+        ac, gc, dhc, hc = (_chunks(x, nc, c) for x in (a, g, dh, h))
+        # pass 1: the carry each chunk sends back to its predecessor when it receives none, x <- a_j (x + g_j)
+        x = ac[:, :, -1] * gc[:, :, -1]
+        tmp = torch.empty_like(x)
+        for j in range(c - 2, -1, -1):
+            torch.add(x, gc[:, :, j], out=tmp)
+            torch.mul(tmp, ac[:, :, j], out=x)
+        # pass 2: carries entering the chunks, e_{NC-1} = r, e_{k-1} = p_k e_k + x_k: the forward recurrence
+        # over the chunks in reverse order (NC entries, so the flips are cheap)
+        inner, _, _ = scan_forward(p.flip(1), x.flip(1), r, c)
+        r = torch.cat([inner[:, :-1].flip(1), r[:, None]], dim=1)
+        h_first = torch.cat([init[:, None], hc[:, :-1, -1]], dim=1)  # h_{t-1} at the first step of each chunk
+        # pass 3
+        for j in range(c - 1, -1, -1):
+            torch.add(gc[:, :, j], r, out=dhc[:, :, j])
+            if need_da:
+                torch.mul(dhc[:, :, j], hc[:, :, j - 1] if j > 0 else h_first, out=_chunks(da, nc, c)[:, :, j])
+            torch.mul(ac[:, :, j], dhc[:, :, j], out=r)
+        r = r[:, 0]
+    return dh, da, r
+
+
+class DiagScanFn(torch.autograd.Function):
+    """(a, b, init or None, chunk length) -> (h, final state), all [B, T, D] / [B, D] in one float dtype."""
+
+    @staticmethod
+    def forward(ctx, a, b, init, c):
+        init_ = init if init is not None else a.new_zeros(a.shape[0], a.shape[2])
+        h, final, p = scan_forward(a, b, init_, c)
+        ctx.save_for_backward(a, h, init_, p)
+        ctx.c = c
+        return h, final
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g, g_final):
+        a, h, init, p = ctx.saved_tensors
+        need_a, need_b, need_init, _ = ctx.needs_input_grad
+        dh, da, d_init = scan_adjoint(a, g, g_final, h, init, p, ctx.c, need_a)
+        return da, (dh if need_b else None), (d_init if need_init else None), None
+
+
+def diag_scan_chunk(a, b, initial_state, chunk_size: int = 64):
+    """a, b [B, T, D] and initial_state [B, D] or None, all in the compute dtype. Returns (h, final)."""
+    return DiagScanFn.apply(a, b, initial_state, chunk_size)
