@@ -18,15 +18,17 @@ from .._varlen import Varlen
 from .chunk import delta_rule_chunk
 from .fla_backend import delta_rule_fla, fla_available
 from .naive import delta_rule_naive, delta_rule_step_core
+from .triton import delta_rule_triton, interpreter_requested, triton_installed
 
 BACKENDS = ("naive", "torch", "triton", "fla")
 
 
-def _available(device: torch.device) -> dict[str, bool]:
+def _available(device: torch.device, dtype: torch.dtype | None = None) -> dict[str, bool]:
     return {
         "naive": True,
         "torch": True,
-        "triton": False,  # arrives with the GPU-kernel work
+        # CUDA, or any device under Triton's interpreter (tests); fp64 stays on the torch paths
+        "triton": triton_installed() and (device.type == "cuda" or interpreter_requested()) and dtype != torch.float64,
         "fla": fla_available(device),
     }
 
@@ -110,7 +112,8 @@ def delta_rule(
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    name = resolve_backend(backend, _available(q.device), q.device, ("triton", "torch", "naive"))
+    auto = ("triton", "torch", "naive") if q.device.type == "cuda" else ("torch", "naive")
+    name = resolve_backend(backend, _available(q.device, q.dtype), q.device, auto)
     if name == "fla":  # fla handles cu_seqlens itself
         o, final = delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens)
         return o, (final if output_final_state else None)
@@ -121,6 +124,8 @@ def delta_rule(
 
     if name == "naive":
         o, final = delta_rule_naive(q, k, v, beta, log_decay, scale, initial_state, sdt)
+    elif name == "triton":
+        o, final = delta_rule_triton(q, k, v, beta, log_decay, scale, initial_state)
     else:
         o, final = delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, sdt, chunk_size)
 

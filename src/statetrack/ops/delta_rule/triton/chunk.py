@@ -1,0 +1,244 @@
+"""Chunked delta rule on Triton: one forward launch, two backward launches (states, then gradients).
+
+``delta_rule_triton`` is the autograd entry point used by ``api.delta_rule(backend="triton")``; inputs are already
+validated and normalised to the multi-Householder layout (k [N, T, n_h, H, K], ...). The state and every product
+that touches it, and the triangular inverse, are fp32 (``precision`` "tf32x3" or "ieee" picks how tl.dot computes
+fp32 products; "tf32x3" is fp32-accurate on tensor cores). Chunk states are not kept between forward and backward:
+the backward recomputes them with the forward kernel (one fp32 [N, NC, H, K, V] buffer alive during backward only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._loader import kernels_for
+
+PRECISIONS = ("tf32x3", "ieee", "tf32")
+
+
+def _pow2(x: int) -> int:
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Block sizes of one call. BL sub-steps per chunk (C = BL // n_h tokens), BS-row diagonal blocks in the
+    inverse, BC query rows, BK >= K, BV columns of the state per program."""
+
+    C: int
+    BL: int
+    BC: int
+    BS: int
+    LOG_NB: int
+    BK: int
+    BV_fwd: int
+    BV_bwd: int
+    warps_fwd: int
+    warps_bwd: int
+    precision: str
+
+
+def make_config(
+    n_h: int, K: int, V: int, chunk: int = 64, precision: str = "tf32x3", block_v: int | None = None
+) -> Config:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if chunk not in (16, 32, 64):
+        raise ValueError(f"chunk (sub-steps per chunk of the triton backend) must be 16, 32 or 64, got {chunk}")
+    if n_h > chunk:
+        raise ValueError(f"the triton backend takes at most {chunk} Householders per token, got n_h = {n_h}")
+    C = chunk // n_h
+    BL = max(16, _pow2(C * n_h))
+    BS = 16
+    BK = max(16, _pow2(K))
+    if BK > 256:
+        raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
+    BVmax = max(16, _pow2(V)) if block_v is None else min(max(16, _pow2(V)), max(16, _pow2(block_v)))
+    BV_fwd = min(BVmax, max(16, 8192 // BK))
+    BV_bwd = min(BVmax, max(16, 4096 // BK))
+    return Config(
+        C=C,
+        BL=BL,
+        BC=max(16, _pow2(C)),
+        BS=BS,
+        LOG_NB=(BL // BS).bit_length() - 1,
+        BK=BK,
+        BV_fwd=BV_fwd,
+        BV_bwd=BV_bwd,
+        warps_fwd=8 if BK * BV_fwd >= 8192 else 4,
+        warps_bwd=8 if BK * BV_bwd >= 4096 else 4,
+        precision=precision,
+    )
+
+
+def _input_precision(dtype: torch.dtype, precision: str) -> str:
+    """Products of two bf16/fp16 inputs are exact in one tf32 pass; fp32 inputs keep ``precision``."""
+    return "tf32" if dtype in (torch.bfloat16, torch.float16) and precision != "ieee" else precision
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config, store_o=True, store_states=False):
+    """Returns (o or None, final state fp32 [N, H, K, V], chunk-start states fp32 [N, NC, H, K, V] or None)."""
+    N, T, n_h, H, K = k.shape
+    V = v.shape[-1]
+    NC = _cdiv(T, cfg.C)
+    dev = q.device
+    o = torch.empty(N, T, H, V, dtype=q.dtype, device=dev) if store_o else None
+    ht = torch.empty(N, H, K, V, dtype=torch.float32, device=dev)
+    hs = torch.empty(N, NC, H, K, V, dtype=torch.float32, device=dev) if store_states else None
+    dummy = ht
+    grid = (_cdiv(V, cfg.BV_fwd), N * H)
+    kernels_for(dev).chunk_fwd_kernel[grid](
+        q,
+        k,
+        v,
+        beta,
+        dummy if g is None else g,
+        dummy if h0 is None else h0,
+        dummy if o is None else o,
+        ht,
+        dummy if hs is None else hs,
+        scale,
+        T,
+        NC,
+        H=H,
+        K=K,
+        V=V,
+        NH=n_h,
+        C=cfg.C,
+        BL=cfg.BL,
+        BC=cfg.BC,
+        BK=cfg.BK,
+        BV=cfg.BV_fwd,
+        BS=cfg.BS,
+        LOG_NB=cfg.LOG_NB,
+        USE_G=g is not None,
+        USE_H0=h0 is not None,
+        STORE_O=store_o,
+        STORE_HT=True,
+        STORE_HS=store_states,
+        PREC=cfg.precision,
+        IN_PREC=_input_precision(q.dtype, cfg.precision),
+        num_warps=cfg.warps_fwd,
+        num_stages=1,
+    )
+    return o, ht, hs
+
+
+def chunk_bwd(q, k, v, beta, g, hs, do, dht, scale, cfg: Config):
+    """Gradients (dq, dk, dv, dbeta, dlog_decay or None, dh0) in fp32 (dv in v's dtype)."""
+    N, T, n_h, H, K = k.shape
+    V = v.shape[-1]
+    NC = hs.shape[1]
+    dev = q.device
+    NV = _cdiv(V, cfg.BV_bwd)
+    f32 = torch.float32
+    dq = torch.empty(NV, N, T, H, K, dtype=f32, device=dev)
+    dk = torch.empty(NV, N, T, n_h, H, K, dtype=f32, device=dev)
+    dv = torch.empty_like(v)
+    db = torch.empty(NV, N, T, n_h, H, dtype=f32, device=dev)
+    dg = torch.empty(NV, N, T, H, dtype=f32, device=dev) if g is not None else None
+    dh0 = torch.empty(N, H, K, V, dtype=f32, device=dev)
+    kernels_for(dev).chunk_bwd_kernel[(NV, N * H)](
+        q,
+        k,
+        v,
+        beta,
+        dh0 if g is None else g,
+        hs,
+        do,
+        dh0 if dht is None else dht,
+        dq,
+        dk,
+        dv,
+        db,
+        dh0 if dg is None else dg,
+        dh0,
+        scale,
+        T,
+        NC,
+        H=H,
+        K=K,
+        V=V,
+        NH=n_h,
+        C=cfg.C,
+        BL=cfg.BL,
+        BC=cfg.BC,
+        BK=cfg.BK,
+        BV=cfg.BV_bwd,
+        BS=cfg.BS,
+        LOG_NB=cfg.LOG_NB,
+        USE_G=g is not None,
+        USE_DHT=dht is not None,
+        PREC=cfg.precision,
+        IN_PREC=_input_precision(q.dtype, cfg.precision),
+        num_warps=cfg.warps_bwd,
+        num_stages=1,
+    )
+    red = (lambda x: x[0]) if NV == 1 else (lambda x: x.sum(0))
+    return red(dq), red(dk), dv, red(db), None if dg is None else red(dg), dh0
+
+
+class DeltaRuleTritonFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, beta, g, h0, scale, cfg):
+        q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
+        g = None if g is None else g.contiguous()
+        h0 = None if h0 is None else h0.contiguous()
+        o, ht, _ = chunk_fwd(q, k, v, beta, g, h0, scale, cfg)
+        ctx.save_for_backward(q, k, v, beta, g, h0)
+        ctx.scale, ctx.cfg = scale, cfg
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, beta, g, h0 = ctx.saved_tensors
+        scale, cfg = ctx.scale, ctx.cfg
+        _, _, hs = chunk_fwd(q, k, v, beta, g, h0, scale, cfg, store_o=False, store_states=True)
+        do = torch.zeros_like(q[..., :1].expand(*q.shape[:-1], v.shape[-1])) if do is None else do.contiguous()
+        dht = None if dht is None else dht.contiguous()
+        dq, dk, dv, db, dg, dh0 = chunk_bwd(q, k, v, beta, g, hs, do, dht, scale, cfg)
+        return (
+            dq.to(q.dtype),
+            dk.to(k.dtype),
+            dv,
+            db.to(beta.dtype),
+            None if dg is None else dg.to(g.dtype),
+            None if h0 is None else dh0,
+            None,
+            None,
+        )
+
+
+def delta_rule_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    log_decay: torch.Tensor | None,
+    scale: float,
+    initial_state: torch.Tensor | None,
+    *,
+    chunk: int = 64,
+    precision: str = "tf32x3",
+    block_v: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chunked delta rule. q [N, T, H, K]; k [N, T, n_h, H, K]; v [N, T, n_h, H, V]; beta [N, T, n_h, H];
+    log_decay [N, T, H] or None; initial_state fp32 [N, H, K, V] or None. Returns (o [N, T, H, V] in q's dtype,
+    final state fp32 [N, H, K, V]); differentiable in all tensor inputs. CUDA tensors run compiled kernels, others
+    run them in Triton's interpreter (slow: for tests). ``chunk``: sub-steps per chunk (16, 32 or 64);
+    ``precision`` of fp32 tl.dot products; ``block_v`` caps the V-block width (default: by register budget)."""
+    if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise TypeError(f"the triton backend takes bf16, fp16 or fp32 inputs, got {q.dtype}")
+    N, T, n_h, H, K = k.shape
+    if T == 0:
+        o = q.new_zeros(N, 0, H, v.shape[-1])
+        ht = initial_state if initial_state is not None else q.new_zeros(N, H, K, v.shape[-1], dtype=torch.float32)
+        return o, ht
+    cfg = make_config(n_h, K, v.shape[-1], chunk, precision, block_v)
+    return DeltaRuleTritonFunction.apply(q, k, v, beta, log_decay, initial_state, float(scale), cfg)

@@ -1,0 +1,179 @@
+"""The Triton delta-rule kernels against the naive fp64 reference: values and gradients.
+
+Two ways to run:
+* CPU (CI): Triton's interpreter. It must be switched on before triton is imported, for the whole process, so
+  ``test_kernels_in_interpreter`` runs this file again in a fresh subprocess with ``TRITON_INTERPRET=1`` (nothing
+  leaks into other test modules or xdist workers). Tiny shapes: T <= 70, D = 16.
+* GPU: ``STATETRACK_TEST_DEVICE=cuda pytest tests/ops/test_delta_rule_triton.py`` (benchmarks/gpu_tests.sh) runs the
+  same tests compiled, at larger shapes.
+The kernel tests skip in a normal CPU process (the subprocess test covers them) and when triton is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from statetrack.ops import delta_rule
+from statetrack.ops.delta_rule.api import _normalize
+from statetrack.ops.delta_rule.naive import delta_rule_naive
+from statetrack.ops.delta_rule.triton import delta_rule_recurrent_triton, delta_rule_triton
+
+from .delta_rule_inputs import make_inputs, rel
+
+pytest.importorskip("triton")
+
+DEVICE = os.environ.get("STATETRACK_TEST_DEVICE", "cpu")
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+GPU = DEVICE == "cuda"
+RUNNABLE = GPU or INTERPRET
+kernel_test = pytest.mark.skipif(not RUNNABLE, reason="covered by test_kernels_in_interpreter (or set up a GPU)")
+
+if GPU:
+    LENGTHS, DIMS, TOL = (1, 100, 1000), (64, 128), 2e-4
+else:
+    LENGTHS, DIMS, TOL = (1, 20, 70), (16,), 1e-4
+
+
+@pytest.mark.skipif(RUNNABLE, reason="already inside the interpreter (or on a GPU)")
+def test_kernels_in_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1", STATETRACK_TEST_DEVICE="cpu", OMP_NUM_THREADS="1")
+    env.pop("PYTEST_XDIST_WORKER", None)
+    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "-x"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+
+
+def _prepare(x, dtype, device):
+    """fp64 make_inputs dict -> normalised (q, k, v, beta, g, h0) leaves in ``dtype`` on ``device``."""
+    q, k, v, b, g, h0 = (x[n] for n in ("q", "k", "v", "beta", "log_decay", "initial_state"))
+    k, v, b, _ = _normalize(q, k, v, b, g, h0, None)
+    sdt = torch.float64 if dtype == torch.float64 else torch.float32
+    out = [None if t is None else t.detach().to(device, dtype).requires_grad_() for t in (q, k, v, b, g)]
+    out.append(None if h0 is None else h0.detach().to(device, sdt).requires_grad_())
+    return out
+
+
+def _grads(o, s, leaves, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    wo = torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.device)
+    ws = torch.randn(s.shape, generator=g, dtype=torch.float64).to(s.device)
+    loss = (o.double() * wo).sum() + (s.double() * ws).sum()
+    live = [t for t in leaves if t is not None]
+    return torch.autograd.grad(loss, live)
+
+
+def _check(x, tol, dtype=torch.float32, **kw):
+    ref = _prepare(x, torch.float64, "cpu")
+    o_r, s_r = delta_rule_naive(*ref[:5], 0.3, ref[5], torch.float64)
+    g_r = _grads(o_r, s_r, ref)
+    tri = _prepare(x, dtype, DEVICE)
+    o, s = delta_rule_triton(*tri[:5], 0.3, tri[5], **kw)
+    assert o.dtype == dtype and s.dtype == torch.float32
+    errs = {"o": rel(o.cpu(), o_r), "final_state": rel(s.cpu(), s_r)}
+    names = [n for n, t in zip(("q", "k", "v", "beta", "log_decay", "h0"), tri, strict=True) if t is not None]
+    for n, a, b in zip(names, _grads(o, s, tri), g_r, strict=True):
+        errs["d" + n] = rel(a.cpu(), b)
+    bad = {n: e for n, e in errs.items() if not e < tol}
+    assert not bad, (bad, errs)
+
+
+@kernel_test
+@pytest.mark.parametrize("T", LENGTHS)
+@pytest.mark.parametrize("gate", [False, True])
+def test_chunk_matches_naive(T, gate):
+    D = DIMS[-1]
+    _check(make_inputs(B=2, T=T, H=2, K=D, V=D, beta_range=(0.0, 2.0), gate=gate), TOL)
+
+
+@kernel_test
+@pytest.mark.parametrize(
+    "n_h,keys,gate,chunk",
+    [(1, "rank1", True, 64), (2, "random", True, 64), (2, "rank1", False, 32), (3, "random", True, 64)],
+)
+def test_chunk_beta_near_two(n_h, keys, gate, chunk):
+    T = LENGTHS[-1] if n_h == 1 else LENGTHS[-1] // 2 + 3
+    D = DIMS[0]
+    x = make_inputs(B=1, T=T, H=2, K=D, V=D, n_h=n_h, beta_range=(1.9, 2.0), keys=keys, gate=gate)
+    _check(x, TOL, chunk=chunk)
+
+
+@kernel_test
+def test_chunk_small_chunks_ragged_dims_and_v_blocks():
+    """chunk = 16 (no block merge), K and V not powers of two, V split over two programs (partial-sum path)."""
+    K, V = (12, 24) if not GPU else (100, 200)
+    x = make_inputs(B=1, T=LENGTHS[-1] - 3, H=1, K=K, V=V, beta_range=(0.0, 2.0), gate=True)
+    _check(x, TOL, chunk=16, block_v=16 if not GPU else 64)
+
+
+@kernel_test
+def test_chunk_without_initial_state():
+    x = make_inputs(B=1, T=LENGTHS[1], H=2, K=DIMS[0], V=DIMS[0], h0=False, gate=True)
+    _check(x, TOL)
+
+
+@kernel_test
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_chunk_low_precision_inputs(dtype):
+    """Against the fp64 reference fed the same rounded inputs: only o's final rounding and the fp32 math differ."""
+    x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], beta_range=(1.9, 2.0), gate=True)
+    x = {n: None if t is None else (t.to(dtype).double() if n != "initial_state" else t) for n, t in x.items()}
+    ref = _prepare(x, torch.float64, "cpu")
+    o_r, s_r = delta_rule_naive(*ref[:5], 0.3, ref[5], torch.float64)
+    tri = _prepare(x, dtype, DEVICE)
+    o, s = delta_rule_triton(*tri[:5], 0.3, tri[5])
+    assert o.dtype == dtype and s.dtype == torch.float32
+    assert rel(s.cpu(), s_r) < TOL
+    assert rel(o.cpu(), o_r) < 1e-2
+    for t, g in zip(tri[:4], _grads(o, s, tri[:4] + [None, None]), strict=True):
+        assert g.dtype == t.dtype and torch.isfinite(g.float()).all()
+
+
+@kernel_test
+def test_api_backend_triton_varlen():
+    """delta_rule(backend="triton") through the padding path of cu_seqlens, values and gradients."""
+    x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], n_h=2, gate=True, h0=False, requires_grad=True)
+    cu = torch.tensor([0, 5, 5, LENGTHS[-1] // 2, LENGTHS[-1]])
+    ref_o, ref_s = delta_rule(**x, cu_seqlens=cu, output_final_state=True, backend="naive")
+    ref_g = torch.autograd.grad(ref_o.sum() + ref_s.sum(), [x["q"], x["k"], x["beta"]])
+    y = {n: None if t is None else t.detach().to(DEVICE, torch.float32).requires_grad_() for n, t in x.items()}
+    o, s = delta_rule(**y, cu_seqlens=cu.to(DEVICE), output_final_state=True, backend="triton")
+    g = torch.autograd.grad(o.sum() + s.sum(), [y["q"], y["k"], y["beta"]])
+    assert rel(o.cpu(), ref_o) < TOL and rel(s.cpu(), ref_s) < TOL
+    for a, b in zip(g, ref_g, strict=True):
+        assert rel(a.cpu(), b) < TOL
+
+
+@kernel_test
+def test_auto_backend_is_torch_on_cpu_and_fp64_never_triton():
+    x = make_inputs(B=1, T=3, H=1, K=4, V=4)
+    with pytest.raises(ValueError, match="triton"):
+        delta_rule(**x, backend="triton")  # fp64
+    if not GPU:
+        from statetrack.ops.delta_rule.api import _available
+
+        assert _available(torch.device("cpu"), torch.float32)["triton"]  # under the interpreter only
+        o, _ = delta_rule(**{n: None if t is None else t.float() for n, t in x.items()})  # "auto": torch
+        assert o.dtype == torch.float32
+
+
+@kernel_test
+@pytest.mark.parametrize("n_h,gate", [(1, False), (2, True)])
+def test_recurrent_matches_naive_and_decodes_step_by_step(n_h, gate):
+    T, D = LENGTHS[1], DIMS[0]
+    x = make_inputs(B=2, T=T, H=2, K=D, V=D, n_h=n_h, beta_range=(1.9, 2.0), gate=gate)
+    ref = _prepare(x, torch.float64, "cpu")
+    o_r, s_r = delta_rule_naive(*ref[:5], 0.3, ref[5], torch.float64)
+    tri = [None if t is None else t.detach() for t in _prepare(x, torch.float32, DEVICE)]
+    o, s = delta_rule_recurrent_triton(*tri[:5], 0.3, tri[5])
+    assert rel(o.cpu(), o_r) < TOL and rel(s.cpu(), s_r) < TOL
+    state, outs = tri[5], []
+    for t in range(T):
+        step = [None if a is None else a[:, t : t + 1] for a in tri[:5]]
+        o_t, state = delta_rule_recurrent_triton(*step, 0.3, state)
+        outs.append(o_t)
+    assert rel(torch.cat(outs, 1).cpu(), o_r) < TOL and rel(state.cpu(), s_r) < TOL
