@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from statetrack.ops import diag_scan, diag_scan_step, value_checks
-from statetrack.ops.diag_scan.scan import diag_scan_chunk
+from statetrack.ops.diag_scan.scan import default_chunk_size, diag_scan_chunk
 
 F64, F32 = torch.float64, torch.float32
 TS = (1, 63, 64, 65, 1000)
@@ -145,6 +145,20 @@ def test_noncontiguous_inputs_and_sum_gradient():
         assert rel(x, r) < 1e-12
 
 
+def test_large_buffers():
+    # 16 MB outputs are allocated through NumPy (huge pages); values and gradients must not notice
+    gen = torch.Generator().manual_seed(4)
+    a = (2 * torch.rand(1, 4096, 1024, generator=gen) - 1).requires_grad_()
+    b = torch.randn(1, 4096, 1024, generator=gen).requires_grad_()
+    g = torch.randn(1, 4096, 1024, generator=gen)
+    outs = []
+    for backend in ("naive", "torch"):
+        h, f = diag_scan(a, b, output_final_state=True, backend=backend)
+        outs.append((h, f, *torch.autograd.grad((h * g).sum() + f.sum(), (a, b))))
+    for x, r in zip(outs[1], outs[0], strict=True):
+        assert rel(x, r) < 1e-5
+
+
 def test_low_precision_and_mixed_dtypes():
     inputs, ref = case(1000, "uniform")
     a, b, h0 = inputs[:3]
@@ -227,6 +241,26 @@ def test_bad_input(kwargs, exc, match):
     rest = {k: v for k, v in kwargs.items() if k not in ("a", "b")}
     with pytest.raises(exc, match=match):
         diag_scan(args["a"], args["b"], **rest)
+
+
+def test_one_nan_or_inf_is_caught():
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        a, b = _ok()
+        a[1, 3, 2] = bad
+        with pytest.raises(ValueError, match="a must lie in"):
+            diag_scan(a, b)
+
+
+def test_default_chunk_size():
+    cpu = torch.device("cpu")
+    assert default_chunk_size(2048, 8 * 1024, cpu) == 2048  # many lanes: the plain loop moves the least data
+    assert default_chunk_size(2048, 128, cpu) == 8  # 256 chunks of 8 steps, 32768 elements per op
+    assert default_chunk_size(1000, 6, cpu) == 8
+    assert default_chunk_size(2048, 8 * 1024, torch.device("meta")) == 64
+    inputs, ref = case(1000, "uniform")
+    out = run(inputs, F64, "torch", chunk_size=None)
+    for name, x, r in zip(NAMES, out, ref, strict=True):
+        assert rel(x, r) < 1e-12, name
 
 
 def test_value_checks_can_be_switched_off():

@@ -16,9 +16,10 @@ from .._checks import (
     require_state,
     resolve_backend,
     state_dtype_for,
+    value_checks_enabled,
 )
 from .naive import diag_scan_naive, selective_scan_naive
-from .scan import diag_scan_chunk
+from .scan import default_chunk_size, diag_scan_chunk
 from .selective import selective_scan_chunk, selective_step
 
 BACKENDS = ("naive", "torch", "triton")
@@ -29,8 +30,22 @@ def _available(device: torch.device) -> dict[str, bool]:
 
 
 def _check_chunk_size(chunk_size) -> None:
+    if chunk_size is None:
+        return
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def _require_range(name: str, x: torch.Tensor, lo: float | None, hi: float | None) -> None:
+    """:func:`require_range` behind a one-pass test: min and max in range (NaN fails it) means nothing to report.
+
+    The full check builds several boolean tensors of x's size; at [8, 2048, 1024] it costs more than the scan."""
+    if not value_checks_enabled() or x.numel() == 0:
+        return
+    mn, mx = (float(v) for v in torch.aminmax(x.detach()))
+    if math.isfinite(mn) and math.isfinite(mx) and (lo is None or mn >= lo) and (hi is None or mx <= hi):
+        return
+    require_range(name, x, lo, hi)  # raises, naming the argument and an offending value
 
 
 def _check_min_eigenvalue(m) -> float:
@@ -58,7 +73,7 @@ def _check_diag(a, b, state, state_name: str, with_time: bool):
     sdt = state_dtype_for(out_dtype)
     state_shape = a.shape[:1] + a.shape[2:] if with_time else a.shape
     require_state(state_name, state, tuple(state_shape), "[B, ...] (a without its time axis)", sdt)
-    require_range("a", a, -1.0, 1.0)
+    _require_range("a", a, -1.0, 1.0)
     return out_dtype, sdt
 
 
@@ -69,7 +84,7 @@ def diag_scan(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     backend: str = "auto",
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Signed diagonal linear recurrence h_t = a_t * h_{t-1} + b_t (elementwise), a_t in [-1, 1].
 
@@ -83,7 +98,8 @@ def diag_scan(
         output_final_state: also return h_{T-1} [B, ...] in the state dtype.
         backend: "auto" | "naive" (sequential loop, the oracle) | "torch" (chunked, hand-written backward)
             | "triton" (not available yet).
-        chunk_size: steps per chunk of the "torch" backend (changes rounding only).
+        chunk_size: steps per chunk of the "torch" backend (changes rounding only); None picks one from
+            T, the number of lanes and the device (see ``scan.default_chunk_size``).
 
     Returns:
         (h [B, T, ...] in the promoted input dtype, final state [B, ...] or None).
@@ -98,7 +114,8 @@ def diag_scan(
         rest = a.shape[2:]
         D = math.prod(rest)
         init = None if initial_state is None else initial_state.reshape(B, D)
-        h, final = diag_scan_chunk(a.to(sdt).reshape(B, T, D), b.to(sdt).reshape(B, T, D), init, chunk_size)
+        c = chunk_size or default_chunk_size(T, B * D, a.device)
+        h, final = diag_scan_chunk(a.to(sdt).reshape(B, T, D), b.to(sdt).reshape(B, T, D), init, c)
         h, final = h.view(a.shape), final.view(B, *rest)
     return h.to(out_dtype), (final if output_final_state else None)
 
@@ -149,8 +166,8 @@ def _check_selective(u, delta, A, B, C, D, z, state, state_name: str, with_time:
     sdt = state_dtype_for(u.dtype)
     require_state(state_name, state, (Bt, Dm, N), "[Bt, Dm, N]", sdt)
     # delta >= 0 and A <= 0 put exp(delta A) in (0, 1], hence a in [min_eigenvalue, 1]
-    require_range("delta", delta, 0.0, None)
-    require_range("A", A, None, 0.0)
+    _require_range("delta", delta, 0.0, None)
+    _require_range("A", A, None, 0.0)
     return sdt
 
 
@@ -167,7 +184,7 @@ def selective_scan(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     backend: str = "auto",
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mamba-1 selective scan with decays in [min_eigenvalue, 1], time-major.
 
@@ -186,7 +203,7 @@ def selective_scan(
         initial_state: [Bt, Dm, N] in the state dtype; zeros if None.
         output_final_state: also return the final state [Bt, Dm, N].
         backend: "auto" | "naive" | "torch" | "triton" (not available yet).
-        chunk_size: steps per chunk of the "torch" backend.
+        chunk_size: steps per chunk of the "torch" backend; None picks one (as in :func:`diag_scan`).
 
     Returns:
         (y [Bt, T, Dm] in u's dtype, final state [Bt, Dm, N] or None).
@@ -199,7 +216,9 @@ def selective_scan(
         y, final = selective_scan_naive(u, delta, A, B, C, D, z, m, initial_state, sdt)
     else:
         cast = lambda x: None if x is None else x.to(sdt)  # noqa: E731
-        y, final = selective_scan_chunk(*(cast(x) for x in (u, delta, A, B, C, D, z)), m, initial_state, chunk_size)
+        Bt, T, Dm = u.shape
+        c = chunk_size or default_chunk_size(T, Bt * Dm * A.shape[1], u.device)
+        y, final = selective_scan_chunk(*(cast(x) for x in (u, delta, A, B, C, D, z)), m, initial_state, c)
     return y.to(u.dtype), (final if output_final_state else None)
 
 

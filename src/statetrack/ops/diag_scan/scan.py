@@ -11,18 +11,56 @@ one elementwise op over all NC chunks at once:
 
 Decays are only ever multiplied: never divided (a cumprod-ratio form gives 0/0 at a = 0 and underflows
 for small |a|) and never put through a log (which loses the sign). So negative, zero and unit decays are
-exact, and outputs carry the rounding of the plain loop plus one product per chunk. Per step the work is
-O(B * NC * D), so the Python loop runs about 2C + NC + T mod C times instead of T.
+exact, and outputs carry the rounding of the plain loop plus one product per chunk. The Python loop runs
+about 3C + NC + T mod C steps instead of T, each over B * NC * D elements. With C >= T / 2 it is the plain
+loop (one op per step, and the fewest passes over memory): see :func:`default_chunk_size` for the choice.
 
 Backward: the adjoint is the same recurrence run backwards. With g_t = dL/dh_t and gT = dL/dh_T (final),
   dh_t = g_t + a_{t+1} dh_{t+1}   (a_T dh_T := gT),   da_t = dh_t h_{t-1},   db_t = dh_t,   dh_{-1} = a_0 dh_0,
-solved by the same three passes with the chunks walked in reverse; the chunk products p_c are reused.
+solved by the same three passes with the chunks walked in reverse (the chunk products p_c are the forward's),
+then da in one streaming multiply. db is dh itself, not a copy.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+_HUGE = 1 << 24  # bytes; below this the allocation is cheap anyway
+
+
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    """Uninitialised contiguous tensor like ``x``; large CPU buffers come from NumPy.
+
+    NumPy asks Linux for transparent huge pages on large allocations (madvise), PyTorch's CPU allocator does
+    not (unless THP_MEM_ALLOC_ENABLE=1). First-touch page faults of a 64 MB buffer then cost ~5x less, which
+    on a small VM is more than the scan itself. The tensor shares the array's memory; nothing else changes.
+    """
+    if x.device.type != "cpu" or x.dtype not in _NUMPY_DTYPES or x.numel() * x.element_size() < _HUGE:
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    return torch.from_numpy(np.empty(tuple(x.shape), dtype=_NUMPY_DTYPES[x.dtype]))
+
+
+_GRAIN = 32768  # PyTorch's intra-op grain size: smaller elementwise ops run on one thread
+
+
+def default_chunk_size(T: int, lanes: int, device: torch.device) -> int:
+    """Chunk length when the caller gives none (it changes rounding only, never the math).
+
+    On a CPU the scan is memory-bound, and the plain loop (C >= T) moves the least data (3 tensor passes
+    forward instead of 5), so chunks only pay where the plain loop's per-step op is too small to amortise its
+    few-microsecond overhead: B * D lanes below ~2K. Then NC = 32768 // lanes chunks keep every op just below
+    PyTorch's intra-op grain, so it runs on one thread: a thread barrier at every step of a Python loop is
+    what makes such loops collapse when the cores are shared. On other devices (launch-bound) C = 64.
+    """
+    if device.type != "cpu":
+        return 64
+    nc = _GRAIN // max(lanes, 1)
+    if nc < 16:
+        return max(T, 1)
+    return max(8, -(-T // nc))
 
 
 def _num_chunks(T: int, c: int) -> int:
@@ -41,7 +79,7 @@ def scan_forward(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor, c: int):
     Returns (h [B, T, D], final state [B, D], chunk products [B, NC, D] or None)."""
     T = a.shape[1]
     nc = _num_chunks(T, c)
-    h = torch.empty_like(b)
+    h = _empty_like(b)
     s, p = init, None
     if nc:
         ac, bc, hc = (_chunks(x, nc, c) for x in (a, b, h))
@@ -63,7 +101,8 @@ def scan_forward(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor, c: int):
     for t in range(nc * c, T):  # the tail, or everything when T < 2C
         torch.addcmul(b[:, t], a[:, t], s, out=h[:, t])
         s = h[:, t]
-    # The final state is the last output itself (not the pass-2 value) so a decoding step continues bitwise.
+    # The final state is the last output itself (not the pass-2 value): a decoding step from it is the very op
+    # the loop would have run next.
     return h, s.clone(), p
 
 
@@ -73,34 +112,38 @@ def scan_adjoint(a, g, g_final, h, init, p, c: int, need_da: bool):
     Returns (dh [B, T, D] (which is also db), da [B, T, D] or None, d_init [B, D])."""
     T = a.shape[1]
     nc = _num_chunks(T, c)
-    dh = torch.empty_like(g)
-    da = torch.empty_like(g) if need_da else None
+    t0 = nc * c
+    dh = _empty_like(g)
     r = g_final  # the carry a_{t+1} dh_{t+1} that step t receives from its successor
-    for t in range(T - 1, nc * c - 1, -1):
-        torch.add(g[:, t], r, out=dh[:, t])
-        if need_da:
-            torch.mul(dh[:, t], h[:, t - 1] if t > 0 else init, out=da[:, t])
-        r = a[:, t] * dh[:, t]
+    if T > t0:  # the tail, walked backwards
+        torch.add(g[:, -1], r, out=dh[:, -1])
+        for t in range(T - 2, t0 - 1, -1):
+            torch.addcmul(g[:, t], a[:, t + 1], dh[:, t + 1], out=dh[:, t])
+        r = a[:, t0] * dh[:, t0]
     if nc:
-        ac, gc, dhc, hc = (_chunks(x, nc, c) for x in (a, g, dh, h))
-        # pass 1: the carry each chunk sends back to its predecessor when it receives none, x <- a_j (x + g_j)
-        x = ac[:, :, -1] * gc[:, :, -1]
-        tmp = torch.empty_like(x)
+        ac, gc, dhc = (_chunks(x, nc, c) for x in (a, g, dh))
+        # pass 1: per chunk, dh from a zero carry; a_0 dh_0 is then the carry it sends to its predecessor
+        y = gc[:, :, -1].clone()
+        tmp = torch.empty_like(y)
         for j in range(c - 2, -1, -1):
-            torch.add(x, gc[:, :, j], out=tmp)
-            torch.mul(tmp, ac[:, :, j], out=x)
+            torch.addcmul(gc[:, :, j], ac[:, :, j + 1], y, out=tmp)
+            y, tmp = tmp, y
+        x = y.mul_(ac[:, :, 0])
         # pass 2: carries entering the chunks, e_{NC-1} = r, e_{k-1} = p_k e_k + x_k: the forward recurrence
         # over the chunks in reverse order (NC entries, so the flips are cheap)
         inner, _, _ = scan_forward(p.flip(1), x.flip(1), r, c)
-        r = torch.cat([inner[:, :-1].flip(1), r[:, None]], dim=1)
-        h_first = torch.cat([init[:, None], hc[:, :-1, -1]], dim=1)  # h_{t-1} at the first step of each chunk
+        e = torch.cat([inner[:, :-1].flip(1), r[:, None]], dim=1)
         # pass 3
-        for j in range(c - 1, -1, -1):
-            torch.add(gc[:, :, j], r, out=dhc[:, :, j])
-            if need_da:
-                torch.mul(dhc[:, :, j], hc[:, :, j - 1] if j > 0 else h_first, out=_chunks(da, nc, c)[:, :, j])
-            torch.mul(ac[:, :, j], dhc[:, :, j], out=r)
-        r = r[:, 0]
+        torch.add(gc[:, :, -1], e, out=dhc[:, :, -1])
+        for j in range(c - 2, -1, -1):
+            torch.addcmul(gc[:, :, j], ac[:, :, j + 1], dhc[:, :, j + 1], out=dhc[:, :, j])
+    if T:
+        r = a[:, 0] * dh[:, 0]
+    da = None
+    if need_da:  # one streaming op over contiguous rows beats a strided multiply per step
+        da = _empty_like(g)
+        torch.mul(dh[:, 1:], h[:, :-1], out=da[:, 1:])
+        torch.mul(dh[:, :1], init[:, None], out=da[:, :1])
     return dh, da, r
 
 

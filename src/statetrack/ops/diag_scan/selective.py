@@ -35,7 +35,7 @@ def selective_readout(h, u, C, D, z):
     return y
 
 
-def selective_scan_chunk(u, delta, A, B, C, D, z, min_eigenvalue, initial_state, chunk_size: int = 64):
+def selective_scan_chunk(u, delta, A, B, C, D, z, min_eigenvalue, initial_state, chunk_size: int):
     """u, delta, z [Bt, T, Dm]; A [Dm, N]; B, C [Bt, T, N]; D [Dm]; initial_state [Bt, Dm, N] or None.
 
     All in the state dtype. Returns (y [Bt, T, Dm], final state [Bt, Dm, N])."""
