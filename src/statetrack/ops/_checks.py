@@ -69,18 +69,23 @@ def require_range(name: str, x: torch.Tensor, lo: float | None, hi: float | None
     if not _value_checks or x.numel() == 0:
         return
     with torch.no_grad():
+        # one pass for min and max (NaN propagates into both); the full mask only to write the message
+        x_min, x_max = torch.aminmax(x.detach().float() if x.dtype in (torch.bfloat16, torch.float16) else x.detach())
+        ok = bool(torch.isfinite(x_min) & torch.isfinite(x_max))
+        ok = ok and (lo is None or x_min.item() >= lo) and (hi is None or x_max.item() <= hi)
+        if ok:
+            return
         bad = ~torch.isfinite(x)
         if lo is not None:
             bad |= x < lo
         if hi is not None:
             bad |= x > hi
-        if bool(bad.any()):
-            vals = x[bad]
-            raise ValueError(
-                f"{name} must lie in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]; "
-                f"found {vals.numel()} entries outside, e.g. {vals.flatten()[0].item():.6g} "
-                "(disable with statetrack.ops.value_checks(False) if you know better)"
-            )
+        vals = x[bad]
+        raise ValueError(
+            f"{name} must lie in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]; "
+            f"found {vals.numel()} entries outside, e.g. {vals.flatten()[0].item():.6g} "
+            "(disable with statetrack.ops.value_checks(False) if you know better)"
+        )
 
 
 def state_dtype_for(dtype: torch.dtype) -> torch.dtype:

@@ -78,17 +78,17 @@ def _chunk_forward(qc, kc, vc, bc, dec: _Decays, h0, scale):
     k_end = kc if dec.e is None else kc * dec.e[..., None]
 
     state = h0
-    starts = []
+    starts, writes = [], []
     w_c, u0_c, kt_c = w.unbind(0), u0.unbind(0), k_end.transpose(-1, -2).unbind(0)
     gl_c = None if dec.gl is None else dec.gl[..., None, None].unbind(0)
     for c in range(len(w_c)):
         starts.append(state)
         u = u0_c[c] - w_c[c] @ state
+        writes.append(u)
         if gl_c is not None:
             state = state * gl_c[c]
         state = state + kt_c[c] @ u
-    s0 = torch.stack(starts, dim=0)
-    u = u0 - w @ s0
+    s0, u = torch.stack(starts, dim=0), torch.stack(writes, dim=0)
     qg = qc if dec.gq is None else qc * dec.gq[..., None]
     p = (qc @ kc.transpose(-1, -2)) * dec.dq
     o = (qg @ s0 + p @ u) * scale

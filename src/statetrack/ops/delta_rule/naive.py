@@ -44,10 +44,17 @@ def delta_rule_naive(q, k, v, beta, log_decay, scale, initial_state, state_dtype
     else:
         state = initial_state
     outs = []
-    for t in range(T):
-        o, state = delta_rule_step_core(
-            q[:, t], k[:, t], v[:, t], beta[:, t], None if log_decay is None else log_decay[:, t], state, scale
-        )
+    # unbind once: slicing x[:, t] inside the loop would make autograd build a full-size zero gradient per step
+    steps = zip(
+        q.unbind(1),
+        k.unbind(1),
+        v.unbind(1),
+        beta.unbind(1),
+        [None] * T if log_decay is None else log_decay.unbind(1),
+        strict=True,
+    )
+    for q_t, k_t, v_t, b_t, g_t in steps:
+        o, state = delta_rule_step_core(q_t, k_t, v_t, b_t, g_t, state, scale)
         outs.append(o)
     o = torch.stack(outs, dim=1) if outs else q.new_zeros(B, 0, H, V, dtype=state_dtype)
     return o, state
