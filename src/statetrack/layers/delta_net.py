@@ -1,0 +1,204 @@
+"""DeltaNet, Gated DeltaNet and DeltaProduct: the delta-rule family with eigenvalues down to ``min_eigenvalue``.
+
+Per head, state S [K, V]; per token t and Householder step j = 1..n_h (n_h = 1 is DeltaNet):
+    S <- g_t S;  S <- (I - beta_tj k_tj k_tj^T) S + beta_tj k_tj v_tj^T;  o_t = S^T q_t / sqrt(K)
+with unit keys (per-head L2 norm) and beta = (1 - min_eigenvalue) * sigmoid(W_beta x), so the eigenvalue of
+each factor along k, 1 - beta, lies in [min_eigenvalue, 1]. Gated DeltaNet's decay g_t in (0, 1] is
+g = exp(-exp(A_log) * softplus(W_a x + dt_bias)) (as in Mamba-2). The layer follows flash-linear-attention's
+DeltaNet as the paper used it: q/k/v projections, optional short conv (kernel 4) with SiLU, L2-normalised q and k,
+per-head output RMSNorm (gated by SiLU(W_g x) if ``use_output_gate``), output projection.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from statetrack.ops import delta_rule, delta_rule_step
+
+from .base import Mixer, RMSNorm, ShortConv, State, check_heads, check_min_eigenvalue
+
+
+class DeltaNet(Mixer):
+    """Delta-rule token mixer. x [B, T, D] -> [B, T, D]; state {"S": [B, H, K, V] fp32, "conv_*": [B, C, W-1]}.
+
+    Args:
+        d_model: width D. n_heads: H (must divide D); K = V = D / H.
+        min_eigenvalue: in [-1, 0]; beta = (1 - min_eigenvalue) * sigmoid(.) in [0, 1 - min_eigenvalue].
+        num_householder: n_h Householder factors per token (DeltaProduct when > 1).
+        use_gate: scalar decay gate per head and token (Gated DeltaNet).
+        use_output_gate: SiLU-gated output norm. use_short_conv / conv_size: the short conv on q, k, v.
+        backend: passed to :func:`statetrack.ops.delta_rule`.
+    """
+
+    has_min_eigenvalue = True
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int = 4,
+        min_eigenvalue: float = -1.0,
+        *,
+        num_householder: int = 1,
+        use_gate: bool = False,
+        use_output_gate: bool = False,
+        use_short_conv: bool = True,
+        conv_size: int = 4,
+        norm_eps: float = 1e-6,
+        backend: str = "auto",
+        chunk_size: int = 64,
+    ):
+        super().__init__()
+        self.min_eigenvalue = check_min_eigenvalue(min_eigenvalue)
+        self.head_dim = check_heads(d_model, n_heads)
+        if num_householder < 1:
+            raise ValueError(f"num_householder (n_h) must be >= 1, got {num_householder}")
+        self.d_model, self.n_heads, self.n_h = d_model, n_heads, num_householder
+        self.use_gate, self.use_output_gate, self.use_short_conv = use_gate, use_output_gate, use_short_conv
+        self.backend, self.chunk_size = backend, chunk_size
+        D, n_h = d_model, num_householder
+        self.q_proj = nn.Linear(D, D, bias=False)
+        self.k_proj = nn.Linear(D, n_h * D, bias=False)
+        self.v_proj = nn.Linear(D, n_h * D, bias=False)
+        self.b_proj = nn.Linear(D, n_h * n_heads, bias=False)
+        if use_gate:
+            self.a_proj = nn.Linear(D, n_heads, bias=False)
+            # decay rates spread over heads, dt_bias = softplus^{-1}(dt) for dt log-uniform in [1e-3, 1e-1]
+            self.A_log = nn.Parameter(torch.log(torch.empty(n_heads).uniform_(1.0, 16.0)))
+            dt = torch.exp(torch.empty(n_heads).uniform_(math.log(1e-3), math.log(1e-1)))
+            self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        if use_short_conv:
+            self.q_conv = ShortConv(D, conv_size)
+            self.k_conv = ShortConv(n_h * D, conv_size)
+            self.v_conv = ShortConv(n_h * D, conv_size)
+        if use_output_gate:
+            self.g_proj = nn.Linear(D, D, bias=False)
+        self.o_norm = RMSNorm(self.head_dim, eps=norm_eps)
+        self.o_proj = nn.Linear(D, D, bias=False)
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.b_proj, self.o_proj):
+            nn.init.xavier_uniform_(lin.weight, gain=2**-2.5)
+
+    # -- pieces shared by forward and step (any leading dims: [..., D]) ------------------------------------------
+
+    def _convs(self) -> tuple[tuple[str, ShortConv], ...]:
+        return (("conv_q", self.q_conv), ("conv_k", self.k_conv), ("conv_v", self.v_conv))
+
+    def _qkv(self, x: torch.Tensor, state: State | None, new: State, conv_fn: str):
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if self.use_short_conv:
+            out = []
+            for (name, conv), t in zip(self._convs(), (q, k, v), strict=True):
+                cache = None if state is None else state.get(name)
+                if conv_fn == "step":
+                    if cache is None:
+                        cache = conv.init_state(x.shape[0], x.device, x.dtype)
+                    t, new[name] = conv.step(t, cache)
+                else:
+                    t, new[name] = conv(t, cache)
+                out.append(t)
+            q, k, v = out
+        else:  # fla's default qk activation when there is no conv
+            q, k, v = F.silu(q), F.silu(k), F.silu(v)
+        return q, k, v
+
+    def _heads(self, x, q, k, v):
+        """[..., D] -> q [..., H, K]; k, v [..., n_h, H, K]; beta [..., n_h, H]; log_decay [..., H] or None."""
+        lead, H, Kd, n_h = x.shape[:-1], self.n_heads, self.head_dim, self.n_h
+        q = F.normalize(q.view(*lead, H, Kd), p=2, dim=-1)
+        k = F.normalize(k.view(*lead, n_h, H, Kd), p=2, dim=-1)
+        v = v.view(*lead, n_h, H, Kd)
+        ft = torch.promote_types(x.dtype, torch.float32)  # gates in fp32 even under bf16 autocast
+        beta = (1.0 - self.min_eigenvalue) * torch.sigmoid(self.b_proj(x).to(ft)).view(*lead, n_h, H)
+        log_decay = None
+        if self.use_gate:
+            log_decay = -self.A_log.to(ft).exp() * F.softplus(self.a_proj(x).to(ft) + self.dt_bias.to(ft))
+        return q, k, v, beta, log_decay
+
+    def _out(self, x, o):
+        """o [..., H, V] -> [..., D]: per-head norm (optionally gated), then the output projection."""
+        gate = self.g_proj(x).view(o.shape) if self.use_output_gate else None
+        o = self.o_norm(o, gate)
+        return self.o_proj(o.reshape(*o.shape[:-2], self.d_model))
+
+    # -- public API ---------------------------------------------------------------------------------------------
+
+    def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:
+        dev = self._device(device)
+        st = {"S": torch.zeros(batch_size, self.n_heads, self.head_dim, self.head_dim, device=dev, dtype=dtype)}
+        if self.use_short_conv:
+            for name, conv in self._convs():
+                st[name] = conv.init_state(batch_size, dev, dtype)
+        return st
+
+    def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
+        """x [B, T, D] -> (y [B, T, D], state or None)."""
+        new: State = {}
+        q, k, v = self._qkv(x, state, new, "forward")
+        q, k, v, beta, log_decay = self._heads(x, q, k, v)
+        if self.n_h == 1:  # the op's DeltaNet layout
+            k, v, beta = k[:, :, 0], v[:, :, 0], beta[:, :, 0]
+        S0 = None if state is None else state.get("S")
+        o, S = delta_rule(
+            q,
+            k,
+            v,
+            beta,
+            log_decay=log_decay,
+            initial_state=S0,
+            output_final_state=output_state,
+            backend=self.backend,
+            chunk_size=self.chunk_size,
+        )
+        y = self._out(x, o)
+        if not output_state:
+            return y, None
+        new["S"] = S
+        return y, new
+
+    def step(self, x: torch.Tensor, state: State | None = None):
+        """x [B, D] -> (y [B, D], new state)."""
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, self.state_dtype(x))
+        new: State = {}
+        q, k, v = self._qkv(x, state, new, "step")
+        q, k, v, beta, log_decay = self._heads(x, q, k, v)
+        if self.n_h == 1:
+            k, v, beta = k[:, 0], v[:, 0], beta[:, 0]
+        o, new["S"] = delta_rule_step(q, k, v, beta, state["S"], log_decay=log_decay)
+        return self._out(x, o), new
+
+    @torch.no_grad()
+    def transitions(self, x: torch.Tensor) -> torch.Tensor:
+        """The state-transition matrices of each token: x [B, T, D] -> A [B, T, H, K, K] (fp64),
+        A_t = g_t prod_j (I - beta_tj k_tj k_tj^T) acting on S (for eigenvalue checks)."""
+        q, k, v = self._qkv(x, None, {}, "forward")
+        _, k, _, beta, log_decay = self._heads(x, q, k, v)
+        k, beta = k.double(), beta.double()
+        eye = torch.eye(self.head_dim, dtype=torch.float64, device=x.device)
+        A = eye.expand(*k.shape[:2], self.n_heads, self.head_dim, self.head_dim)
+        for j in range(self.n_h):
+            kj = k[:, :, j]
+            A = (eye - beta[:, :, j, :, None, None] * kj[..., :, None] * kj[..., None, :]) @ A
+        if log_decay is not None:
+            A = A * log_decay.double().exp()[..., None, None]
+        return A
+
+
+class GatedDeltaNet(DeltaNet):
+    """DeltaNet with a scalar decay gate per head and token and a gated output norm (Yang et al., 2025)."""
+
+    def __init__(self, d_model: int, n_heads: int = 4, min_eigenvalue: float = -1.0, **kw):
+        kw.setdefault("use_gate", True)
+        kw.setdefault("use_output_gate", True)
+        super().__init__(d_model, n_heads, min_eigenvalue, **kw)
+
+
+class DeltaProduct(DeltaNet):
+    """DeltaNet with n_h Householder factors per token (Siems et al., 2025); ``num_householder`` defaults to 2."""
+
+    def __init__(self, d_model: int, n_heads: int = 4, min_eigenvalue: float = -1.0, **kw):
+        kw.setdefault("num_householder", 2)
+        super().__init__(d_model, n_heads, min_eigenvalue, **kw)

@@ -1,0 +1,31 @@
+"""The LSTM baseline: torch's cuDNN/oneDNN LSTM with hidden size D. State {"h": [B, D], "c": [B, D]}."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Mixer, State
+
+
+class LSTM(Mixer):
+    """x [B, T, D] -> y [B, T, D] = the hidden states of a one-layer LSTM of width D."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.lstm = nn.LSTM(d_model, d_model, batch_first=True)
+
+    def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:
+        z = torch.zeros(batch_size, self.lstm.hidden_size, device=self._device(device), dtype=dtype)
+        return {"h": z, "c": z.clone()}
+
+    def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
+        """x [B, T, D] -> (y [B, T, D], {"h", "c"} or None)."""
+        hc = None if state is None else (state["h"][None].to(x.dtype), state["c"][None].to(x.dtype))
+        y, (h, c) = self.lstm(x, hc)
+        return y, ({"h": h[0], "c": c[0]} if output_state else None)
+
+    def step(self, x: torch.Tensor, state: State | None = None):
+        """x [B, D] -> (y [B, D], new state)."""
+        y, st = self.forward(x[:, None], state, output_state=True)
+        return y[:, 0], st

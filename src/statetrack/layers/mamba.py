@@ -1,0 +1,106 @@
+"""Mamba-1 block (Gu & Dao, 2023) with transition values a = min_eigenvalue + (1 - min_eigenvalue) exp(delta A).
+
+x -> in_proj -> (u, z) [B, T, E] each (E = expand * D); u -> short causal conv + SiLU; (delta, B, C) from u:
+delta = softplus(W_dt (W_x u) + b_dt) [B, T, E], B, C [B, T, N]; per channel e and state n:
+    h_t[e, n] = a_t[e, n] h_{t-1}[e, n] + delta_t[e] B_t[n] u_t[e],   a = min_eig + (1 - min_eig) exp(delta A)
+    y_t[e] = sum_n C_t[n] h_t[e, n] + D[e] u_t[e], gated by SiLU(z_t[e]); then out_proj.
+Only A changes with min_eigenvalue; the input term delta B u does not (as in the paper).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from statetrack.ops import selective_scan
+
+from .base import Mixer, ShortConv, State, check_min_eigenvalue
+
+
+class Mamba(Mixer):
+    """x [B, T, D] -> y [B, T, D]; state {"h": [B, E, N] fp32, "conv": [B, E, W-1]}."""
+
+    has_min_eigenvalue = True
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        min_eigenvalue: float = -1.0,
+        *,
+        expand: int = 2,
+        dt_rank: int | None = None,
+        conv_size: int = 4,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.min_eigenvalue = check_min_eigenvalue(min_eigenvalue)
+        E = expand * d_model
+        self.d_inner, self.d_state, self.backend = E, d_state, backend
+        self.dt_rank = dt_rank or math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
+        self.conv = ShortConv(E, conv_size)
+        self.x_proj = nn.Linear(E, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, E)
+        with torch.no_grad():  # softplus(bias) log-uniform in [dt_min, dt_max], as in Mamba
+            dt = torch.exp(torch.empty(E).uniform_(math.log(dt_min), math.log(dt_max)))
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+            nn.init.uniform_(self.dt_proj.weight, -(self.dt_rank**-0.5), self.dt_rank**-0.5)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(E, 1))
+        self.D = nn.Parameter(torch.ones(E))
+        self.out_proj = nn.Linear(E, d_model, bias=False)
+
+    def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:
+        dev = self._device(device)
+        return {
+            "h": torch.zeros(batch_size, self.d_inner, self.d_state, device=dev, dtype=dtype),
+            "conv": self.conv.init_state(batch_size, dev, dtype),
+        }
+
+    def _params(self, u: torch.Tensor):
+        """u [..., E] -> delta [..., E], B [..., N], C [..., N] (state dtype), A [E, N]."""
+        sd = self.state_dtype(u)
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt).to(sd))
+        return delta, B.to(sd), C.to(sd), -torch.exp(self.A_log.to(sd))
+
+    def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
+        """x [B, T, D] -> (y [B, T, D], state or None)."""
+        u, z = self.in_proj(x).chunk(2, dim=-1)
+        u, conv_cache = self.conv(u, None if state is None else state["conv"])
+        delta, Bm, Cm, A = self._params(u)
+        sd = delta.dtype
+        y, h = selective_scan(
+            u.to(sd), delta, A, Bm, Cm, D=self.D.to(sd), z=z.to(sd), min_eigenvalue=self.min_eigenvalue,
+            initial_state=None if state is None else state["h"], output_final_state=output_state,
+            backend=self.backend,
+        )  # fmt: skip
+        out = self.out_proj(y.to(x.dtype))
+        return out, ({"h": h, "conv": conv_cache} if output_state else None)
+
+    def step(self, x: torch.Tensor, state: State | None = None):
+        """x [B, D] -> (y [B, D], new state)."""
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, self.state_dtype(x))
+        u, z = self.in_proj(x).chunk(2, dim=-1)
+        u, conv_cache = self.conv.step(u, state["conv"])
+        delta, Bm, Cm, A = self._params(u)
+        sd = delta.dtype
+        a = self.min_eigenvalue + (1.0 - self.min_eigenvalue) * torch.exp(delta[..., None] * A)
+        h = a * state["h"] + (delta * u.to(sd))[..., None] * Bm[:, None, :]
+        y = (h @ Cm[..., None])[..., 0] + self.D.to(sd) * u.to(sd)
+        y = y * F.silu(z.to(sd))
+        return self.out_proj(y.to(x.dtype)), {"h": h, "conv": conv_cache}
+
+    @torch.no_grad()
+    def transitions(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, D] -> the diagonal transition values a [B, T, E, N]."""
+        u, _ = self.in_proj(x).chunk(2, dim=-1)
+        u, _ = self.conv(u)
+        delta, _, _, A = self._params(u)
+        return self.min_eigenvalue + (1.0 - self.min_eigenvalue) * torch.exp(delta[..., None] * A)

@@ -1,0 +1,161 @@
+"""Experiment configuration: a ModelConfig and a TrainConfig, read from YAML with command-line overrides.
+
+Files under ``configs/`` hold ``name``, ``model: {...}`` and ``train: {...}``; overrides are OmegaConf dot-lists
+(``model.min_eigenvalue=0 train.steps=500``). Both are checked against the dataclasses (unknown keys and wrong
+types fail at once), then :meth:`ExperimentConfig.validate` checks the values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from statetrack.models import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, data, evaluation and bookkeeping of one training run.
+
+    Attributes:
+        task: a name of statetrack.tasks (``list_tasks()``); task_args: keyword arguments for ``get_task``.
+        steps: optimiser steps (the schedule's length); batch_size: sequences per step, fresh each step.
+        train_lengths: [lo, hi] or [L]; empty = the task's own training lengths.
+        lr, min_lr, warmup_frac (or warmup_steps >= 0, which wins): linear warm-up, then cosine to min_lr.
+        weight_decay, beta1, beta2: AdamW (decay on matrices and embeddings only, not on norms and biases).
+        grad_clip: max global gradient norm; 0 = no clipping.
+        seed: model initialisation and the data stream (batch ``s`` comes from a generator seeded by seed and s).
+        eval_every: steps between evaluations (0 = only at the end); eval_size: the task's fixed test set
+            ("small" or "paper"); eval_samples > 0 samples that many sequences instead, with eval_lengths
+            (empty = the task's test lengths) from a fixed seed; eval_batch_size: sequences per eval forward.
+        log_every: steps between metric lines; ckpt_every: steps between checkpoints (0 = only at the end).
+        out_dir: where metrics.jsonl, config.yaml and checkpoint.pt go (empty = runs/<name>).
+        device: "auto" | "cpu" | "cuda" | "cuda:N"; amp: "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" |
+            "none"; compile: torch.compile the model; progress: show a progress bar.
+        threads: torch CPU threads (0 = torch's default). Small models step faster on one thread: their ops
+            are too short to split, and idle OpenMP threads slow everything down on a busy machine.
+    """
+
+    task: str = "parity"
+    task_args: dict[str, Any] = field(default_factory=dict)
+    steps: int = 1000
+    batch_size: int = 256
+    train_lengths: list[int] = field(default_factory=list)
+    lr: float = 1e-3
+    min_lr: float = 1e-6
+    warmup_frac: float = 0.1
+    warmup_steps: int = -1
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 0.0
+    seed: int = 0
+    eval_every: int = 0
+    eval_size: str = "small"
+    eval_samples: int = 0
+    eval_lengths: list[int] = field(default_factory=list)
+    eval_batch_size: int = 512
+    log_every: int = 50
+    ckpt_every: int = 0
+    out_dir: str = ""
+    device: str = "auto"
+    amp: str = "auto"
+    compile: bool = False
+    progress: bool = True
+    threads: int = 0
+
+    def validate(self) -> TrainConfig:
+        def bad(name, why):
+            raise ValueError(f"train.{name} {why}, got {getattr(self, name)!r}")
+
+        for name in ("steps", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "eval_every", "log_every", "ckpt_every",
+                     "eval_samples", "threads"):  # fmt: skip
+            if getattr(self, name) < 0:
+                bad(name, "must be >= 0")
+        if self.min_lr > self.lr:
+            bad("min_lr", f"must be <= lr = {self.lr}")
+        if not 0.0 <= self.warmup_frac <= 1.0:
+            bad("warmup_frac", "must lie in [0, 1]")
+        for name in ("train_lengths", "eval_lengths"):
+            v = list(getattr(self, name))
+            if len(v) > 2 or any(x < 1 for x in v) or (len(v) == 2 and v[0] > v[1]):
+                bad(name, "must be [], [L] or [lo, hi] with 1 <= lo <= hi")
+        if self.amp not in ("auto", "bf16", "none"):
+            bad("amp", "must be 'auto', 'bf16' or 'none'")
+        if self.eval_size not in ("small", "paper"):
+            bad("eval_size", "must be 'small' or 'paper'")
+        return self
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps >= 0 else int(round(self.warmup_frac * self.steps))
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: a name, the model and the training run."""
+
+    name: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> ExperimentConfig:
+        self.model.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExperimentConfig:
+        return _merge([OmegaConf.create(d)])
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.train.out_dir or f"runs/{self.name}")
+
+
+def _merge(parts) -> ExperimentConfig:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), *parts)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ValueError(f"bad configuration: {e}".strip()) from None
+    # OmegaConf hands back its own containers for nested fields; make them plain python
+    obj.train.task_args = dict(obj.train.task_args)
+    obj.train.train_lengths = list(obj.train.train_lengths)
+    obj.train.eval_lengths = list(obj.train.eval_lengths)
+    return obj
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read a YAML experiment file (or the defaults when ``path`` is None) and apply dot-list overrides.
+
+    The model's ``vocab_size`` may stay 0 here: the trainer takes it from the task. Values are validated by
+    :meth:`ExperimentConfig.validate` when the run starts.
+    """
+    parts = []
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {str(p)!r} does not exist")
+        parts.append(OmegaConf.load(p))
+    for o in overrides:
+        if "=" not in o:
+            raise ValueError(f"override {o!r} must look like key=value, e.g. model.min_eigenvalue=0")
+    parts.append(OmegaConf.from_dotlist(list(overrides)))
+    return _merge(parts)
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The config as YAML text (what the run directory's config.yaml holds)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -1,0 +1,241 @@
+"""The training loop: AdamW, warm-up + cosine, fresh task samples every step, periodic evaluation, JSON-lines
+metrics, atomic checkpoints and exact resumption.
+
+Reproducibility: the model is initialised under ``torch.manual_seed(seed)``, and the batch of step s is drawn
+from a generator seeded by (seed, s) alone, so a resumed run sees the very batches an uninterrupted run would.
+The checkpoint also carries the optimiser, scheduler and global RNG states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from statetrack.models import TokenClassifier
+
+from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from .config import ExperimentConfig, dump_config
+from .evaluate import EvalResult, evaluate
+from .schedule import make_scheduler
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device = {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
+    return dev
+
+
+def get_task(name: str, args: dict | None = None):
+    """The task object of statetrack.tasks (imported here: the trainer is the only user)."""
+    from statetrack.tasks import get_task as _get
+
+    return _get(name, **(args or {}))
+
+
+def batch_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of step ``step``'s batch: a function of (seed, step) only."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
+
+
+def _lengths(v: list[int]):
+    return None if not v else (int(v[0]) if len(v) == 1 else (int(v[0]), int(v[1])))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices and embeddings; leave vectors (norm gains, biases, gate constants) alone."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@dataclass
+class TrainResult:
+    """What a run leaves behind in memory: the model, the last evaluation, the evaluation history."""
+
+    model: TokenClassifier
+    step: int
+    final: EvalResult | None
+    history: list[dict] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    out_dir: Path | None = None
+
+
+def build_model(cfg: ExperimentConfig, task) -> TokenClassifier:
+    """The model of ``cfg`` (vocab size from the task when the config leaves it 0), under the run's seed."""
+    if cfg.model.vocab_size == 0:
+        cfg.model.vocab_size = int(task.vocab_size)
+    if cfg.model.vocab_size < task.vocab_size:
+        raise ValueError(f"model.vocab_size = {cfg.model.vocab_size} < the task's vocab_size {task.vocab_size}")
+    cfg.validate()
+    torch.manual_seed(cfg.train.seed)
+    return TokenClassifier(cfg.model)
+
+
+def eval_batch(cfg: ExperimentConfig, task):
+    """The fixed evaluation set: the task's test set, or ``eval_samples`` sequences from a fixed seed."""
+    t = cfg.train
+    if t.eval_samples > 0:
+        lengths = _lengths(t.eval_lengths) or tuple(task.test_lengths)
+        return task.sample(t.eval_samples, generator=torch.Generator().manual_seed(2**31 - 1), lengths=lengths)
+    return task.test_set(size=t.eval_size)
+
+
+def train(
+    cfg: ExperimentConfig,
+    *,
+    resume: bool | str | Path = False,
+    stop_after: int | None = None,
+    on_eval: Callable[[int, EvalResult], None] | None = None,
+    write_files: bool = True,
+    task=None,
+) -> TrainResult:
+    """Run (or continue) the experiment ``cfg``.
+
+    Args:
+        resume: True = continue from ``<out_dir>/checkpoint.pt``; a path = from that checkpoint.
+        stop_after: stop after this global step (to split a run; the schedule still spans ``train.steps``).
+        on_eval: called with (step, result) after each evaluation.
+        write_files: write config.yaml, metrics.jsonl and checkpoints under the output folder.
+        task: a task object to use instead of ``get_task(cfg.train.task)`` (tests).
+    """
+    t0 = time.perf_counter()
+    cfg.train.validate()
+    cfg.model.validate(require_vocab=False)  # bad model configs fail before any work
+    tc = cfg.train
+    task = task if task is not None else get_task(tc.task, tc.task_args)
+    device = resolve_device(tc.device)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    model = build_model(cfg, task).to(device)
+    amp = tc.amp == "bf16" or (tc.amp == "auto" and device.type == "cuda")
+    opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2),
+                            fused=device.type == "cuda")  # fmt: skip
+    sched = make_scheduler(opt, tc.steps, tc.warmup, tc.lr, tc.min_lr)
+    out = cfg.out_dir
+    step, history, losses = 0, [], []
+
+    if resume:
+        ck = load_checkpoint(out / CHECKPOINT if resume is True else resume, map_location=device)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        set_rng_states(ck["rng"])
+        step, history, losses = ck["step"], ck.get("history", []), ck.get("losses", [])
+    if write_files:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(cfg))
+        _truncate_metrics(out / METRICS, step)
+
+    fwd = torch.compile(model, dynamic=True) if tc.compile else model
+    evalset = eval_batch(cfg, task)
+    prefix = getattr(task, "kind", "chomsky") == "group"
+    end = tc.steps if stop_after is None else min(tc.steps, stop_after)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    final: EvalResult | None = None
+
+    bar = None
+    if tc.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, leave=False)
+    log_f = open(out / METRICS, "a") if write_files else None  # noqa: SIM115 - closed in finally
+    train_lengths = _lengths(tc.train_lengths)
+    t_last, s_last = time.perf_counter(), step
+    try:
+        model.train()
+        while step < end:
+            b = task.sample(tc.batch_size, generator=batch_generator(tc.seed, step), lengths=train_lengths)
+            x, y, m = b.input.to(device), b.target.to(device), b.mask.to(device)
+            with autocast:
+                logits = fwd(x)
+            logits = logits.float()[m]
+            loss = F.cross_entropy(logits, y[m])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = None
+            if tc.grad_clip > 0:
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+            opt.step()
+            sched.step()
+            step += 1
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise FloatingPointError(f"loss became {lv} at step {step}; lower train.lr or set train.grad_clip")
+            losses.append(lv)
+            if bar is not None:
+                bar.update(1)
+            if step % tc.log_every == 0 or step == end:
+                acc = float((logits.argmax(-1) == y[m]).float().mean())
+                now = time.perf_counter()
+                rate = (step - s_last) / max(now - t_last, 1e-9)
+                t_last, s_last = now, step
+                rec = {"kind": "train", "step": step, "loss": lv, "token_accuracy": acc,
+                       "lr": sched.get_last_lr()[0], "steps_per_s": rate}  # fmt: skip
+                if gnorm is not None:
+                    rec["grad_norm"] = gnorm
+                _log(log_f, rec)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{lv:.4f}", acc=f"{acc:.3f}", refresh=False)
+            if (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps:
+                final = evaluate(model, evalset, task.chance, batch_size=tc.eval_batch_size, device=device,
+                                 amp=amp, prefix=prefix)  # fmt: skip
+                rec = {"kind": "eval", "step": step, "loss": final.loss, "accuracy": final.accuracy,
+                       "scaled_accuracy": final.scaled_accuracy, "token_accuracy": final.token_accuracy}  # fmt: skip
+                history.append(rec)
+                _log(log_f, {**rec, "per_length": final.to_dict()["per_length"]})
+                if on_eval is not None:
+                    on_eval(step, final)
+                if bar is not None:
+                    bar.write(f"[{cfg.name}] step {step}: eval scaled accuracy {final.scaled_accuracy:.3f}")
+            if write_files and ((tc.ckpt_every and step % tc.ckpt_every == 0) or step == end):
+                save_checkpoint(out / CHECKPOINT, {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "rng": rng_states(), "step": step, "config": cfg.to_dict(), "history": history,
+                    "losses": losses,
+                })  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+        if log_f is not None:
+            log_f.close()
+    return TrainResult(model, step, final, history, losses, time.perf_counter() - t0, out if write_files else None)
+
+
+def _log(f, rec: dict) -> None:
+    if f is not None:
+        f.write(json.dumps(rec) + "\n")
+        f.flush()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metric lines up to ``step`` (those after the checkpoint will be written again)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def load_model(path: str | Path, device="cpu") -> tuple[TokenClassifier, ExperimentConfig, int]:
+    """A trained model from a checkpoint file or run folder: (model in eval mode, its config, its step)."""
+    ck = load_checkpoint(path, map_location=device)
+    cfg = ExperimentConfig.from_dict(ck["config"])
+    model = TokenClassifier(cfg.model)
+    model.load_state_dict(ck["model"])
+    return model.to(device).eval(), cfg, int(ck["step"])

@@ -1,0 +1,44 @@
+"""Small instances of every mixer, in fp64, for the layer tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from statetrack.layers import MIXERS, get_mixer_class
+
+D = 16
+
+
+def mamba_available() -> bool:
+    import statetrack.ops as ops
+
+    return callable(getattr(ops, "selective_scan", None))
+
+
+# name -> constructor kwargs beyond d_model (kept small: these run in fp64 on a 2-core CPU)
+CASES: dict[str, dict] = {
+    "deltanet": dict(n_heads=2),
+    "deltanet_noconv_gate": dict(n_heads=2, use_short_conv=False, use_output_gate=True),
+    "gated_deltanet": dict(n_heads=2),
+    "deltaproduct": dict(n_heads=2, num_householder=2),
+    "mamba": dict(d_state=4),
+    "diagonal_rnn": dict(d_state=8),
+    "full_matrix_rnn": dict(n=4),
+    "transformer": dict(n_heads=2),
+    "lstm": dict(),
+    "slstm": dict(n_heads=2),
+    "mlstm": dict(n_heads=2),
+}
+assert {c.split("_noconv")[0] for c in CASES} == set(MIXERS)
+
+
+def make(case: str, min_eigenvalue: float | None = None, seed: int = 0):
+    name = case.split("_noconv")[0]
+    if name == "mamba" and not mamba_available():
+        pytest.skip("statetrack.ops.selective_scan is not there yet")
+    kw = dict(CASES[case])
+    if min_eigenvalue is not None:
+        kw["min_eigenvalue"] = min_eigenvalue
+    torch.manual_seed(seed)
+    return get_mixer_class(name)(D, **kw).double()
