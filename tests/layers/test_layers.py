@@ -103,3 +103,15 @@ def test_heads_must_divide_width():
 def test_unknown_mixer():
     with pytest.raises(ValueError, match="unknown mixer 'deltanett'"):
         get_mixer_class("deltanett")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bf16_autocast_forward_backward_and_step(case):
+    m = make(case).float()
+    x = torch.randn(B, T, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = m(x)
+        y1, _ = m.step(x[:, 0])
+    y.float().sum().backward()
+    assert torch.isfinite(y.float()).all() and torch.isfinite(y1.float()).all()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in m.parameters())

@@ -65,3 +65,13 @@ def test_demo_command_tiny(tmp_path, capsys):
     assert all(set(r) == {"min_eigenvalue", "scaled_accuracy", "steps", "wall_seconds"} for r in res)
     assert all(r["steps"] == 2 and -1.0 <= r["scaled_accuracy"] <= 1.0 for r in res)
     assert (out / "parity.png").stat().st_size > 1000 and (out / "table.txt").is_file()
+
+
+def test_demo_model_matches_its_config_file(tmp_path):
+    from statetrack.commands.demo import demo_config
+
+    shipped = load_config(Path(__file__).parents[2] / "configs" / "parity_diagonal_rnn.yaml")
+    demo = demo_config(-1.0, shipped.train.steps, 0, "cpu", tmp_path, False)
+    assert demo.model == shipped.model
+    for key in ("task", "steps", "batch_size", "lr", "min_lr", "warmup_frac", "weight_decay", "eval_every"):
+        assert getattr(demo.train, key) == getattr(shipped.train, key), key

@@ -53,7 +53,7 @@ def demo_config(min_eigenvalue: float, steps: int, seed: int, device: str, out: 
         warmup_frac=0.1,
         weight_decay=0.0,
         seed=seed,
-        eval_every=max(steps // 12, 1),
+        eval_every=max(steps // 24, 1),
         eval_size="small",
         eval_batch_size=1024,
         log_every=max(steps // 60, 1),

@@ -141,17 +141,14 @@ class DeltaNet(Mixer):
         if self.n_h == 1:  # the op's DeltaNet layout
             k, v, beta = k[:, :, 0], v[:, :, 0], beta[:, :, 0]
         S0 = None if state is None else state.get("S")
-        o, S = delta_rule(
-            q,
-            k,
-            v,
-            beta,
-            log_decay=log_decay,
-            initial_state=S0,
-            output_final_state=output_state,
-            backend=self.backend,
-            chunk_size=self.chunk_size,
-        )
+        # Under autocast the L2 norm comes back in fp32 and v in bf16: hand the op one dtype, with autocast off
+        # inside it (its hand-written backward expects the dtypes it saw in forward).
+        dt = v.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            o, S = delta_rule(
+                q.to(dt), k.to(dt), v, beta, log_decay=log_decay, initial_state=S0, output_final_state=output_state,
+                backend=self.backend, chunk_size=self.chunk_size,
+            )  # fmt: skip
         y = self._out(x, o)
         if not output_state:
             return y, None
@@ -167,7 +164,7 @@ class DeltaNet(Mixer):
         q, k, v, beta, log_decay = self._heads(x, q, k, v)
         if self.n_h == 1:
             k, v, beta = k[:, 0], v[:, 0], beta[:, 0]
-        o, new["S"] = delta_rule_step(q, k, v, beta, state["S"], log_decay=log_decay)
+        o, new["S"] = delta_rule_step(q.to(v.dtype), k.to(v.dtype), v, beta, state["S"], log_decay=log_decay)
         return self._out(x, o), new
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from statetrack.ops import diag_scan
+from statetrack.ops import diag_scan, diag_scan_step
 
 from .base import Mixer, State, check_min_eigenvalue
 
@@ -52,7 +52,7 @@ class DiagonalRNN(Mixer):
     def step(self, x: torch.Tensor, state: State | None = None):
         """x [B, D] -> (y [B, D], new state)."""
         a, b = self._ab(x)
-        h = b if state is None else a * state["h"] + b
+        h, _ = diag_scan_step(a, b, None if state is None else state["h"])
         return self.o_proj(self.norm(h.to(x.dtype))), {"h": h}
 
     @torch.no_grad()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from statetrack.ops import selective_scan
+from statetrack.ops import selective_scan, selective_scan_step
 
 from .base import Mixer, ShortConv, State, check_min_eigenvalue
 
@@ -91,10 +91,9 @@ class Mamba(Mixer):
         u, conv_cache = self.conv.step(u, state["conv"])
         delta, Bm, Cm, A = self._params(u)
         sd = delta.dtype
-        a = self.min_eigenvalue + (1.0 - self.min_eigenvalue) * torch.exp(delta[..., None] * A)
-        h = a * state["h"] + (delta * u.to(sd))[..., None] * Bm[:, None, :]
-        y = (h @ Cm[..., None])[..., 0] + self.D.to(sd) * u.to(sd)
-        y = y * F.silu(z.to(sd))
+        y, h = selective_scan_step(
+            u.to(sd), delta, A, Bm, Cm, state["h"], D=self.D.to(sd), z=z.to(sd), min_eigenvalue=self.min_eigenvalue
+        )
         return self.out_proj(y.to(x.dtype)), {"h": h, "conv": conv_cache}
 
     @torch.no_grad()
