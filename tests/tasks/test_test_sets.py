@@ -121,3 +121,17 @@ def test_bad_sizes():
         get_task("parity").test_set("huge")
     with pytest.raises(ValueError, match="test_size must be >= 1"):
         get_task("parity", test_size=0)
+
+
+def test_sampling_from_threads_matches_serial():
+    """The trainer prefetches batches in threads: results must not depend on it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    task = get_task("parity")
+
+    def draw(seed):
+        return task.sample(256, generator=torch.Generator().manual_seed(seed), lengths=(30, 60)).input
+
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(draw, range(8)))
+    assert all(torch.equal(a, draw(s)) for s, a in enumerate(threaded))

@@ -68,9 +68,13 @@ _hash_multipliers = np.zeros(0, dtype=_U64)
 def _multipliers(n: int) -> np.ndarray:
     """n odd 64-bit multipliers, one per position, from a fixed stream (a prefix never changes as n grows)."""
     global _hash_multipliers
-    if _hash_multipliers.size < n:
-        _hash_multipliers = StableRng(_HASH_STREAM_KEY).raw(max(n, 2 * _hash_multipliers.size, 1024)) | _U64(1)
-    return _hash_multipliers[:n]
+    # read the global once: another thread may swap in a different-size array (every version is a prefix of the
+    # same stream, so any of them is right as long as it is long enough)
+    arr = _hash_multipliers
+    if arr.size < n:
+        arr = StableRng(_HASH_STREAM_KEY).raw(max(n, 2 * arr.size, 1024)) | _U64(1)
+        _hash_multipliers = arr
+    return arr[:n]
 
 
 def _splitmix64(z: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ PROTOCOL_PARAMS = ("train_lengths", "test_lengths", "test_size", "test_size_smal
 
 # (test stream name, paper size) -> sorted uint64 hashes of the paper test set; a few KB to 320 KB each
 _TEST_HASHES: dict[tuple[str, int], np.ndarray] = {}
+_TEST_HASHES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -400,12 +402,13 @@ class Task(abc.ABC):
     def _test_hashes(self) -> np.ndarray:
         """Sorted hashes of the paper test set, shared by all instances of the same task (built once)."""
         key = (self._test_stream_name(), self.test_set_size("paper"))
-        if key not in _TEST_HASHES:
-            *_, hashes = self._build_test(key[1])
-            if len(_TEST_HASHES) >= 64:
-                _TEST_HASHES.pop(next(iter(_TEST_HASHES)))
-            _TEST_HASHES[key] = np.sort(hashes)
-        return _TEST_HASHES[key]
+        with _TEST_HASHES_LOCK:  # trainers sample from several threads; build once
+            if key not in _TEST_HASHES:
+                *_, hashes = self._build_test(key[1])
+                if len(_TEST_HASHES) >= 64:
+                    _TEST_HASHES.pop(next(iter(_TEST_HASHES)))
+                _TEST_HASHES[key] = np.sort(hashes)
+            return _TEST_HASHES[key]
 
     # ------------------------------------------------------------------------------------------ describe
 
