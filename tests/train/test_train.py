@@ -59,6 +59,12 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 24
 
 
+def test_prefetching_batches_changes_nothing(tmp_path):
+    a = train(cfg_for(tmp_path, "train.steps=8", "train.prefetch=0"), task=TinyParity(), write_files=False)
+    b = train(cfg_for(tmp_path, "train.steps=8", "train.prefetch=2"), task=TinyParity(), write_files=False)
+    assert a.losses == b.losses
+
+
 def test_checkpoint_contents_and_atomic_write(tmp_path):
     train(cfg_for(tmp_path, "train.steps=6", "train.ckpt_every=3"), task=TinyParity())
     ck = load_checkpoint(tmp_path)

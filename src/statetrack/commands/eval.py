@@ -74,6 +74,11 @@ def run(args) -> int:
     model, cfg, step = load_model(args.checkpoint, device)
     task_name = args.task or cfg.train.task
     task = get_task(task_name, cfg.train.task_args if task_name == cfg.train.task else {})
+    if task.vocab_size > cfg.model.vocab_size:
+        raise SystemExit(
+            f"task {task_name!r} has {task.vocab_size} tokens but the model was built for {cfg.model.vocab_size} "
+            f"(it was trained on {cfg.train.task!r})"
+        )
     g = torch.Generator().manual_seed(args.seed)
     if args.lengths is None:
         batch, what = task.test_set(size=args.size), f"test set ({args.size})"

@@ -37,6 +37,7 @@ class TrainConfig:
         out_dir: where metrics.jsonl, config.yaml and checkpoint.pt go (empty = runs/<name>).
         device: "auto" | "cpu" | "cuda" | "cuda:N"; amp: "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" |
             "none"; compile: torch.compile the model; progress: show a progress bar.
+        prefetch: threads that draw the next batches while the model trains (-1 = 2 on CUDA, 0 on CPU).
         threads: torch CPU threads (0 = torch's default). Small models step faster on one thread: their ops
             are too short to split, and idle OpenMP threads slow everything down on a busy machine.
     """
@@ -67,6 +68,7 @@ class TrainConfig:
     amp: str = "auto"
     compile: bool = False
     progress: bool = True
+    prefetch: int = -1
     threads: int = 0
 
     def validate(self) -> TrainConfig:

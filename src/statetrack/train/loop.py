@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from statetrack.models import TokenClassifier
+from statetrack.ops import value_checks
 
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .config import ExperimentConfig, dump_config
@@ -53,6 +55,14 @@ def batch_generator(seed: int, step: int) -> torch.Generator:
 
 def _lengths(v: list[int]):
     return None if not v else (int(v[0]) if len(v) == 1 else (int(v[0]), int(v[1])))
+
+
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the positions where ``mask`` is True. logits [B, T, V]; target, mask [B, T].
+    A masked mean rather than ``logits[mask]``: boolean indexing would sync with the GPU every step."""
+    ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+    mf = mask.flatten().to(ce.dtype)
+    return (ce * mf).sum() / mf.sum().clamp_min(1.0)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -157,43 +167,51 @@ def train(
         bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, leave=False)
     log_f = open(out / METRICS, "a") if write_files else None  # noqa: SIM115 - closed in finally
     train_lengths = _lengths(tc.train_lengths)
+    n_prefetch = tc.prefetch if tc.prefetch >= 0 else (2 if device.type == "cuda" else 0)
+    batches = Prefetcher(task, tc.batch_size, tc.seed, train_lengths, end, n_prefetch)
     t_last, s_last = time.perf_counter(), step
+    first_step, pending = step, []
+    unchecked = contextlib.ExitStack()
     try:
         model.train()
         while step < end:
-            b = task.sample(tc.batch_size, generator=batch_generator(tc.seed, step), lengths=train_lengths)
-            x, y, m = b.input.to(device), b.target.to(device), b.mask.to(device)
+            b = batches.get(step)
+            x, y, m = (t.to(device, non_blocking=True) for t in (b.input, b.target, b.mask))
             with autocast:
                 logits = fwd(x)
-            logits = logits.float()[m]
-            loss = F.cross_entropy(logits, y[m])
+            logits = logits.float()
+            loss = masked_cross_entropy(logits, y, m)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = None
             if tc.grad_clip > 0:
-                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
             sched.step()
             step += 1
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"loss became {lv} at step {step}; lower train.lr or set train.grad_clip")
-            losses.append(lv)
+            if step == first_step + 1 and device.type == "cuda":
+                # the ops' value-range checks read tensors back (a sync per op); the first step ran them
+                unchecked.enter_context(value_checks(False))
+            # losses stay on the device until a log line needs them: no host sync per step on a GPU
+            pending.append(loss.detach())
             if bar is not None:
                 bar.update(1)
-            if step % tc.log_every == 0 or step == end:
-                acc = float((logits.argmax(-1) == y[m]).float().mean())
+            is_eval = (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps
+            is_ckpt = write_files and ((tc.ckpt_every and step % tc.ckpt_every == 0) or step == end)
+            if step % tc.log_every == 0 or step == end or is_eval or is_ckpt:
+                lv = _flush(pending, losses, step)
+                acc = float(((logits.argmax(-1) == y) & m).sum() / m.sum().clamp_min(1))
                 now = time.perf_counter()
                 rate = (step - s_last) / max(now - t_last, 1e-9)
                 t_last, s_last = now, step
                 rec = {"kind": "train", "step": step, "loss": lv, "token_accuracy": acc,
                        "lr": sched.get_last_lr()[0], "steps_per_s": rate}  # fmt: skip
                 if gnorm is not None:
-                    rec["grad_norm"] = gnorm
+                    rec["grad_norm"] = float(gnorm)
                 _log(log_f, rec)
                 if bar is not None:
                     bar.set_postfix(loss=f"{lv:.4f}", acc=f"{acc:.3f}", refresh=False)
-            if (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps:
+            if is_eval:
                 final = evaluate(model, evalset, task.chance, batch_size=tc.eval_batch_size, device=device,
                                  amp=amp, prefix=prefix)  # fmt: skip
                 rec = {"kind": "eval", "step": step, "loss": final.loss, "accuracy": final.accuracy,
@@ -204,18 +222,60 @@ def train(
                     on_eval(step, final)
                 if bar is not None:
                     bar.write(f"[{cfg.name}] step {step}: eval scaled accuracy {final.scaled_accuracy:.3f}")
-            if write_files and ((tc.ckpt_every and step % tc.ckpt_every == 0) or step == end):
+            if is_ckpt:
                 save_checkpoint(out / CHECKPOINT, {
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "rng": rng_states(), "step": step, "config": cfg.to_dict(), "history": history,
                     "losses": losses,
                 })  # fmt: skip
     finally:
+        batches.close()
+        unchecked.close()
         if bar is not None:
             bar.close()
         if log_f is not None:
             log_f.close()
     return TrainResult(model, step, final, history, losses, time.perf_counter() - t0, out if write_files else None)
+
+
+class Prefetcher:
+    """The batch of each step, drawn by ``workers`` background threads ahead of time (0 = in the caller).
+
+    Batches depend on (seed, step) only, so prefetching changes nothing but the time the trainer waits.
+    """
+
+    def __init__(self, task, batch_size: int, seed: int, lengths, end: int, workers: int):
+        self.task, self.batch_size, self.seed, self.lengths, self.end = task, batch_size, seed, lengths, end
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="sampler") if workers > 0 else None
+        self.ahead = 2 * workers
+        self.futures: dict[int, Future] = {}
+
+    def _draw(self, step: int):
+        return self.task.sample(self.batch_size, generator=batch_generator(self.seed, step), lengths=self.lengths)
+
+    def get(self, step: int):
+        if self.pool is None:
+            return self._draw(step)
+        for s in range(step, min(step + self.ahead + 1, self.end)):
+            if s not in self.futures:
+                self.futures[s] = self.pool.submit(self._draw, s)
+        return self.futures.pop(step).result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _flush(pending: list[torch.Tensor], losses: list[float], step: int) -> float:
+    """Move the pending per-step losses to ``losses``; fail on a non-finite one. Returns the last."""
+    vals = torch.stack(pending).tolist()
+    pending.clear()
+    for i, v in enumerate(vals):
+        if not math.isfinite(v):
+            bad = step - len(vals) + i + 1
+            raise FloatingPointError(f"loss became {v} at step {bad}; lower train.lr or set train.grad_clip")
+    losses.extend(vals)
+    return vals[-1]
 
 
 def _log(f, rec: dict) -> None:

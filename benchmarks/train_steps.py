@@ -1,0 +1,131 @@
+"""Training steps per second of the paper's parity model, per mixer (not a test).
+
+    python benchmarks/train_steps.py [--device cpu|cuda] [--compile] [--mixers deltanet,mamba,...]
+        [--steps 5] [--warmup 2] [--batch-size 1024] [--threads N] [--out benchmarks/results/FILE.md]
+
+Model (paper.md 5.1.2): 2 blocks, width 128, 4 heads, SwiGLU MLP, min_eigenvalue = -1 where the mixer has
+one; parity batches of 1024 sequences with lengths 3-40 (padded to the batch's longest, <= 40). One step =
+forward, backward and AdamW update, exactly as statetrack.train runs it (bf16 autocast on CUDA, fp32 on CPU).
+Batches are drawn before timing, so the numbers are the model's; the sampler's cost per batch is printed too.
+Anchor (H100, measured by the lead): flash-linear-attention 0.6.0's DeltaNet model at this size, 36 steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from statetrack.layers import MIXERS
+from statetrack.models import ModelConfig, TokenClassifier
+from statetrack.ops import value_checks
+from statetrack.tasks import get_task
+from statetrack.train.loop import masked_cross_entropy, param_groups
+
+ANCHOR = "flash-linear-attention 0.6.0 DeltaNet model, same size, H100: 36 steps/s (27.6 ms/step)"
+
+
+def bench(mixer: str, batches, device, compile_: bool, steps: int, warmup: int, vocab: int) -> dict:
+    torch.manual_seed(0)
+    cfg = ModelConfig(mixer=mixer, vocab_size=vocab, d_model=128, n_layers=2, n_heads=4, min_eigenvalue=-1.0)
+    model = TokenClassifier(cfg).to(device)
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, fused=device.type == "cuda")
+    fwd = torch.compile(model, dynamic=True) if compile_ else model
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+    def step(b):
+        x, y, m = b
+        with amp:
+            logits = fwd(x)
+        loss = masked_cross_entropy(logits.float(), y, m)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for i in range(warmup):
+        step(batches[i % len(batches)])
+    sync()
+    times = []
+    # as in statetrack.train: the ops' value-range checks (a host sync each) only run before timing on a GPU
+    with value_checks(device.type != "cuda"):
+        for i in range(steps):
+            t0 = time.perf_counter()
+            step(batches[(warmup + i) % len(batches)])
+            sync()
+            times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"mixer": mixer, "params": model.num_parameters(), "ms_per_step": 1000 * med, "steps_per_s": 1 / med,
+            "min_ms": 1000 * min(times)}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--mixers", default=",".join(MIXERS))
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--out", default=None, help="also write the report (markdown) here")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    task = get_task("parity")
+    g = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    raw = [task.sample(a.batch_size, generator=g) for _ in range(4)]
+    sample_ms = 1000 * (time.perf_counter() - t0) / len(raw)
+    batches = [(b.input.to(device), b.target.to(device), b.mask.to(device)) for b in raw]
+
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        cpu = platform.processor() or platform.machine()
+        where = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    head = [
+        f"# Training steps/s, parity model (2 layers, width 128, 4 heads, batch {a.batch_size}, lengths 3-40)",
+        "",
+        f"- command: `python {' '.join(sys.argv)}`",
+        f"- device: {a.device} ({where})",
+        f"- versions: python {platform.python_version()}, torch {torch.__version__}",
+        f"- load average at start (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        f"- compile: {a.compile}; autocast: {'bf16' if device.type == 'cuda' else 'none (fp32)'}",
+        f"- timing: median of {a.steps} steps after {a.warmup} warm-up steps; batches pre-sampled "
+        f"(the parity sampler takes {sample_ms:.1f} ms per batch on this host's CPU)",
+        f"- anchor: {ANCHOR}",
+        "",
+        "| mixer | params | ms/step | steps/s |",
+        "|---|---:|---:|---:|",
+    ]  # fmt: skip
+    print("\n".join(head), flush=True)
+    rows = []
+    for mixer in a.mixers.split(","):
+        try:
+            r = bench(mixer, batches, device, a.compile, a.steps, a.warmup, task.vocab_size)
+        except Exception as e:  # noqa: BLE001 - one mixer failing must not hide the others
+            print(f"| {mixer} | failed: {type(e).__name__}: {e} | | |", flush=True)
+            continue
+        rows.append(r)
+        print(f"| {mixer} | {r['params']:,} | {r['ms_per_step']:.1f} | {r['steps_per_s']:.2f} |", flush=True)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write("\n".join(head) + "\n")
+            for r in rows:
+                f.write(f"| {r['mixer']} | {r['params']:,} | {r['ms_per_step']:.1f} | {r['steps_per_s']:.2f} |\n")
+            f.write("\n<!-- json: " + json.dumps(rows) + " -->\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
