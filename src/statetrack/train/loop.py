@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -221,7 +222,9 @@ def train(
                 if on_eval is not None:
                     on_eval(step, final)
                 if bar is not None:
-                    bar.write(f"[{cfg.name}] step {step}: eval scaled accuracy {final.scaled_accuracy:.3f}")
+                    # to stderr with the bar: stdout stays for results
+                    bar.write(f"[{cfg.name}] step {step}: eval scaled accuracy {final.scaled_accuracy:.3f}",
+                              file=sys.stderr)  # fmt: skip
             if is_ckpt:
                 save_checkpoint(out / CHECKPOINT, {
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
