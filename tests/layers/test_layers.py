@@ -71,6 +71,9 @@ def _eigenvalues(m, x):
 @pytest.mark.parametrize("min_eigenvalue", [0.0, -1.0, -0.5])
 def test_transition_eigenvalues_in_range(case, min_eigenvalue):
     m = make(case, min_eigenvalue)
+    if case == "mamba":  # Mamba starts with small steps (a near 1): spread them so that a covers its range
+        with torch.no_grad():
+            m.dt_proj.bias.copy_(torch.linspace(-6.0, 3.0, m.dt_proj.bias.numel()))
     torch.manual_seed(1)
     # wide inputs drive the gates into saturation at both ends
     x = torch.randn(4, 33, D, dtype=torch.float64) * torch.logspace(-1, 1.5, 33, dtype=torch.float64)[:, None]
@@ -83,8 +86,7 @@ def test_transition_eigenvalues_in_range(case, min_eigenvalue):
         assert ev.real.min() >= -tol
     else:
         assert ev.real.min() >= min_eigenvalue - tol
-        if case != "mamba":  # Mamba at init keeps delta small, so a stays near 1
-            assert ev.real.min() < min_eigenvalue / 2, "negative eigenvalues never reached"
+        assert ev.real.min() < min_eigenvalue / 2, "negative eigenvalues never reached"
 
 
 @pytest.mark.parametrize("bad", [0.5, -1.5, float("nan"), True])
