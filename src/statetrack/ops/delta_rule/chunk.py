@@ -183,7 +183,7 @@ def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype
     initial_state [B, H, K, V] or None. Returns (o [B, T, H, V], final state [B, H, K, V]) in ``state_dtype``."""
     B, T, n, H, K = k.shape
     V = v.shape[-1]
-    C = chunk_size
+    C = min(chunk_size, max(T, 1))  # a sequence shorter than a chunk is one chunk of its own length
     dt = state_dtype
     NC = max(1, -(-T // C))
     pad = NC * C - T
