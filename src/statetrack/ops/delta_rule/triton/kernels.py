@@ -33,7 +33,7 @@ def _unit_lower_inverse(b_A, BL: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.cons
     eye = tl.where(o_r[:, None] == o_r[None, :], 1.0, 0.0)
     b_Ad = tl.where(same, b_A, 0.0)
     b_D = eye
-    for i in tl.static_range(1, BS):
+    for i in range(1, BS):  # a run-time loop: unrolled, it multiplies compile time
         sel = (o_r % BS) == i
         b_a = tl.sum(tl.where(sel[:, None], b_Ad, 0.0), 0)
         b_t = -tl.sum(b_a[:, None] * b_D, 0)
@@ -116,7 +116,7 @@ def _load_chunk(
     return (b_k, b_q, b_b, b_g, b_gq, b_gl, b_kk, b_qk, b_E, b_Eq, b_A, b_T, m_r, m_q, r_g, t_q)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NC", "store_o", "store_hs"])
 def chunk_fwd_kernel(
     q_ptr,
     k_ptr,
@@ -143,14 +143,14 @@ def chunk_fwd_kernel(
     LOG_NB: tl.constexpr,
     USE_G: tl.constexpr,
     USE_H0: tl.constexpr,
-    STORE_O: tl.constexpr,
-    STORE_HT: tl.constexpr,
-    STORE_HS: tl.constexpr,
+    store_o,
+    store_hs,
     PREC: tl.constexpr,
     IN_PREC: tl.constexpr,
 ):
-    """Grid (cdiv(V, BV), N * H). Writes o (if STORE_O), the final state (if STORE_HT) and the state at the start
-    of every chunk, hs [N, NC, H, K, V] fp32 (if STORE_HS, for the backward pass)."""
+    """Grid (cdiv(V, BV), N * H). Writes the final state, o (if store_o) and the state at the start of every
+    chunk, hs [N, NC, H, K, V] fp32 (if store_hs, for the backward pass). The two flags are run-time values, so
+    that the forward pass and the backward's recomputation share one compiled kernel."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -170,7 +170,7 @@ def chunk_fwd_kernel(
         b_k, b_q, b_b, b_g, b_gq, b_gl, b_kk, b_qk, b_E, b_Eq, b_A, b_T, m_r, m_q, r_g, t_q = _load_chunk(
             q_ptr, k_ptr, beta_ptr, g_ptr, n64, i_h, c, T, H, K, NH, C, BL, BC, BK, BS, LOG_NB, USE_G, PREC, IN_PREC
         )
-        if STORE_HS:
+        if store_hs:
             tl.store(hs_ptr + ((n64 * NC + c) * H + i_h) * K * V + p_kv, b_S, mask=m_kv)
         p_v = v_ptr + ((n64 * T * NH + r_g) * H + i_h)[:, None] * V + o_v[None, :]
         b_v = tl.load(p_v, mask=m_r[:, None] & m_v[None, :], other=0.0).to(tl.float32)
@@ -178,7 +178,7 @@ def chunk_fwd_kernel(
         if USE_G:
             b_X = b_X * tl.exp(b_g)[:, None]
         b_U = tl.dot(b_T, b_b[:, None] * (b_v - b_X), input_precision=PREC)  # the writes u_r
-        if STORE_O:
+        if store_o:
             b_o = tl.dot(b_q, b_S, input_precision=PREC)
             if USE_G:
                 b_o = b_o * tl.exp(b_gq)[:, None]
@@ -191,11 +191,10 @@ def chunk_fwd_kernel(
         else:
             b_S = b_S + tl.dot(tl.trans(b_k), b_U, input_precision=PREC)
         c += 1
-    if STORE_HT:
-        tl.store(ht_ptr + (n64 * H + i_h) * K * V + p_kv, b_S, mask=m_kv)
+    tl.store(ht_ptr + (n64 * H + i_h) * K * V + p_kv, b_S, mask=m_kv)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NC"])
 def chunk_bwd_kernel(
     q_ptr,
     k_ptr,
@@ -337,7 +336,7 @@ def chunk_bwd_kernel(
     tl.store(dh0_ptr + (n64 * H + i_h) * K * V + p_kv, b_dS, mask=m_kv)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def recurrent_fwd_kernel(
     q_ptr,
     k_ptr,
