@@ -75,3 +75,8 @@ def test_demo_model_matches_its_config_file(tmp_path):
     assert demo.model == shipped.model
     for key in ("task", "steps", "batch_size", "lr", "min_lr", "warmup_frac", "weight_decay", "eval_every"):
         assert getattr(demo.train, key) == getattr(shipped.train, key), key
+
+
+def test_train_cli_bad_override_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="statetrack train: .*unknown mixer 'lstmm'"):
+        main(["train", str(CONFIGS[0]), "model.mixer=lstmm", "--out", str(tmp_path), "--no-progress"])

@@ -108,3 +108,14 @@ def test_unknown_config_key_and_type():
         load_config(None, ["model.d_model=wide"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(None, ["model.d_model"])
+
+
+def test_resume_refuses_another_model(tmp_path):
+    train(cfg_for(tmp_path, "train.steps=2"), task=TinyParity())
+    with pytest.raises(ValueError, match="cannot resume"):
+        train(cfg_for(tmp_path, "train.steps=4", "model.d_model=8"), task=TinyParity(), resume=True)
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    res = train(cfg_for(tmp_path, "train.steps=3", "train.amp=bf16"), task=TinyParity(), write_files=False)
+    assert res.step == 3 and all(v == v for v in res.losses)

@@ -32,8 +32,11 @@ def run(args) -> int:
         overrides.append("train.compile=true")
     if args.no_progress:
         overrides.append("train.progress=false")
-    cfg = load_config(args.config, overrides)
-    res = train(cfg, resume=args.resume)
+    try:
+        cfg = load_config(args.config, overrides)
+        res = train(cfg, resume=args.resume)
+    except (ValueError, FileNotFoundError) as e:  # bad config or missing file: one line, no traceback
+        raise SystemExit(f"statetrack train: {e}") from None
     f = res.final
     print(f"{cfg.name}: {res.step} steps in {res.wall_seconds:.1f} s; output in {res.out_dir}")
     if f is not None:

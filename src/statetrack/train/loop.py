@@ -144,6 +144,11 @@ def train(
 
     if resume:
         ck = load_checkpoint(out / CHECKPOINT if resume is True else resume, map_location=device)
+        if ck["config"]["model"] != cfg.model.to_dict():
+            raise ValueError(
+                f"cannot resume: the checkpoint's model config {ck['config']['model']} differs from this one "
+                f"{cfg.model.to_dict()}"
+            )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -158,7 +163,7 @@ def train(
     evalset = eval_batch(cfg, task)
     prefix = getattr(task, "kind", "chomsky") == "group"
     end = tc.steps if stop_after is None else min(tc.steps, stop_after)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     final: EvalResult | None = None
 
     bar = None
