@@ -1,0 +1,81 @@
+"""`statetrack reproduce EXPERIMENT --budget smoke|quick|paper --out DIR`: the paper's tables and figures."""
+
+from __future__ import annotations
+
+_HELP = {
+    "table3": "Table 3 (best of 3) + Figure 6: 7 models x 4 Chomsky tasks x 4 lrs x 3 seeds",
+    "table5": "Table 5 (median +- MAD): the same runs as table3",
+    "figure1": "Figure 1: diagonal LRNN on parity, [0,1] vs [-1,1], accuracy vs steps, 3 seeds",
+    "figure4": "Figures 4 and 7: S5 variants, DeltaNet 1L/5L, Mamba 5L, full matrix; prefix accuracy vs length",
+    "figure8": "Figure 8: Z60 with 1 and 2 tokens per transition",
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce the paper's tables and figures (resumable sweep, cached runs)",
+        description="Train every run of one of the paper's tables or figures (skipping finished ones, cached "
+        "under --out/runs/ by their config's hash), then write a Markdown table with our value and the paper's "
+        "in every cell, PNG figures and the raw per-run JSON under --out/EXPERIMENT/. Budgets: smoke (seconds "
+        "per run on a CPU, tiny models, part of the grid: tests only), quick (the paper's settings with few "
+        "steps: all of Table 3 in about 30 min of one H100), paper (the paper's step counts). See docs/reproduce.md.",
+    )
+    p.add_argument("experiment", choices=list(_HELP), help="; ".join(f"{k}: {v}" for k, v in _HELP.items()))
+    p.add_argument("--budget", choices=["smoke", "quick", "paper"], default="quick", help="(default quick)")
+    p.add_argument("--out", required=True, help="output folder (runs cached under OUT/runs/; reuse it to resume)")
+    p.add_argument("--device", default="auto", help="auto (all visible GPUs, else CPU), cpu, cuda, cuda:0,1 ...")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs at once (default: --per-gpu x GPUs; 1 on a CPU); <= 1 runs in this process",
+    )
+    p.add_argument("--per-gpu", type=int, default=4, help="runs at once on each GPU when --workers is not given (4)")
+    p.add_argument("--steps", type=int, default=None, help="override the budget's steps per run (recorded)")
+    p.add_argument(
+        "--shard",
+        default=None,
+        help="I/N: train only every N-th run of the plan from the I-th, cached ones skipped (cluster array jobs; docs)",
+    )
+    p.add_argument("--report-only", action="store_true", help="train nothing; write the outputs from cached runs")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's final checkpoint.pt")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their cache state; train nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from statetrack.reproduce import load_result, plan, reproduce
+
+    if args.dry_run:
+        runs, budget, devices = plan(args.experiment, args.budget, args.device, args.steps)
+        n_cached = 0
+        for r in runs:
+            cached = load_result(args.out, r.key) is not None
+            n_cached += cached
+            print(f"{r.key}  {'cached ' if cached else 'missing'}  {r.task:<22} {r.model_label:<22} lr={r.lr:<7g} "
+                  f"seed={r.seed}")  # fmt: skip
+        print(f"{len(runs)} runs ({n_cached} cached) of {args.experiment} at budget {args.budget}, {budget.steps} "
+              f"steps each, on {', '.join(devices)}")  # fmt: skip
+        return 0
+    res = reproduce(args.experiment, args.budget, args.out, device=args.device, workers=args.workers,
+                    per_gpu=args.per_gpu, shard=args.shard, report_only=args.report_only, steps=args.steps,
+                    progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints,
+                    argv=command_line(args))  # fmt: skip
+    return res["exit_code"]
+
+
+def command_line(args) -> list[str]:
+    """The invocation as arguments after `statetrack` (from the parsed options, so it is exact however the
+    command was called, e.g. from Python through ``statetrack.cli.main``)."""
+    argv = ["reproduce", args.experiment, "--budget", args.budget, "--out", args.out, "--device", args.device]
+    for flag, val in (("--workers", args.workers), ("--per-gpu", args.per_gpu if args.workers is None else None),
+                      ("--steps", args.steps), ("--shard", args.shard)):  # fmt: skip
+        if val is not None:
+            argv += [flag, str(val)]
+    for flag, on in (("--report-only", args.report_only), ("--keep-checkpoints", args.keep_checkpoints),
+                     ("--no-progress", args.no_progress)):  # fmt: skip
+        if on:
+            argv.append(flag)
+    return argv

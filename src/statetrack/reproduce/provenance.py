@@ -1,0 +1,75 @@
+"""What every output records about how it was made: command line, versions, devices, wall time, throughput."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def git_state() -> dict:
+    """The commit of the statetrack checkout and whether it had uncommitted changes (None outside git)."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return {"commit": None, "dirty": None}
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+                            text=True, timeout=10)  # fmt: skip
+        return {"commit": rev.stdout.strip(), "dirty": bool(st.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def versions() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "numpy": _version("numpy"),
+        "statetrack": _version("statetrack"),
+        "triton": _version("triton"),
+        "git": git_state(),
+    }
+
+
+def devices_info(devices: list[str]) -> dict:
+    info = {"devices": devices, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count()}  # fmt: skip
+    if devices and devices[0].startswith("cuda"):
+        info["gpus"] = [torch.cuda.get_device_name(torch.device(d)) for d in devices]
+    return info
+
+
+def throughput(trained: int, wall_seconds: float, devices: list[str]) -> dict:
+    """Runs per device-hour of this invocation: runs trained now / (wall hours x GPUs) (or x 1 CPU)."""
+    n = len(devices) if devices and devices[0].startswith("cuda") else 1
+    unit = "GPU" if n and devices[0].startswith("cuda") else "CPU"
+    hours = wall_seconds / 3600 * n
+    return {"runs_trained": trained, "wall_seconds": round(wall_seconds, 2), "device_count": n, "unit": unit,
+            f"runs_per_{unit}_hour": round(trained / hours, 1) if trained and hours > 0 else None}  # fmt: skip
+
+
+def record(argv: list[str] | None, devices: list[str], **extra) -> dict:
+    return {
+        "command": "statetrack " + shlex.join(argv) if argv is not None else shlex.join(sys.argv),
+        "argv": sys.argv,
+        "started_at": extra.pop("started_at", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+        "versions": versions(),
+        "device": devices_info(devices),
+        **extra,
+    }

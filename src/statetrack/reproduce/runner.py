@@ -1,0 +1,194 @@
+"""`reproduce(experiment, budget, out)`: plan the runs, train the missing ones, write tables, figures and JSON.
+
+Output layout under ``out``::
+
+    runs/<key>/result.json     one finished run (raw per-run JSON; the cache), plus its metrics.jsonl, config.yaml
+    <experiment>/<experiment>.md   the table: ours and the paper's value in each cell, misses, claims
+    <experiment>/summary.json  the cells, the chosen lrs, the claims
+    <experiment>/runs.json     every run's result of this experiment, in plan order
+    <experiment>/*.png         figures
+    <experiment>/provenance.json, paper_numbers.json, command.txt
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from statetrack.tasks import get_task
+
+from . import aggregate, plots, provenance, report
+from .budgets import get_budget
+from .cache import atomic_write_json, atomic_write_text, load_result
+from .experiments import FIGURE4_TASKS, FIGURE8_TASKS, RunSpec, build_runs, experiment_plan
+from .paper_numbers import CLAIMS, TABLE3_COLUMNS, TABLE3_MODELS
+from .paper_numbers import as_dict as paper_dict
+from .sweep import SweepStats, default_workers, resolve_devices, run_jobs
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """ "I/N" -> (I, N), 0 <= I < N: this invocation runs every N-th run of the plan, from the I-th."""
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def plan(experiment: str, budget_name: str, device: str = "auto", steps: int | None = None):
+    """(runs, budget, devices) of an invocation, without running anything."""
+    budget = get_budget(experiment, budget_name, steps)
+    devices = resolve_devices(device)
+    runs = build_runs(experiment, budget, device_type="cuda" if devices[0].startswith("cuda") else "cpu")
+    return runs, budget, devices
+
+
+def _describe(job, res) -> str:
+    lab = job["labels"]
+    if res["status"] != "ok":
+        val = res["status"]
+    elif res["final"] and res["final"].get("prefix_accuracy"):
+        curve = aggregate.prefix_curve(res)
+        val = f"L_0.9 {aggregate.l_tau(curve)}, prefix acc at {max(curve)}: {curve[max(curve)]:.3f}"
+    else:
+        val = f"scaled acc {res['final']['scaled_accuracy']:.3f}"
+    return (f"{lab['task']:<22} {lab['model']:<22} lr={lab['lr']:<7g} seed={lab['seed']}: {val} "
+            f"({res['wall_seconds']:.0f} s)")  # fmt: skip
+
+
+def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str = "auto", workers: int | None = None,
+              per_gpu: int = 4, shard: str | None = None, report_only: bool = False, steps: int | None = None,
+              progress: bool = True, keep_checkpoints: bool = False, argv: list[str] | None = None,
+              log=print) -> dict:  # fmt: skip
+    """Run (what is not cached of) ``experiment`` at ``budget_name`` under ``out`` and write its outputs.
+
+    Returns {"exit_code", "folder", "files", "missing", "failed", "trained", "claims"}: exit code 0 when every
+    run of the experiment has a result, 1 otherwise (failed, interrupted, another shard's or report-only).
+    """
+    t_start = time.perf_counter()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    out = Path(out)
+    runs, budget, devices = plan(experiment, budget_name, device, steps)
+    shard_ij = parse_shard(shard)
+    if workers is None:
+        workers = default_workers(devices, per_gpu)
+    results = {r.key: res for r in runs if (res := load_result(out, r.key)) is not None}
+    unique = list(dict((r.key, r) for r in runs).values())
+    if shard_ij is not None:  # shards cut the whole plan (not what is left), so they are the same every time
+        i, n = shard_ij
+        unique = unique[i::n]
+    pending = [r for r in unique if r.key not in results]
+    log(f"{experiment} at budget {budget_name}: {len(runs)} runs, {len(results)} cached, "
+        f"{0 if report_only else len(pending)} to train on {', '.join(devices)} with {workers} worker(s)")  # fmt: skip
+    stats = SweepStats()
+    if pending and not report_only:
+        jobs = [_job(r, out, experiment, keep_checkpoints) for r in pending]
+        stats = run_jobs(jobs, devices=devices, workers=workers, total=len(results) + len(jobs), progress=progress,
+                         describe=_describe)  # fmt: skip
+        results = {r.key: res for r in runs if (res := load_result(out, r.key)) is not None}
+    wall = time.perf_counter() - t_start
+    thr = provenance.throughput(len(stats.trained), stats.wall_seconds, devices)
+    missing = [r.key for r in runs if r.key not in results]
+    prov = provenance.record(
+        argv, devices, started_at=started_at, experiment=experiment, budget=budget_name, budget_settings=asdict(budget),
+        wall_seconds=round(wall, 2), throughput=thr, runs_total=len({r.key for r in runs}),
+        runs_cached=len({r.key for r in runs}) - len(missing) - len(stats.trained), runs_failed=len(stats.failed),
+        runs_missing=len(set(missing)), workers=workers, shard=shard, report_only=report_only,
+        failed=stats.failed,
+    )  # fmt: skip
+    folder = out / experiment
+    files, claims = _write_outputs(experiment, runs, results, budget_name, budget.note, prov, folder)
+    rate = next((f"{v} runs per {k.split('_')[2]}-hour" for k, v in thr.items() if k.startswith("runs_per_") and v),
+                None)  # fmt: skip
+    log(f"{experiment}: {len(stats.trained)} runs trained in {stats.wall_seconds:.1f} s"
+        + (f" ({rate})" if rate else "") + f"; {len(set(missing))} missing, {len(stats.failed)} failed")  # fmt: skip
+    for c in claims:
+        log(f"  [{c['verdict']}] {c['claim']}: ours {c['ours'] if c['ours'] is None else round(c['ours'], 3)}")
+    log(f"wrote {', '.join(str(f) for f in files)}")
+    return {"exit_code": 0 if not missing else 1, "folder": folder, "files": files, "missing": missing,
+            "failed": stats.failed, "trained": stats.trained, "claims": claims}  # fmt: skip
+
+
+def _job(r: RunSpec, out: Path, experiment: str, keep_checkpoint: bool) -> dict:
+    return {"key": r.key, "config": r.config.to_dict(), "precision": r.precision, "labels": r.labels,
+            "experiment": experiment, "out": str(out), "device": None, "keep_checkpoint": keep_checkpoint}  # fmt: skip
+
+
+def _write_outputs(experiment, runs, results, budget_name, note, prov, folder: Path):
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    w = lambda name, obj: files.append(atomic_write_json(folder / name, obj))  # noqa: E731
+    w("provenance.json", prov)
+    w("paper_numbers.json", paper_dict())
+    w("runs.json", [results[r.key] if r.key in results else {"key": r.key, "labels": r.labels, "status": "missing"}
+                    for r in runs])  # fmt: skip
+    files.append(atomic_write_text(folder / "command.txt", prov["command"] + "\n"))
+    claims_src = CLAIMS
+    title = {"table3": "Table 3 and Figure 6", "table5": "Table 5", "figure1": "Figure 1",
+             "figure4": "Figures 4 and 7", "figure8": "Figure 8"}[experiment]  # fmt: skip
+    head = report.header(f"Reproduction of the paper's {title}", prov, budget_name, note)
+    sub = f"{budget_name} budget; {prov['device'].get('gpus', ['CPU'])[0]}"
+    if experiment in ("table3", "table5"):
+        cells = aggregate.chomsky_cells(runs, results)
+        claims = aggregate.check_claims(experiment, cells, claims_src)
+        md = (report.table3_md if experiment == "table3" else report.table5_md)(cells, list(TABLE3_MODELS), claims,
+                                                                                 head)  # fmt: skip
+        chance = {t: get_task(t).chance for t in TABLE3_COLUMNS}
+        files.append(
+            plots.figure6(
+                cells,
+                results,
+                TABLE3_COLUMNS,
+                list(TABLE3_MODELS),
+                chance,
+                folder / "figure6.png",
+                f"Figure 6: scaled accuracy vs length (best seed at the chosen lr; {sub})",
+            )
+        )
+        summary = {f"{m} | {t}": c for (m, t), c in cells.items()}
+    elif experiment == "figure1":
+        cells = aggregate.figure1_cells(runs, results)
+        claims = aggregate.check_claims(experiment, cells, claims_src)
+        md = report.figure1_md(cells, claims, head)
+        files.append(plots.figure1(cells, folder / "figure1.png", f"Figure 1: diagonal LRNN on parity ({sub})"))
+        summary = cells
+    else:
+        tasks = FIGURE4_TASKS if experiment == "figure4" else FIGURE8_TASKS
+        models = [ms.label for ms in experiment_plan(experiment)[0][1]]
+        cells = aggregate.group_cells(runs, results)
+        claims = aggregate.check_claims(experiment, cells, claims_src)
+        test_len = {t: get_task(t).test_lengths[1] for t in tasks}
+        md = report.prefix_md(experiment, cells, tasks, models, claims, head, test_len)
+        train_len = {t: get_task(t).train_lengths[1] for t in tasks}
+        name = "S5" if experiment == "figure4" else "Z60"
+        files.append(
+            plots.prefix_figure(
+                cells,
+                train_len,
+                models,
+                folder / f"{experiment}.png",
+                f"{name}: prefix sequence accuracy, best seed ({sub})",
+                all_seeds=False,
+            )
+        )
+        if experiment == "figure4":
+            files.append(
+                plots.prefix_figure(
+                    cells,
+                    train_len,
+                    models,
+                    folder / "figure7.png",
+                    f"{name}: prefix sequence accuracy, all seeds ({sub})",
+                )
+            )
+        summary = {f"{m} | {t}": {**c, "seeds": [{k: v for k, v in s.items() if k != "curve"} for s in c["seeds"]],
+                                  "best": {k: v for k, v in c["best"].items() if k != "curve"} if c["best"] else None}
+                   for (m, t), c in cells.items()}  # fmt: skip
+    files.append(atomic_write_text(folder / f"{experiment}.md", md))
+    w("summary.json", {"experiment": experiment, "budget": budget_name, "cells": summary, "claims": claims})
+    return files, claims

@@ -1,0 +1,146 @@
+"""Run many runs at once: a pool of spawned worker processes, several per GPU, over all visible GPUs.
+
+Cached runs (a valid ``result.json`` under ``--out/runs/<key>/``) are skipped; the rest are handed to the pool
+in plan order. The progress view shows runs done / running / left, failures and an ETA. A run that raises is
+reported (``error.txt`` in its folder) and left for the next invocation; the others go on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+import torch
+
+from . import worker
+from .cache import atomic_write_text, run_dir
+
+
+@dataclass
+class SweepStats:
+    """What a sweep did: runs trained now, runs that failed (key -> message), total wall seconds."""
+
+    trained: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+
+
+def resolve_devices(device: str) -> list[str]:
+    """``auto`` = every visible GPU (else the CPU); ``cuda`` = every visible GPU; ``cuda:0,2`` = those;
+    ``cpu`` = the CPU."""
+    if device in ("auto", "cuda"):
+        n = torch.cuda.device_count()
+        if n == 0:
+            if device == "cuda":
+                raise ValueError("--device cuda but no GPU is visible; use --device cpu")
+            return ["cpu"]
+        return [f"cuda:{i}" for i in range(n)]
+    if device.startswith("cuda:"):
+        ids = [s.strip() for s in device[5:].split(",") if s.strip()]
+        n = torch.cuda.device_count()
+        for i in ids:
+            if not i.isdigit() or int(i) >= n:
+                raise ValueError(f"--device {device}: GPU {i!r} is not one of the {n} visible GPUs")
+        return [f"cuda:{i}" for i in ids]
+    if device == "cpu":
+        return ["cpu"]
+    raise ValueError(f"--device must be auto, cpu, cuda or cuda:I[,J...], got {device!r}")
+
+
+def default_workers(devices: list[str], per_gpu: int) -> int:
+    """``per_gpu`` runs on each GPU; on a CPU one run at a time (a run uses all cores given to it)."""
+    return per_gpu * len(devices) if devices[0].startswith("cuda") else 1
+
+
+def threads_per_worker(devices: list[str], workers: int) -> int:
+    """CPU threads of each worker: 1 for CPU runs (these models are too small to split their ops, and idle
+    OpenMP threads slow every step down on a shared machine; use --workers for parallel runs), up to 2 for
+    GPU runs (they only feed the GPU)."""
+    cores = os.cpu_count() or 1
+    if devices[0] == "cpu":
+        return 1
+    return max(1, min(2, cores // max(workers, 1)))
+
+
+def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, progress: bool = True,
+             describe=lambda job, res: "") -> SweepStats:  # fmt: skip
+    """Execute ``jobs`` (dicts for :func:`worker.execute`) with ``workers`` processes (<= 1: in this process).
+
+    total: all runs of the experiment (cached ones count as done in the progress view).
+    describe: (job, result) -> a short line printed when a run finishes.
+    """
+    from tqdm.auto import tqdm
+
+    stats = SweepStats()
+    t0 = time.perf_counter()
+    done0 = total - len(jobs)
+    bar = tqdm(total=total, initial=done0, unit="run", dynamic_ncols=True, disable=not progress, smoothing=0.0)
+    threads = threads_per_worker(devices, workers)
+
+    def finished(job, res=None, exc=None):
+        if exc is None:
+            stats.trained.append(job["key"])
+            msg = describe(job, res)
+        else:
+            text = "".join(traceback.format_exception(exc))
+            stats.failed[job["key"]] = f"{type(exc).__name__}: {exc}"
+            atomic_write_text(run_dir(job["out"], job["key"]) / "error.txt", text)
+            msg = f"FAILED {job['labels']}: {type(exc).__name__}: {exc}"
+        bar.update(1)
+        if msg:
+            bar.write(msg)
+
+    def show(running: int):
+        left = total - bar.n - running
+        bar.set_postfix_str(f"running {running}, left {left}, failed {len(stats.failed)}", refresh=True)
+
+    try:
+        if workers <= 1:
+            for job in jobs:
+                job = {**job, "device": job.get("device") or devices[0], "threads": threads}
+                show(1)
+                try:
+                    res = worker.execute(job)
+                except Exception as e:  # a failing run must not stop the sweep; it is retried next time
+                    finished(job, exc=e)
+                else:
+                    finished(job, res)
+        else:
+            counter = mp.get_context("spawn").Value("i", 0)
+            with ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=worker.init_worker,
+                initargs=(counter, devices, threads),
+            ) as pool:
+                futs = {pool.submit(worker.execute, job): job for job in jobs}
+                pending = set(futs)
+                try:
+                    while pending:
+                        show(min(workers, len(pending)))
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            exc = f.exception()
+                            if isinstance(exc, BrokenProcessPool):
+                                raise exc
+                            finished(futs[f], None if exc else f.result(), exc)
+                except BaseException:
+                    for f in pending:
+                        f.cancel()
+                    raise
+    except (KeyboardInterrupt, BrokenProcessPool) as e:
+        stats.interrupted = True
+        bar.write(f"sweep stopped ({type(e).__name__}); finished runs are kept, rerun to continue")
+        if isinstance(e, KeyboardInterrupt):
+            raise
+    finally:
+        show(0)
+        bar.close()
+        stats.wall_seconds = time.perf_counter() - t0
+    return stats

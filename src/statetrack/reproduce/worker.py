@@ -1,0 +1,101 @@
+"""One run, in a worker process (or in the calling process): train, evaluate, write ``result.json`` atomically.
+
+Worker processes are started with ``spawn`` (CUDA cannot be forked) and each takes one device from the list the
+sweep hands out, round-robin, so several workers share a GPU and all visible GPUs are used.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from statetrack.train import ExperimentConfig, evaluate, train
+
+from .cache import KEY_VERSION, RESULT, atomic_write_json, run_dir
+
+CHECKPOINT = "checkpoint.pt"
+_WORKER: dict = {"device": None, "threads": 0}
+
+
+def init_worker(counter, devices: list[str], threads: int) -> None:
+    """Pool initializer: take the next device (round-robin over ``devices``) and set the torch thread count."""
+    with counter.get_lock():
+        i = counter.value
+        counter.value += 1
+    dev = devices[i % len(devices)]
+    _WORKER.update(device=dev, threads=threads)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if dev.startswith("cuda"):
+        torch.cuda.set_device(torch.device(dev))
+
+
+def device_name(dev: str) -> str:
+    d = torch.device(dev)
+    if d.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(d)})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def execute(job: dict) -> dict:
+    """Train and evaluate the run ``job`` and write its result; return the result.
+
+    job keys: key, config (ExperimentConfig dict), precision, labels, experiment, out (sweep folder), device
+    ("cpu", "cuda:N"; None = this worker's device), threads, keep_checkpoint.
+    A run whose loss becomes non-finite is a finished run with status "diverged" (it would diverge again).
+    A run killed midway continues from its last checkpoint when rerun.
+    """
+    t0 = time.perf_counter()
+    folder = run_dir(job["out"], job["key"])
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = ExperimentConfig.from_dict(job["config"])
+    device = job.get("device") or _WORKER["device"] or "cpu"
+    threads = job.get("threads") or _WORKER["threads"]
+    cfg.train.device, cfg.train.out_dir, cfg.train.progress = device, str(folder), False
+    if threads:
+        cfg.train.threads = int(threads)
+    ckpt = folder / CHECKPOINT
+    status, error, final, history, steps = "ok", "", None, [], 0
+    try:
+        res = train(cfg, resume=ckpt.is_file())
+        final, history, steps = res.final, res.history, res.step
+        if final is None:  # resumed from a checkpoint written at the last step, before the result was
+            from statetrack.train.loop import eval_batch, get_task
+
+            task = get_task(cfg.train.task, cfg.train.task_args)
+            final = evaluate(res.model, eval_batch(cfg, task), task.chance, batch_size=cfg.train.eval_batch_size,
+                             device=torch.device(device), amp=job["precision"] == "bf16",
+                             prefix=task.kind == "group")  # fmt: skip
+    except FloatingPointError as e:
+        status, error = "diverged", str(e)
+    result = {
+        "key": job["key"],
+        "key_version": KEY_VERSION,
+        "experiment": job["experiment"],
+        "labels": job["labels"],
+        "status": status,
+        "error": error,
+        "steps": steps,
+        "final": final.to_dict() if final is not None else None,
+        "history": history,
+        "precision": job["precision"],
+        "device": device_name(device),
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "wall_seconds": round(time.perf_counter() - t0, 3),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "torch": torch.__version__,
+        "config": job["config"],
+    }
+    atomic_write_json(folder / RESULT, result)
+    if not job.get("keep_checkpoint", False):
+        ckpt.unlink(missing_ok=True)  # the result is safe; checkpoints of hundreds of runs would fill the disk
+    return result
+
+
+def result_path(out: str | Path, key: str) -> Path:
+    return run_dir(out, key) / RESULT

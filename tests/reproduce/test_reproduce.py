@@ -1,0 +1,190 @@
+"""`statetrack reproduce` at the smoke budget: every command end to end, the cache, resume after a kill,
+config hashing, lr selection. CPU, one torch thread per process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from statetrack.cli import main
+from statetrack.reproduce import build_runs, config_key, get_budget, reproduce
+from statetrack.reproduce import worker as worker_mod
+from statetrack.reproduce.aggregate import chomsky_cells, l_tau, prefix_curve
+from statetrack.reproduce.experiments import RunSpec
+
+torch.set_num_threads(1)
+
+CFG = {"name": "x", "model": {"mixer": "deltanet", "d_model": 16},
+       "train": {"lr": 0.001, "seed": 0, "task_args": {"test_size_small": 48}, "device": "cpu"}}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- hashing
+
+
+def test_config_key_is_stable():
+    assert config_key(CFG) == "0c9d70a370856ae6"  # pins the hashing itself: a change here invalidates caches
+    reordered = {"train": dict(reversed(list(CFG["train"].items()))), "model": CFG["model"], "name": "y"}
+    assert config_key(reordered) == config_key(CFG)  # dict order and the run's name do not matter
+    moved = {**CFG, "train": {**CFG["train"], "device": "cuda:3", "progress": False, "out_dir": "/else"}}
+    assert config_key(moved) == config_key(CFG)  # where it runs and where it writes do not matter
+    assert config_key({**CFG, "train": {**CFG["train"], "lr": 0.01}}) != config_key(CFG)
+    assert config_key({**CFG, "train": {**CFG["train"], "task_args": {"test_size_small": 64}}}) != config_key(CFG)
+    assert config_key(CFG, "bf16") != config_key(CFG, "fp32")
+
+
+def test_table3_plan_has_the_papers_settings():
+    runs = build_runs("table3", get_budget("table3", "paper"), device_type="cuda")
+    assert len(runs) == 7 * 4 * 4 * 3 and len({r.key for r in runs}) == len(runs)
+    again = build_runs("table3", get_budget("table3", "paper"), device_type="cuda")
+    assert [r.key for r in again] == [r.key for r in runs]
+    by = {(r.model_label, r.task, r.lr, r.seed): r.config for r in runs}
+    c = by[("DeltaNet [-1,1]", "modarith", 1e-2, 0)]
+    assert (c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.conv_size) == (3, 128, 4, 4)
+    assert (c.train.steps, c.train.batch_size, c.train.grad_clip, c.train.weight_decay) == (100_000, 1024, 1.0, 0.1)
+    assert (c.train.warmup_frac, c.train.min_lr, c.train.eval_size) == (0.1, 1e-6, "paper")
+    p = by[("DeltaNet [0,1]", "parity", 1e-4, 2)]
+    assert (p.model.n_layers, p.model.min_eigenvalue, p.train.grad_clip) == (2, 0.0, 0.0)
+    m = by[("mLSTM", "modarith-brackets", 5e-4, 1)]
+    assert (m.train.batch_size, m.model.d_model, m.model.n_heads, m.train.grad_clip) == (512, 64, 1, 0.0)
+    f4 = build_runs("figure4", get_budget("figure4", "paper"))
+    assert len(f4) == 7 * 4 * 3
+    g = next(r.config for r in f4 if r.model_label == "DeltaNet 1L [-1,1]" and r.task == "s5-swaps")
+    assert (g.model.use_short_conv, g.train.lr, g.train.weight_decay, g.train.batch_size) == (False, 1e-4, 0.01, 512)
+
+
+# ------------------------------------------------------------------------------------------ aggregation
+
+
+def _fake(runs: list[RunSpec], values: dict[tuple[float, int], float | None]) -> dict[str, dict]:
+    out = {}
+    for r in runs:
+        v = values[(r.lr, r.seed)]
+        fin = None if v is None else {"scaled_accuracy": v}
+        out[r.key] = {"status": "diverged" if v is None else "ok", "final": fin}
+    return out
+
+
+def test_lr_chosen_by_median_then_best_and_mad():
+    runs = [r for r in build_runs("table3", get_budget("table3", "paper"))
+            if r.model_label == "Mamba [-1,1]" and r.task == "parity"]  # fmt: skip
+    vals = {(lr, s): 0.0 for lr in (1e-2, 1e-3, 5e-4, 1e-4) for s in (0, 1, 2)}
+    vals.update({(1e-2, 0): 0.9, (1e-2, 1): None, (1e-2, 2): 0.1})  # best 0.9 but median 0.1 (diverged = 0)
+    vals.update({(1e-3, 0): 0.5, (1e-3, 1): 0.4, (1e-3, 2): 0.6})  # median 0.5: chosen
+    cell = chomsky_cells(runs, _fake(runs, vals))[("Mamba [-1,1]", "parity")]
+    assert cell["lr"] == 1e-3 and cell["best"] == 0.6 and cell["median"] == 0.5
+    assert cell["mad"] == pytest.approx(0.1) and cell["diverged"] == 1 and cell["present"] == 12
+
+
+def test_prefix_curve_and_l_tau():
+    res = {"status": "ok", "final": {"prefix_accuracy": {"2": 1.0, "3": 0.95, "4": 0.8, "5": 0.95}}}
+    curve = prefix_curve(res)
+    assert curve == {1: 1.0, 2: 0.95, 3: 0.8, 4: 0.95}
+    assert l_tau(curve) == 2 and l_tau(curve, 0.5) == 4
+
+
+# ------------------------------------------------------------------------------------- end to end (smoke)
+
+
+def _reproduce(exp, out, **kw):
+    return reproduce(exp, "smoke", out, device="cpu", progress=False, log=lambda *a: None, **kw)
+
+
+@pytest.fixture(scope="module")
+def table3_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep")
+    code = main(["reproduce", "table3", "--budget", "smoke", "--out", str(out), "--device", "cpu", "--no-progress"])
+    return out, code
+
+
+def test_table3_end_to_end(table3_out):
+    out, code = table3_out
+    assert code == 0
+    d = out / "table3"
+    md = (d / "table3.md").read_text()
+    assert "DeltaNet [-1,1]" in md and "(paper 1.000" in md and "SMOKE budget" in md and "misses by" in md
+    assert (d / "figure6.png").stat().st_size > 10_000
+    runs = json.loads((d / "runs.json").read_text())
+    assert len(runs) == 28 and all(r["status"] == "ok" and r["final"]["n_sequences"] == 48 for r in runs)
+    prov = json.loads((d / "provenance.json").read_text())
+    assert prov["command"].startswith("statetrack reproduce table3") and prov["versions"]["torch"]
+    assert prov["device"]["devices"] == ["cpu"] and prov["wall_seconds"] > 0 and prov["runs_missing"] == 0
+    assert "runs_per_CPU_hour" in prov["throughput"]
+    paper = json.loads((d / "paper_numbers.json").read_text())
+    assert paper["table3_best_of_3"]["DeltaNet [-1,1]"]["modarith"] == 0.971
+    assert len(list((out / "runs").glob("*/result.json"))) == 28
+    assert not list((out / "runs").glob("*/checkpoint.pt"))  # removed once the result is safe
+
+
+def test_cached_runs_are_not_trained_again(table3_out, monkeypatch):
+    out, _ = table3_out
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(worker_mod, "train", no_training)
+    res = _reproduce("table5", out)  # the same runs as table3, aggregated as median +- MAD
+    assert res["trained"] == [] and res["exit_code"] == 0
+    assert "± " in (out / "table5" / "table5.md").read_text()
+    assert _reproduce("table3", out)["trained"] == []
+
+
+def test_resume_after_a_kill_trains_only_the_missing_runs(tmp_path, monkeypatch):
+    real, calls = worker_mod.train, []
+
+    def dies_on_third(cfg, **kw):
+        calls.append(cfg.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the sweep is killed while training its third run
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(worker_mod, "train", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        _reproduce("figure1", tmp_path)
+    assert len(list((tmp_path / "runs").glob("*/result.json"))) == 2
+
+    def fails_once(cfg, **kw):  # a run that raises: reported, the others go on, the rerun completes it
+        calls.append(cfg.name)
+        if len(calls) == 4:
+            raise RuntimeError("simulated failure")
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(worker_mod, "train", fails_once)
+    res = _reproduce("figure1", tmp_path)
+    assert res["exit_code"] == 1 and len(res["failed"]) == 1 and len(res["trained"]) == 1
+    assert (tmp_path / "runs" / next(iter(res["failed"])) / "error.txt").is_file()
+    assert "1/2" in (tmp_path / "figure1" / "figure1.md").read_text()  # the cell with a missing run says so
+    monkeypatch.setattr(worker_mod, "train", real)
+    res = _reproduce("figure1", tmp_path)
+    assert res["exit_code"] == 0 and len(res["trained"]) == 1
+    assert (tmp_path / "figure1" / "figure1.png").is_file()
+    summary = json.loads((tmp_path / "figure1" / "summary.json").read_text())
+    assert all(len(c["seeds"][0]["history"]) == 2 for c in summary["cells"].values())  # evals at steps 5, 10
+
+
+def test_figure4_end_to_end_and_shards(tmp_path):
+    res = _reproduce("figure4", tmp_path, shard="0/2")
+    assert res["exit_code"] == 1 and len(res["trained"]) == 14 and len(res["missing"]) == 14
+    res = _reproduce("figure4", tmp_path, report_only=True)
+    assert res["trained"] == [] and len(res["missing"]) == 14
+    res = _reproduce("figure4", tmp_path, shard="1/2")
+    assert res["exit_code"] == 0 and len(res["trained"]) == 14
+    d = tmp_path / "figure4"
+    for name in ("figure4.md", "figure4.png", "figure7.png", "runs.json", "summary.json", "provenance.json"):
+        assert (d / name).is_file(), name
+    md = (d / "figure4.md").read_text()
+    assert "S5 only swaps: DeltaNet 1L [-1,1] keeps prefix accuracy" in md and "s5-4tokens" in md
+    runs = json.loads((d / "runs.json").read_text())
+    assert all(r["final"]["prefix_accuracy"] for r in runs)
+
+
+def test_figure8_with_two_worker_processes(tmp_path, capsys):
+    res = _reproduce("figure8", tmp_path, workers=2)  # spawned workers, one torch thread each
+    assert res["exit_code"] == 0 and len(res["trained"]) == 14
+    runs = json.loads((tmp_path / "figure8" / "runs.json").read_text())
+    assert len({r["pid"] for r in runs}) == 2  # both workers trained runs
+    assert (tmp_path / "figure8" / "figure8.png").is_file()
+    assert main(["reproduce", "figure8", "--budget", "smoke", "--out", str(tmp_path), "--device", "cpu",
+                 "--dry-run"]) == 0  # fmt: skip
+    assert "14 runs (14 cached)" in capsys.readouterr().out
