@@ -56,9 +56,12 @@ def test_flip_flop_and_old_state():
     for seed in range(40):
         cascade, lrnn = check(random_dfa(4, 2, seed), T=200)
         for lv, ly in zip(cascade.levels, lrnn.layers, strict=True):
-            if _needs_old_state(lv):
+            assert ly.two_blocks == _needs_old_state(lv)
+            if ly.two_blocks:
                 found = True
-                assert ly.two_blocks and ly.table.dim == 2 * lv.n
+                assert ly.table.dim == 2 * lv.n and ly.table.n_h == 2 * lv.n
+        if found:
+            break
     assert found
 
 

@@ -172,7 +172,7 @@ def _has_diag_scan() -> bool:
     return callable(diag_scan)  # while it is being written, the name is only the sub-package
 
 
-DEFAULT_HORIZONS = {torch.bfloat16: 2500, torch.float16: 4000, torch.float32: 8000}
+DEFAULT_HORIZONS = {torch.bfloat16: 2500, torch.float16: 6000, torch.float32: 10000}
 
 
 def eventual_periods(

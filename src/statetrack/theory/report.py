@@ -44,7 +44,8 @@ def _sample(task, batch: int, length: int, seed: int):
 
 
 def _chomsky_length(task, length: int) -> int:
-    """The nearest valid length >= length (modular arithmetic needs odd lengths)."""
+    """The nearest valid length >= length and >= the task's minimum (modular arithmetic needs odd lengths)."""
+    length = max(length, task.min_length)
     for L in range(length, length + 4):
         if bool(task._length_ok(np.array([L]))[0]):
             return L
