@@ -163,6 +163,24 @@ def test_resume_after_a_kill_trains_only_the_missing_runs(tmp_path, monkeypatch)
     assert all(len(c["seeds"][0]["history"]) == 2 for c in summary["cells"].values())  # evals at steps 5, 10
 
 
+def test_a_run_killed_after_its_checkpoint_continues_from_it(tmp_path, monkeypatch):
+    real_write, real_train, calls = worker_mod.atomic_write_json, worker_mod.train, []
+
+    def killed_before_result(path, obj):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker_mod, "atomic_write_json", killed_before_result)
+    with pytest.raises(KeyboardInterrupt):
+        _reproduce("figure1", tmp_path)
+    (ckpt,) = tmp_path.glob("runs/*/checkpoint.pt")
+    monkeypatch.setattr(worker_mod, "atomic_write_json", real_write)
+    monkeypatch.setattr(worker_mod, "train", lambda cfg, **kw: calls.append(kw) or real_train(cfg, **kw))
+    assert _reproduce("figure1", tmp_path)["exit_code"] == 0
+    assert calls[0] == {"resume": True} and all(c == {"resume": False} for c in calls[1:])
+    res = json.loads((ckpt.parent / "result.json").read_text())
+    assert res["steps"] == 10 and len(res["history"]) == 2 and res["final"]["n_sequences"] == 48
+
+
 def test_figure4_end_to_end_and_shards(tmp_path):
     res = _reproduce("figure4", tmp_path, shard="0/2")
     assert res["exit_code"] == 1 and len(res["trained"]) == 14 and len(res["missing"]) == 14

@@ -48,6 +48,17 @@ def plan(experiment: str, budget_name: str, device: str = "auto", steps: int | N
     return runs, budget, devices
 
 
+# rough cost of a step relative to the parallel-scan mixers: sLSTM and the full-matrix RNN loop over time in Python
+_MIXER_COST = {"slstm": 4.0, "full_matrix_rnn": 4.0, "lstm": 2.0, "mlstm": 1.5}
+
+
+def _cost(r: RunSpec) -> float:
+    """Estimated run time (arbitrary units): the sweep starts the longest runs first, so that no long run is
+    left alone at the end while the other workers idle."""
+    c = r.config
+    return c.train.steps * c.train.batch_size * c.model.n_layers * _MIXER_COST.get(c.model.mixer, 1.0)
+
+
 def _describe(job, res) -> str:
     lab = job["labels"]
     if res["status"] != "ok":
@@ -82,7 +93,7 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
     if shard_ij is not None:  # shards cut the whole plan (not what is left), so they are the same every time
         i, n = shard_ij
         unique = unique[i::n]
-    pending = [r for r in unique if r.key not in results]
+    pending = sorted((r for r in unique if r.key not in results), key=_cost, reverse=True)
     log(f"{experiment} at budget {budget_name}: {len(runs)} runs, {len(results)} cached, "
         f"{0 if report_only else len(pending)} to train on {', '.join(devices)} with {workers} worker(s)")  # fmt: skip
     stats = SweepStats()
