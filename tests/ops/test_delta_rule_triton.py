@@ -92,14 +92,20 @@ def test_chunk_matches_naive(T, gate):
 
 @kernel_test
 @pytest.mark.parametrize(
-    "n_h,keys,gate,chunk",
-    [(1, "rank1", True, 64), (2, "random", True, 64), (2, "rank1", False, 32), (3, "random", True, 64)],
+    "n_h,keys,gate,chunk,split",
+    [
+        (1, "rank1", True, 64, None),
+        (2, "random", True, 64, True),
+        (2, "rank1", False, 32, True),
+        (3, "random", True, 32, False),
+    ],
 )
-def test_chunk_beta_near_two(n_h, keys, gate, chunk):
+def test_chunk_beta_near_two(n_h, keys, gate, chunk, split):
+    """split: sequential and chunk-parallel passes apart (True), fused (False), or by head dim (None)."""
     T = LENGTHS[-1] if n_h == 1 else LENGTHS[-1] // 2 + 3
     D = DIMS[0]
     x = make_inputs(B=1, T=T, H=2, K=D, V=D, n_h=n_h, beta_range=(1.9, 2.0), keys=keys, gate=gate)
-    _check(x, TOL, chunk=chunk)
+    _check(x, TOL, chunk=chunk, split=split)
 
 
 @kernel_test
@@ -107,13 +113,13 @@ def test_chunk_small_chunks_ragged_dims_and_v_blocks():
     """chunk = 16 (no block merge), K and V not powers of two, V split over two programs (partial-sum path)."""
     K, V = (12, 24) if not GPU else (48, 80)
     x = make_inputs(B=1, T=LENGTHS[-1] - 3, H=1, K=K, V=V, beta_range=(0.0, 2.0), gate=True)
-    _check(x, TOL, chunk=16, block_v=16 if not GPU else 32)
+    _check(x, TOL, chunk=16, block_v=16 if not GPU else 32, split=True)
 
 
 @kernel_test
 def test_chunk_without_initial_state():
     x = make_inputs(B=1, T=LENGTHS[1], H=2, K=DIMS[0], V=DIMS[0], h0=False, gate=True)
-    _check(x, TOL)
+    _check(x, TOL, split=False)
 
 
 @kernel_test

@@ -38,10 +38,18 @@ class Config:
     warps_fwd: int
     warps_bwd: int
     precision: str
+    split_fwd: bool
+    split_bwd: bool
 
 
 def make_config(
-    n_h: int, K: int, V: int, chunk: int = 32, precision: str = "tf32x3", block_v: int | None = None
+    n_h: int,
+    K: int,
+    V: int,
+    chunk: int = 32,
+    precision: str = "tf32x3",
+    block_v: int | None = None,
+    split: bool | None = None,
 ) -> Config:
     """Block sizes by register budget. Chunks of 32 sub-steps by default: at 64 the compiled kernels spill several
     KiB per thread on sm_90 (ptxas), at 32 far less (forward) or about half (backward)."""
@@ -74,6 +82,8 @@ def make_config(
         warps_fwd=4 if BK <= 32 else 8,
         warps_bwd=4 if BK <= 16 else 8,
         precision=precision,
+        split_fwd=BK >= 64 if split is None else split,
+        split_bwd=True if split is None else split,
     )
 
 
@@ -87,29 +97,21 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config, store_o=True, store_states=False):
-    """Returns (o or None, final state fp32 [N, H, K, V], chunk-start states fp32 [N, NC, H, K, V] or None)."""
+    """Returns (o or None, final state fp32 [N, H, K, V], chunk-start states fp32 [N, NC, H, K, V] or None).
+
+    One sequential launch (o and states in one pass), or with ``cfg.split_fwd`` (default: for head dims >= 64,
+    where the fused pass spills) a light sequential pass for the states and a chunk-parallel pass for o."""
     N, T, n_h, H, K = k.shape
     V = v.shape[-1]
     NC = _cdiv(T, cfg.C)
     dev = q.device
+    split = cfg.split_fwd
     o = torch.empty(N, T, H, V, dtype=q.dtype, device=dev) if store_o else None
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=dev)
-    hs = torch.empty(N, NC, H, K, V, dtype=torch.float32, device=dev) if store_states else None
-    dummy = ht
-    grid = (_cdiv(V, cfg.BV_fwd), N * H)
-    kernels_for(dev).chunk_fwd_kernel[grid](
-        q,
-        k,
-        v,
-        beta,
-        dummy if g is None else g,
-        dummy if h0 is None else h0,
-        q.new_empty(1) if o is None else o,  # same pointer type either way: one compiled kernel
-        ht,
-        dummy if hs is None else hs,
-        scale,
-        T,
-        NC,
+    hs = torch.empty(N, NC, H, K, V, dtype=torch.float32, device=dev) if (store_states or split) else None
+    args = (q, k, v, beta, ht if g is None else g, ht if h0 is None else h0)
+    args += (q.new_empty(1) if o is None else o, ht, ht if hs is None else hs, scale, T, NC)
+    meta = dict(
         H=H,
         K=K,
         V=V,
@@ -123,18 +125,27 @@ def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config, store_o=True, store_stat
         LOG_NB=cfg.LOG_NB,
         USE_G=g is not None,
         USE_H0=h0 is not None,
-        store_o=int(store_o),
-        store_hs=int(store_states),
         PREC=cfg.precision,
         IN_PREC=_input_precision(q.dtype, cfg.precision),
         num_warps=cfg.warps_fwd,
         num_stages=1,
     )
-    return o, ht, hs
+    kern = kernels_for(dev).chunk_fwd_kernel
+    NV = _cdiv(V, cfg.BV_fwd)
+    if store_o and not split:
+        kern[(NV, N * H)](*args, store_hs=int(store_states), MODE=0, **meta)
+    else:
+        kern[(NV, N * H)](*args, store_hs=1, MODE=1, **meta)
+        if store_o:
+            kern[(NV, N * H, NC)](*args, store_hs=0, MODE=2, **meta)
+    return o, ht, hs if store_states else None
 
 
 def chunk_bwd(q, k, v, beta, g, hs, do, dht, scale, cfg: Config):
-    """Gradients (dq, dk, dv, dbeta, dlog_decay or None, dh0) in fp32 (dv in v's dtype)."""
+    """Gradients (dq, dk, dv, dbeta, dlog_decay or None, dh0) in fp32 (dv in v's dtype).
+
+    cfg.split_bwd: two launches, a light sequential pass over the chunks (dv, dh0 and the state gradient at every
+    chunk end) and a chunk-parallel pass for dq, dk, dbeta, dlog_decay; else one fused sequential pass."""
     N, T, n_h, H, K = k.shape
     V = v.shape[-1]
     NC = hs.shape[1]
@@ -147,24 +158,12 @@ def chunk_bwd(q, k, v, beta, g, hs, do, dht, scale, cfg: Config):
     db = torch.empty(NV, N, T, n_h, H, dtype=f32, device=dev)
     dg = torch.empty(NV, N, T, H, dtype=f32, device=dev) if g is not None else None
     dh0 = torch.empty(N, H, K, V, dtype=f32, device=dev)
-    kernels_for(dev).chunk_bwd_kernel[(NV, N * H)](
-        q,
-        k,
-        v,
-        beta,
-        dh0 if g is None else g,
-        hs,
-        do,
-        dh0 if dht is None else dht,
-        dq,
-        dk,
-        dv,
-        db,
-        dh0 if dg is None else dg,
-        dh0,
-        scale,
-        T,
-        NC,
+    split = cfg.split_bwd
+    dhs = torch.empty_like(hs) if split else dh0
+    kern = kernels_for(dev).chunk_bwd_kernel
+    args = (q, k, v, beta, dh0 if g is None else g, hs, dhs, do, dh0 if dht is None else dht, dq, dk, dv, db)
+    args += (dh0 if dg is None else dg, dh0, scale, T, NC)
+    meta = dict(
         H=H,
         K=K,
         V=V,
@@ -183,6 +182,11 @@ def chunk_bwd(q, k, v, beta, g, hs, do, dht, scale, cfg: Config):
         num_warps=cfg.warps_bwd,
         num_stages=1,
     )
+    if split:
+        kern[(NV, N * H)](*args, MODE=1, **meta)
+        kern[(NV, N * H, NC)](*args, MODE=2, **meta)
+    else:
+        kern[(NV, N * H)](*args, MODE=0, **meta)
     red = (lambda x: x[0]) if NV == 1 else (lambda x: x.sum(0))
     return red(dq), red(dk), dv, red(db), None if dg is None else red(dg), dh0
 
@@ -230,12 +234,14 @@ def delta_rule_triton(
     chunk: int = 32,
     precision: str = "tf32x3",
     block_v: int | None = None,
+    split: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunked delta rule. q [N, T, H, K]; k [N, T, n_h, H, K]; v [N, T, n_h, H, V]; beta [N, T, n_h, H];
     log_decay [N, T, H] or None; initial_state fp32 [N, H, K, V] or None. Returns (o [N, T, H, V] in q's dtype,
     final state fp32 [N, H, K, V]); differentiable in all tensor inputs. CUDA tensors run compiled kernels, others
     run them in Triton's interpreter (slow: for tests). ``chunk``: sub-steps per chunk (16, 32 or 64);
-    ``precision`` of fp32 tl.dot products; ``block_v`` caps the V-block width (default: by register budget)."""
+    ``precision`` of fp32 tl.dot products; ``block_v`` caps the V-block width (default: by register budget);
+    ``split`` the sequential passes from chunk-parallel ones (default: forward for K >= 64, backward always)."""
     if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         raise TypeError(f"the triton backend takes bf16, fp16 or fp32 inputs, got {q.dtype}")
     N, T, n_h, H, K = k.shape
@@ -243,5 +249,5 @@ def delta_rule_triton(
         o = q.new_zeros(N, 0, H, v.shape[-1])
         ht = initial_state if initial_state is not None else q.new_zeros(N, H, K, v.shape[-1], dtype=torch.float32)
         return o, ht
-    cfg = make_config(n_h, K, v.shape[-1], chunk, precision, block_v)
+    cfg = make_config(n_h, K, v.shape[-1], chunk, precision, block_v, split)
     return DeltaRuleTritonFunction.apply(q, k, v, beta, log_decay, initial_state, float(scale), cfg)

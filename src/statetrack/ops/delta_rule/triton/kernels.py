@@ -116,7 +116,7 @@ def _load_chunk(
     return (b_k, b_q, b_b, b_g, b_gq, b_gl, b_kk, b_qk, b_E, b_Eq, b_A, b_T, m_r, m_q, r_g, t_q)
 
 
-@triton.jit(do_not_specialize=["T", "NC", "store_o", "store_hs"])
+@triton.jit(do_not_specialize=["T", "NC", "store_hs"])
 def chunk_fwd_kernel(
     q_ptr,
     k_ptr,
@@ -143,14 +143,14 @@ def chunk_fwd_kernel(
     LOG_NB: tl.constexpr,
     USE_G: tl.constexpr,
     USE_H0: tl.constexpr,
-    store_o,
     store_hs,
     PREC: tl.constexpr,
     IN_PREC: tl.constexpr,
+    MODE: tl.constexpr,
 ):
-    """Grid (cdiv(V, BV), N * H). Writes the final state, o (if store_o) and the state at the start of every
-    chunk, hs [N, NC, H, K, V] fp32 (if store_hs, for the backward pass). The two flags are run-time values, so
-    that the forward pass and the backward's recomputation share one compiled kernel."""
+    """MODE 0: grid (cdiv(V, BV), N * H), one sequential pass: o, the final state, and (if the run-time flag
+    store_hs) the state at the start of every chunk, hs [N, NC, H, K, V] fp32. MODE 1: the same pass without o
+    (lighter: the states only). MODE 2: grid (cdiv(V, BV), N * H, NC), o of chunk program_id(2) from hs."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -163,35 +163,47 @@ def chunk_fwd_kernel(
     p_kv = o_k[:, None] * V + o_v[None, :]
 
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
+    if USE_H0 and MODE != 2:
         b_S = tl.load(h0_ptr + (n64 * H + i_h) * K * V + p_kv, mask=m_kv, other=0.0)
-    c = 0
-    while c < NC:
+    if MODE == 2:
+        c = tl.program_id(2)
+        c_end = c + 1
+    else:
+        c = 0
+        c_end = NC
+    while c < c_end:
         b_k, b_q, b_b, b_g, b_gq, b_gl, b_kk, b_qk, b_E, b_Eq, b_A, b_T, m_r, m_q, r_g, t_q = _load_chunk(
             q_ptr, k_ptr, beta_ptr, g_ptr, n64, i_h, c, T, H, K, NH, C, BL, BC, BK, BS, LOG_NB, USE_G, PREC, IN_PREC
         )
-        if store_hs:
-            tl.store(hs_ptr + ((n64 * NC + c) * H + i_h) * K * V + p_kv, b_S, mask=m_kv)
+        p_hs = hs_ptr + ((n64 * NC + c) * H + i_h) * K * V + p_kv
+        if MODE == 2:
+            b_S = tl.load(p_hs, mask=m_kv, other=0.0)
+        elif MODE == 1:
+            tl.store(p_hs, b_S, mask=m_kv)
+        elif store_hs:
+            tl.store(p_hs, b_S, mask=m_kv)
         p_v = v_ptr + ((n64 * T * NH + r_g) * H + i_h)[:, None] * V + o_v[None, :]
         b_v = tl.load(p_v, mask=m_r[:, None] & m_v[None, :], other=0.0).to(tl.float32)
         b_X = tl.dot(b_k, b_S, input_precision=PREC)  # K S0
         if USE_G:
             b_X = b_X * tl.exp(b_g)[:, None]
         b_U = tl.dot(b_T, b_b[:, None] * (b_v - b_X), input_precision=PREC)  # the writes u_r
-        if store_o:
+        if MODE != 1:
             b_o = tl.dot(b_q, b_S, input_precision=PREC)
             if USE_G:
                 b_o = b_o * tl.exp(b_gq)[:, None]
             b_o = scale * (b_o + tl.dot(b_qk, b_U, input_precision=PREC))
             p_o = o_ptr + ((n64 * T + t_q) * H + i_h)[:, None] * V + o_v[None, :]
             tl.store(p_o, b_o.to(o_ptr.dtype.element_ty), mask=m_q[:, None] & m_v[None, :])
-        if USE_G:
-            b_kd = b_k * tl.exp(b_gl - b_g)[:, None]
-            b_S = b_S * tl.exp(b_gl) + tl.dot(tl.trans(b_kd), b_U, input_precision=PREC)
-        else:
-            b_S = b_S + tl.dot(tl.trans(b_k), b_U, input_precision=PREC)
+        if MODE != 2:
+            if USE_G:
+                b_kd = b_k * tl.exp(b_gl - b_g)[:, None]
+                b_S = b_S * tl.exp(b_gl) + tl.dot(tl.trans(b_kd), b_U, input_precision=PREC)
+            else:
+                b_S = b_S + tl.dot(tl.trans(b_k), b_U, input_precision=PREC)
         c += 1
-    tl.store(ht_ptr + (n64 * H + i_h) * K * V + p_kv, b_S, mask=m_kv)
+    if MODE != 2:
+        tl.store(ht_ptr + (n64 * H + i_h) * K * V + p_kv, b_S, mask=m_kv)
 
 
 @triton.jit(do_not_specialize=["T", "NC"])
@@ -202,6 +214,7 @@ def chunk_bwd_kernel(
     beta_ptr,
     g_ptr,
     hs_ptr,
+    dhs_ptr,
     do_ptr,
     dht_ptr,
     dq_ptr,
@@ -228,6 +241,7 @@ def chunk_bwd_kernel(
     USE_DHT: tl.constexpr,
     PREC: tl.constexpr,
     IN_PREC: tl.constexpr,
+    MODE: tl.constexpr,
 ):
     """Grid (cdiv(V, BV), N * H); walks the chunks from the last, carrying dS = dLoss/dS at the chunk's end.
 
@@ -236,6 +250,10 @@ def chunk_bwd_kernel(
     d_r = exp(g_L - g_r). Then dU = scale P^T dO + diag(d) K dS1, dR = T^T dU, dA = -dR U^T (strictly lower),
     and every other gradient follows by the chain rule. dv is owned by the V-block; dq, dk, dbeta, dlog_decay
     are partial sums over V-blocks, stored at [i_v] and summed by the caller.
+
+    MODE 0: all of it in one pass. MODE 1: the sequential part only (dv, dh0, and dS at the end of every chunk
+    into dhs [N, NC, H, K, V]). MODE 2: grid (NV, N * H, NC), one chunk per program, dS read from dhs: dq, dk,
+    dbeta, dlog_decay. 1 then 2 keeps the sequential loop light and the heavy part parallel over chunks.
     """
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
@@ -245,20 +263,27 @@ def chunk_bwd_kernel(
     nv64 = (i_v * (tl.num_programs(1) // H) + i_n).to(tl.int64)  # row of [NV * N] partial-sum buffers
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
-    o_r = tl.arange(0, BL)
-    o_i = tl.arange(0, BC)
     m_k = o_k < K
     m_v = o_v < V
     m_kv = m_k[:, None] & m_v[None, :]
     p_kv = o_k[:, None] * V + o_v[None, :]
-    strict = o_r[None, :] < o_r[:, None]
 
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_DHT:
         b_dS = tl.load(dht_ptr + (n64 * H + i_h) * K * V + p_kv, mask=m_kv, other=0.0)
-    cc = 0
-    while cc < NC:
+    if MODE == 2:
+        cc = NC - 1 - tl.program_id(2)  # one iteration, at chunk program_id(2)
+        n_iter = cc + 1
+    else:
+        cc = 0
+        n_iter = NC
+    while cc < n_iter:
         c = NC - 1 - cc
+        p_dhs = dhs_ptr + ((n64 * NC + c) * H + i_h) * K * V + p_kv
+        if MODE == 2:
+            b_dS = tl.load(p_dhs, mask=m_kv, other=0.0)
+        if MODE == 1:
+            tl.store(p_dhs, b_dS, mask=m_kv)
         b_k, b_q, b_b, b_g, b_gq, b_gl, b_kk, b_qk, b_E, b_Eq, b_A, b_T, m_r, m_q, r_g, t_q = _load_chunk(
             q_ptr, k_ptr, beta_ptr, g_ptr, n64, i_h, c, T, H, K, NH, C, BL, BC, BK, BS, LOG_NB, USE_G, PREC, IN_PREC
         )
@@ -287,53 +312,159 @@ def chunk_bwd_kernel(
         b_kd = b_k * b_d[:, None]
         b_dU = scale * tl.dot(tl.trans(b_qk), b_do, input_precision=PREC) + tl.dot(b_kd, b_dS, input_precision=PREC)
         b_dR = tl.dot(tl.trans(b_T), b_dU, input_precision=PREC)
-        tl.store(dv_ptr + p_v, (b_b[:, None] * b_dR).to(dv_ptr.dtype.element_ty), mask=m_rv)
-
-        # through R = diag(b)(V - Gamma K S0)
-        b_db = tl.sum(b_dR * b_Vt, 1)
         b_dX = -(b_b * b_Gam)[:, None] * b_dR
-        b_dk = tl.dot(b_dX, tl.trans(b_S0), input_precision=PREC)
-        # through T = (I + A)^{-1}, A = diag(b) (K K^T * E)
-        b_dA = tl.where(strict, -tl.dot(b_dR, tl.trans(b_U), input_precision=PREC), 0.0)
-        b_db += tl.sum(b_dA * b_kk, 1)
-        b_B = b_dA * b_b[:, None] * b_E
-        b_dk += tl.dot(b_B, b_k, input_precision=PREC) + tl.dot(tl.trans(b_B), b_k, input_precision=PREC)
-        # through P = (Q K^T) * decay mask
-        b_dP = scale * tl.dot(b_do, tl.trans(b_U), input_precision=PREC)  # masked through b_Eq and b_qk
-        b_dPm = b_dP * b_Eq
-        b_dq = tl.dot(b_dPm, b_k, input_precision=PREC)
-        b_dq += scale * b_Gq[:, None] * tl.dot(b_do, tl.trans(b_S0), input_precision=PREC)
-        b_dk += tl.dot(tl.trans(b_dPm), b_q, input_precision=PREC)
-        # through S1 = Gamma_L S0 + (diag(d) K)^T U
-        b_UdS = tl.dot(b_U, tl.trans(b_dS), input_precision=PREC)
-        b_dk += b_d[:, None] * b_UdS
-
-        if USE_G:
-            b_Z = b_dA * b_A
-            b_dgam = tl.sum(b_Z, 1) - tl.sum(b_Z, 0)
-            b_dgam -= b_b * b_Gam * tl.sum(b_dR * b_X, 1)
-            b_Zq = b_dP * b_qk
-            b_dgq = tl.sum(b_Zq, 1)
-            b_dgam -= tl.sum(b_Zq, 0)
-            b_dgq += scale * b_Gq * tl.sum(b_do * tl.dot(b_q, b_S0, input_precision=PREC), 1)
-            b_dd = b_d * tl.sum(b_k * b_UdS, 1)
-            b_dgam -= b_dd
-            b_dgl = tl.sum(b_dd, 0) + b_Gl * tl.sum(tl.sum(b_S0 * b_dS, 1), 0)
-            # log-gate of token i' enters g_r for r >= i' * NH, g_q(i) for i >= i', and g_L
-            b_dg = tl.sum(tl.where(o_r[None, :] >= (o_i * NH)[:, None], b_dgam[None, :], 0.0), 1)
-            b_dg += tl.sum(tl.where(o_i[None, :] >= o_i[:, None], b_dgq[None, :], 0.0), 1) + b_dgl
-            tl.store(dg_ptr + (nv64 * T + t_q) * H + i_h, b_dg, mask=m_q)
-
-        b_dS = b_Gl * b_dS + tl.dot(tl.trans(b_q * (scale * b_Gq)[:, None]), b_do, input_precision=PREC)
-        b_dS += tl.dot(tl.trans(b_k), b_dX, input_precision=PREC)
-
-        p_dk = dk_ptr + ((nv64 * T * NH + r_g) * H + i_h)[:, None] * K + o_k[None, :]
-        tl.store(p_dk, b_dk, mask=m_r[:, None] & m_k[None, :])
-        p_dq = dq_ptr + ((nv64 * T + t_q) * H + i_h)[:, None] * K + o_k[None, :]
-        tl.store(p_dq, b_dq, mask=m_q[:, None] & m_k[None, :])
-        tl.store(db_ptr + (nv64 * T * NH + r_g) * H + i_h, b_db, mask=m_r)
+        if MODE != 2:
+            tl.store(dv_ptr + p_v, (b_b[:, None] * b_dR).to(dv_ptr.dtype.element_ty), mask=m_rv)
+        if MODE != 1:
+            b_dS = _bwd_grads(
+                q_ptr,
+                k_ptr,
+                dq_ptr,
+                dk_ptr,
+                db_ptr,
+                dg_ptr,
+                b_k,
+                b_q,
+                b_b,
+                b_g,
+                b_gq,
+                b_gl,
+                b_kk,
+                b_qk,
+                b_E,
+                b_Eq,
+                b_A,
+                b_S0,
+                b_dS,
+                b_X,
+                b_Vt,
+                b_U,
+                b_dR,
+                b_dX,
+                b_do,
+                b_Gam,
+                b_d,
+                b_Gq,
+                b_Gl,
+                scale,
+                T,
+                nv64,
+                i_h,
+                r_g,
+                t_q,
+                m_r,
+                m_q,
+                o_k,
+                m_k,
+                H,
+                K,
+                NH,
+                BL,
+                BC,
+                USE_G,
+                PREC,
+            )
+        if MODE != 2:
+            b_dS = b_Gl * b_dS + tl.dot(tl.trans(b_q * (scale * b_Gq)[:, None]), b_do, input_precision=PREC)
+            b_dS += tl.dot(tl.trans(b_k), b_dX, input_precision=PREC)
         cc += 1
-    tl.store(dh0_ptr + (n64 * H + i_h) * K * V + p_kv, b_dS, mask=m_kv)
+    if MODE != 2:
+        tl.store(dh0_ptr + (n64 * H + i_h) * K * V + p_kv, b_dS, mask=m_kv)
+
+
+@triton.jit
+def _bwd_grads(
+    q_ptr,
+    k_ptr,
+    dq_ptr,
+    dk_ptr,
+    db_ptr,
+    dg_ptr,
+    b_k,
+    b_q,
+    b_b,
+    b_g,
+    b_gq,
+    b_gl,
+    b_kk,
+    b_qk,
+    b_E,
+    b_Eq,
+    b_A,
+    b_S0,
+    b_dS,
+    b_X,
+    b_Vt,
+    b_U,
+    b_dR,
+    b_dX,
+    b_do,
+    b_Gam,
+    b_d,
+    b_Gq,
+    b_Gl,
+    scale,
+    T,
+    nv64,
+    i_h,
+    r_g,
+    t_q,
+    m_r,
+    m_q,
+    o_k,
+    m_k,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    NH: tl.constexpr,
+    BL: tl.constexpr,
+    BC: tl.constexpr,
+    USE_G: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """dq, dk, dbeta, dlog_decay of one chunk (partial over V-blocks), stored; returns dS unchanged."""
+    o_r = tl.arange(0, BL)
+    o_i = tl.arange(0, BC)
+    strict = o_r[None, :] < o_r[:, None]
+    # through R = diag(b)(V - Gamma K S0)
+    b_db = tl.sum(b_dR * b_Vt, 1)
+    b_dk = tl.dot(b_dX, tl.trans(b_S0), input_precision=PREC)
+    # through T = (I + A)^{-1}, A = diag(b) (K K^T * E)
+    b_dA = tl.where(strict, -tl.dot(b_dR, tl.trans(b_U), input_precision=PREC), 0.0)
+    b_db += tl.sum(b_dA * b_kk, 1)
+    b_B = b_dA * b_b[:, None] * b_E
+    b_dk += tl.dot(b_B, b_k, input_precision=PREC) + tl.dot(tl.trans(b_B), b_k, input_precision=PREC)
+    # through P = (Q K^T) * decay mask
+    b_dP = scale * tl.dot(b_do, tl.trans(b_U), input_precision=PREC)  # masked through b_Eq and b_qk
+    b_dPm = b_dP * b_Eq
+    b_dq = tl.dot(b_dPm, b_k, input_precision=PREC)
+    b_dq += scale * b_Gq[:, None] * tl.dot(b_do, tl.trans(b_S0), input_precision=PREC)
+    b_dk += tl.dot(tl.trans(b_dPm), b_q, input_precision=PREC)
+    # through S1 = Gamma_L S0 + (diag(d) K)^T U
+    b_UdS = tl.dot(b_U, tl.trans(b_dS), input_precision=PREC)
+    b_dk += b_d[:, None] * b_UdS
+
+    if USE_G:
+        b_Z = b_dA * b_A
+        b_dgam = tl.sum(b_Z, 1) - tl.sum(b_Z, 0)
+        b_dgam -= b_b * b_Gam * tl.sum(b_dR * b_X, 1)
+        b_Zq = b_dP * b_qk
+        b_dgq = tl.sum(b_Zq, 1)
+        b_dgam -= tl.sum(b_Zq, 0)
+        b_dgq += scale * b_Gq * tl.sum(b_do * tl.dot(b_q, b_S0, input_precision=PREC), 1)
+        b_dd = b_d * tl.sum(b_k * b_UdS, 1)
+        b_dgam -= b_dd
+        b_dgl = tl.sum(b_dd, 0) + b_Gl * tl.sum(tl.sum(b_S0 * b_dS, 1), 0)
+        # log-gate of token i' enters g_r for r >= i' * NH, g_q(i) for i >= i', and g_L
+        b_dg = tl.sum(tl.where(o_r[None, :] >= (o_i * NH)[:, None], b_dgam[None, :], 0.0), 1)
+        b_dg += tl.sum(tl.where(o_i[None, :] >= o_i[:, None], b_dgq[None, :], 0.0), 1) + b_dgl
+        tl.store(dg_ptr + (nv64 * T + t_q) * H + i_h, b_dg, mask=m_q)
+
+    p_dk = dk_ptr + ((nv64 * T * NH + r_g) * H + i_h)[:, None] * K + o_k[None, :]
+    tl.store(p_dk, b_dk, mask=m_r[:, None] & m_k[None, :])
+    p_dq = dq_ptr + ((nv64 * T + t_q) * H + i_h)[:, None] * K + o_k[None, :]
+    tl.store(p_dq, b_dq, mask=m_q[:, None] & m_k[None, :])
+    tl.store(db_ptr + (nv64 * T * NH + r_g) * H + i_h, b_db, mask=m_r)
+    return b_dS
 
 
 @triton.jit(do_not_specialize=["T"])
