@@ -255,23 +255,26 @@ def flops_bytes(B, T, H, D, n_h=1, C=64):
     return 3 * fwd, fwd_bytes + bwd_bytes
 
 
-def section_speed(fla, shapes, deadline, variants=("ours", "gated", "nh2", "fla", "sdpa")):
+def section_speed(fla, shapes, deadline, variants=("ours", "fused", "gated", "nh2", "fla", "sdpa")):
     say("## Speed: forward+backward ms (fwd ms) [peak MiB], bf16")
     say()
-    say("ours: chunked Triton kernels; gated = with a scalar gate; n_h=2 = DeltaProduct with two Householders per")
+    say("ours: chunked Triton kernels (default: sequential and chunk-parallel passes split); fused = one sequential")
+    say("pass per direction (split=False); gated = with a scalar gate; n_h=2 = DeltaProduct with two Householders per")
     say("token at the same width. %MM / %BW: the algorithm's FLOPs and compulsory bytes over our time, as shares of")
     say("the measured ceilings. Best fla = fastest of its paths that ran.")
     say()
     hdr = (
-        "| B, T, H, D | ours | ours gated | ours n_h=2 | fla chunk | fla fused_recurrent | fla gated (neg eig) | SDPA |"
+        "| B, T, H, D | ours | ours fused | ours gated | ours n_h=2 | fla chunk | fla fused_recurrent"
+        " | fla gated (neg eig) | SDPA |"
     )
     say(hdr + " ours %MM / %BW | speed-up vs best fla |")
-    say("|" + "---|" * 10)
+    say("|" + "---|" * 11)
     t_start = time.time()
     for B, T, H, D in shapes:
         cells, ours_ms, fla_best = [], None, None
         runs = [
             ("ours", lambda x: ours(x), {}),
+            ("ours fused", lambda x: ours(x, split=False), {}),
             ("ours gated", lambda x: ours(x), {"gate": True}),
             ("ours n_h=2", lambda x: ours(x), {"n_h": 2}),
         ]
@@ -285,7 +288,8 @@ def section_speed(fla, shapes, deadline, variants=("ours", "gated", "nh2", "fla"
             runs += [("fla chunk", None, {}), ("fla rec", None, {}), ("fla gated", None, {})]
         runs.append(("sdpa", "sdpa", {}))
         for name, fn, kw in runs:
-            key = {"ours gated": "gated", "ours n_h=2": "nh2", "sdpa": "sdpa", "ours": "ours"}.get(name, "fla")
+            key = {"ours gated": "gated", "ours n_h=2": "nh2", "sdpa": "sdpa", "ours": "ours", "ours fused": "fused"}
+            key = key.get(name, "fla")
             if key not in variants:
                 cells.append("-")
                 continue
@@ -328,6 +332,11 @@ def section_speed(fla, shapes, deadline, variants=("ours", "gated", "nh2", "fla"
     say()
 
 
+def _shapes(args):
+    shapes = ISSUE_SHAPES if args.shapes == "issue" else SMALL_SHAPES
+    return shapes if args.rows is None else [shapes[int(i)] for i in args.rows.split(",")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sections", default="accuracy,grads,speed")
@@ -337,7 +346,8 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=480.0, help="seconds after which fla speed runs are skipped")
     ap.add_argument("--chunk", type=int, default=None, help="sub-steps per chunk of our kernels (16, 32, 64)")
     ap.add_argument("--precision", default=None, help="fp32 dot precision of our kernels (tf32x3, ieee, tf32)")
-    ap.add_argument("--variants", default="ours,gated,nh2,fla,sdpa", help="columns of the speed table to run")
+    ap.add_argument("--variants", default="ours,fused,gated,nh2,fla,sdpa", help="columns of the speed table to run")
+    ap.add_argument("--rows", default=None, help="indices of the shapes to run, e.g. 0,3 (default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -364,9 +374,7 @@ def main() -> None:
         ("grads", lambda: section_grads(fla)),
         (
             "speed",
-            lambda: section_speed(
-                fla, ISSUE_SHAPES if args.shapes == "issue" else SMALL_SHAPES, args.deadline, args.variants.split(",")
-            ),
+            lambda: section_speed(fla, _shapes(args), args.deadline, args.variants.split(",")),
         ),
     ):
         if name in secs:
