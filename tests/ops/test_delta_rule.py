@@ -160,3 +160,16 @@ def test_default_scale_and_output_dtype():
     assert s is None and o.dtype == torch.float64
     o2, _ = delta_rule(**x, scale=1.0)
     assert rel(o, o2 * x["q"].shape[-1] ** -0.5) < 1e-14
+
+
+@pytest.mark.parametrize("backend", ["naive", "torch"])
+def test_under_autocast_keeps_fp32_and_matches(backend):
+    # autocast must not push the state algebra into bf16, and the backward must run
+    x = make_inputs(T=70, n_h=2, gate=True, dtype=torch.float32, requires_grad=True)
+    ref, _, ref_g = run_with_grads(x, backend=backend)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        o, s = delta_rule(**x, output_final_state=True, backend=backend)
+        loss = (o.to(torch.bfloat16) * 1.0).float().sum() + s.sum()
+    assert o.dtype == torch.float32 and rel(o.detach(), ref) < 1e-6
+    grads = torch.autograd.grad(loss, [x["q"], x["k"]])
+    assert all(torch.isfinite(g).all() for g in grads)

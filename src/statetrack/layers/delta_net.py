@@ -141,14 +141,13 @@ class DeltaNet(Mixer):
         if self.n_h == 1:  # the op's DeltaNet layout
             k, v, beta = k[:, :, 0], v[:, :, 0], beta[:, :, 0]
         S0 = None if state is None else state.get("S")
-        # Under autocast the L2 norm comes back in fp32 and v in bf16: hand the op one dtype, with autocast off
-        # inside it (its hand-written backward expects the dtypes it saw in forward).
+        # Under autocast the L2 norm comes back in fp32 and v in bf16: the op wants one dtype for q, k, v (and
+        # keeps its own state algebra in fp32 whatever autocast says).
         dt = v.dtype
-        with torch.autocast(x.device.type, enabled=False):
-            o, S = delta_rule(
-                q.to(dt), k.to(dt), v, beta, log_decay=log_decay, initial_state=S0, output_final_state=output_state,
-                backend=self.backend, chunk_size=self.chunk_size,
-            )  # fmt: skip
+        o, S = delta_rule(
+            q.to(dt), k.to(dt), v, beta, log_decay=log_decay, initial_state=S0, output_final_state=output_state,
+            backend=self.backend, chunk_size=self.chunk_size,
+        )  # fmt: skip
         y = self._out(x, o)
         if not output_state:
             return y, None

@@ -122,12 +122,14 @@ def delta_rule(
     if varlen is not None:
         q, k, v, beta, log_decay = (varlen.pad(x) for x in (q, k, v, beta, log_decay))
 
-    if name == "naive":
-        o, final = delta_rule_naive(q, k, v, beta, log_decay, scale, initial_state, sdt)
-    elif name == "triton":
-        o, final = delta_rule_triton(q, k, v, beta, log_decay, scale, initial_state)
-    else:
-        o, final = delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, sdt, chunk_size)
+    # the state algebra is fp32 (fp64) by contract: autocast must not lower it to bf16
+    with torch.autocast(q.device.type, enabled=False):
+        if name == "naive":
+            o, final = delta_rule_naive(q, k, v, beta, log_decay, scale, initial_state, sdt)
+        elif name == "triton":
+            o, final = delta_rule_triton(q, k, v, beta, log_decay, scale, initial_state)
+        else:
+            o, final = delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, sdt, chunk_size)
 
     if varlen is not None:
         o = varlen.unpad(o)
@@ -163,7 +165,8 @@ def delta_rule_step(
     scale = K**-0.5 if scale is None else float(scale)
     if state is None:
         state = qt.new_zeros(B, H, K, vt.shape[-1], dtype=sdt)
-    o, state = delta_rule_step_core(
-        qt[:, 0], kt[:, 0], vt[:, 0], bt[:, 0], None if gt is None else gt[:, 0], state, scale
-    )
+    with torch.autocast(qt.device.type, enabled=False):
+        o, state = delta_rule_step_core(
+            qt[:, 0], kt[:, 0], vt[:, 0], bt[:, 0], None if gt is None else gt[:, 0], state, scale
+        )
     return o.to(q.dtype), state

@@ -101,14 +101,23 @@ class _ChunkDeltaRule(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qc, kc, vc, bc, gamma, h0, scale, last):
         dec = _Decays(gamma, last, kc.shape[-2], kc.dtype, kc.device)
-        o, final, wu, s0 = _chunk_forward(qc, kc, vc, bc, dec, h0, scale)
+        # autocast would run the matmuls (and the solve's operands) in bf16: the point of this path is fp32+
+        with torch.autocast(kc.device.type, enabled=False):
+            o, final, wu, s0 = _chunk_forward(qc, kc, vc, bc, dec, h0, scale)
         ctx.save_for_backward(qc, kc, vc, bc, gamma, wu, s0, last)
         ctx.scale = scale
         return o, final
 
     @staticmethod
     def backward(ctx, do, dfinal):
+        with torch.autocast(do.device.type, enabled=False):
+            return _ChunkDeltaRule._backward(ctx, do, dfinal)
+
+    @staticmethod
+    def _backward(ctx, do, dfinal):
         qc, kc, vc, bc, gamma, wu, s0, last = ctx.saved_tensors
+        do = do.to(kc.dtype)  # under autocast the incoming gradient may be bf16
+        dfinal = None if dfinal is None else dfinal.to(kc.dtype)
         scale = ctx.scale
         K, L = kc.shape[-1], kc.shape[-2]
         dec = _Decays(gamma, last, L, kc.dtype, kc.device)
