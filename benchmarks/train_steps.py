@@ -32,9 +32,10 @@ from statetrack.train.loop import masked_cross_entropy, param_groups
 ANCHOR = "flash-linear-attention 0.6.0 DeltaNet model, same size, H100: 36 steps/s (27.6 ms/step)"
 
 
-def bench(mixer: str, batches, device, compile_: bool, steps: int, warmup: int, vocab: int) -> dict:
+def bench(mixer: str, batches, device, compile_: bool, steps: int, warmup: int, vocab: int, backend="auto") -> dict:
     torch.manual_seed(0)
-    cfg = ModelConfig(mixer=mixer, vocab_size=vocab, d_model=128, n_layers=2, n_heads=4, min_eigenvalue=-1.0)
+    cfg = ModelConfig(mixer=mixer, vocab_size=vocab, d_model=128, n_layers=2, n_heads=4, min_eigenvalue=-1.0,
+                      backend=backend)  # fmt: skip
     model = TokenClassifier(cfg).to(device)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, fused=device.type == "cuda")
     fwd = torch.compile(model, dynamic=True) if compile_ else model
@@ -71,6 +72,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--backend", default="auto", help="op backend of the DeltaNet family and Mamba")
     p.add_argument("--mixers", default=",".join(MIXERS))
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -100,7 +102,8 @@ def main(argv=None) -> int:
         f"- device: {a.device} ({where})",
         f"- versions: python {platform.python_version()}, torch {torch.__version__}",
         f"- load average at start (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
-        f"- compile: {a.compile}; autocast: {'bf16' if device.type == 'cuda' else 'none (fp32)'}",
+        f"- compile: {a.compile}; op backend: {a.backend}; "
+        f"autocast: {'bf16' if device.type == 'cuda' else 'none (fp32)'}",
         f"- timing: median of {a.steps} steps after {a.warmup} warm-up steps; batches pre-sampled "
         f"(the parity sampler takes {sample_ms:.1f} ms per batch on this host's CPU)",
         f"- anchor: {ANCHOR}",
@@ -112,7 +115,7 @@ def main(argv=None) -> int:
     rows = []
     for mixer in a.mixers.split(","):
         try:
-            r = bench(mixer, batches, device, a.compile, a.steps, a.warmup, task.vocab_size)
+            r = bench(mixer, batches, device, a.compile, a.steps, a.warmup, task.vocab_size, a.backend)
         except Exception as e:  # noqa: BLE001 - one mixer failing must not hide the others
             print(f"| {mixer} | failed: {type(e).__name__}: {e} | | |", flush=True)
             continue

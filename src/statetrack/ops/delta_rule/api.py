@@ -112,7 +112,10 @@ def delta_rule(
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    auto = ("triton", "torch", "naive") if q.device.type == "cuda" else ("torch", "naive")
+    # On CUDA the Triton kernels lead, except with a gate: their gated backward is still 4-10x slower than the
+    # chunked torch path (benchmarks/results/delta_rule_kernels_h100_run4.md, train_steps_h100*.md).
+    gpu_first = ("triton", "torch") if log_decay is None else ("torch", "triton")
+    auto = (*gpu_first, "naive") if q.device.type == "cuda" else ("torch", "naive")
     name = resolve_backend(backend, _available(q.device, q.dtype), q.device, auto)
     if name == "fla":  # fla handles cu_seqlens itself
         o, final = delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens)
