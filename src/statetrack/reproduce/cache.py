@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from statetrack._io import atomic_write
 from statetrack.tasks import TEST_SET_VERSION
 
 # Bump when the meaning of a result changes (what the worker measures or how); old results are then ignored.
@@ -64,20 +63,8 @@ def config_key(config: dict, precision: str = "fp32") -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file next to ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
+    return atomic_write(path, lambda f: f.write(text))
 
 
 def atomic_write_json(path: str | Path, obj) -> Path:

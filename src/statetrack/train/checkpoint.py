@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from statetrack._io import atomic_write
 
 
 def rng_states() -> dict:
@@ -30,19 +30,7 @@ def set_rng_states(st: dict) -> None:
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` with torch.save to a temporary file in the same folder, then rename it over ``path``:
     a crash mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f), binary=True)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
