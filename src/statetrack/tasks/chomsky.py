@@ -83,11 +83,9 @@ class ChomskyTask(Task):
         return list(range(len(self._symbols)))
 
 
-class Parity(ChomskyTask):
-    """Parity: bits in, answer = number of 1s mod 2."""
+class _BitTask(ChomskyTask):
+    """A task on bit strings with a one-bit answer (parity, even pairs)."""
 
-    family = "parity"
-    summary = "bits; answer = (number of 1s) mod 2"
     defaults: ClassVar[dict[str, Any]] = {**_CHOMSKY_PROTOCOL}
 
     def _check_params(self, p):
@@ -95,11 +93,6 @@ class Parity(ChomskyTask):
 
     def _build_symbols(self):
         return ["0", "1"]
-
-    def _problem(self, rng, n):
-        bits = rng.integers(2, (n.shape[0], int(n.max())))
-        valid = np.arange(bits.shape[1])[None, :] < n[:, None]
-        return bits, (bits * valid).sum(axis=1) % 2
 
     @property
     def chance(self):
@@ -110,18 +103,23 @@ class Parity(ChomskyTask):
         return [0, 1]
 
 
-class EvenPairs(ChomskyTask):
+class Parity(_BitTask):
+    """Parity: bits in, answer = number of 1s mod 2."""
+
+    family = "parity"
+    summary = "bits; answer = (number of 1s) mod 2"
+
+    def _problem(self, rng, n):
+        bits = rng.integers(2, (n.shape[0], int(n.max())))
+        valid = np.arange(bits.shape[1])[None, :] < n[:, None]
+        return bits, (bits * valid).sum(axis=1) % 2
+
+
+class EvenPairs(_BitTask):
     """Even pairs (star-free): answer = number of '01' and '10' substrings mod 2 (= first bit != last bit)."""
 
     family = "even-pairs"
     summary = "bits; answer = (number of 01 and 10 substrings) mod 2, i.e. 1 iff first bit != last bit"
-    defaults: ClassVar[dict[str, Any]] = {**_CHOMSKY_PROTOCOL}
-
-    def _check_params(self, p):
-        return p
-
-    def _build_symbols(self):
-        return ["0", "1"]
 
     def _problem(self, rng, n):
         bits = rng.integers(2, (n.shape[0], int(n.max())))
@@ -129,14 +127,6 @@ class EvenPairs(ChomskyTask):
         inside = np.arange(1, bits.shape[1])[None, :] < n[:, None]
         changes = (bits[:, 1:] != bits[:, :-1]) & inside
         return bits, changes.sum(axis=1) % 2
-
-    @property
-    def chance(self):
-        return 0.5
-
-    @property
-    def label_ids(self):
-        return [0, 1]
 
 
 class CycleNav(ChomskyTask):
