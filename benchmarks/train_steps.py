@@ -32,12 +32,13 @@ from statetrack.train.loop import masked_cross_entropy, param_groups
 ANCHOR = "flash-linear-attention 0.6.0 DeltaNet model, same size, H100: 36 steps/s (27.6 ms/step)"
 
 
-def bench(mixer: str, batches, device, compile_: bool, steps: int, warmup: int, vocab: int, backend="auto") -> dict:
+def bench(mixer: str, batches, device, compile_: bool, steps: int, warmup: int, vocab: int, backend="auto",
+          cuda_graph: bool = False) -> dict:  # fmt: skip
     torch.manual_seed(0)
     cfg = ModelConfig(mixer=mixer, vocab_size=vocab, d_model=128, n_layers=2, n_heads=4, min_eigenvalue=-1.0,
                       backend=backend)  # fmt: skip
     model = TokenClassifier(cfg).to(device)
-    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, fused=device.type == "cuda", capturable=cuda_graph)
     fwd = torch.compile(model, dynamic=True) if compile_ else model
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
@@ -52,6 +53,28 @@ def bench(mixer: str, batches, device, compile_: bool, steps: int, warmup: int, 
         return loss
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if cuda_graph:  # the whole step (forward, backward, AdamW) as one CUDA graph over static batch buffers
+        static = [t.clone() for t in batches[0]]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), value_checks(False):
+            for i in range(max(warmup, 3)):
+                step(batches[i % len(batches)])
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph), value_checks(False):
+            x, y, m = static
+            with amp:
+                logits = fwd(x)
+            masked_cross_entropy(logits.float(), y, m).backward()
+            opt.step()
+
+        def step(b):  # noqa: F811 - replaces the eager step
+            for dst, src in zip(static, b, strict=True):
+                dst.copy_(src)
+            graph.replay()
+
     for i in range(warmup):
         step(batches[i % len(batches)])
     sync()
@@ -73,6 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--backend", default="auto", help="op backend of the DeltaNet family and Mamba")
+    p.add_argument("--cuda-graph", action="store_true", help="capture the whole training step as one CUDA graph")
     p.add_argument("--mixers", default=",".join(MIXERS))
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -88,7 +112,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     raw = [task.sample(a.batch_size, generator=g) for _ in range(4)]
     sample_ms = 1000 * (time.perf_counter() - t0) / len(raw)
-    batches = [(b.input.to(device), b.target.to(device), b.mask.to(device)) for b in raw]
+    # one padded length for all batches (a CUDA graph replays fixed shapes; padding is masked out of the loss)
+    T = max(b.input.shape[1] for b in raw)
+    pad = lambda x, v: torch.nn.functional.pad(x, (0, T - x.shape[1]), value=v)  # noqa: E731
+    batches = [(pad(b.input, task.pad_id).to(device), pad(b.target, task.pad_id).to(device),
+                pad(b.mask, False).to(device)) for b in raw]  # fmt: skip
 
     if device.type == "cuda":
         where = torch.cuda.get_device_name(device)
@@ -102,7 +130,7 @@ def main(argv=None) -> int:
         f"- device: {a.device} ({where})",
         f"- versions: python {platform.python_version()}, torch {torch.__version__}",
         f"- load average at start (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
-        f"- compile: {a.compile}; op backend: {a.backend}; "
+        f"- compile: {a.compile}; CUDA graph: {a.cuda_graph}; op backend: {a.backend}; "
         f"autocast: {'bf16' if device.type == 'cuda' else 'none (fp32)'}",
         f"- timing: median of {a.steps} steps after {a.warmup} warm-up steps; batches pre-sampled "
         f"(the parity sampler takes {sample_ms:.1f} ms per batch on this host's CPU)",
@@ -115,7 +143,7 @@ def main(argv=None) -> int:
     rows = []
     for mixer in a.mixers.split(","):
         try:
-            r = bench(mixer, batches, device, a.compile, a.steps, a.warmup, task.vocab_size, a.backend)
+            r = bench(mixer, batches, device, a.compile, a.steps, a.warmup, task.vocab_size, a.backend, a.cuda_graph)
         except Exception as e:  # noqa: BLE001 - one mixer failing must not hide the others
             print(f"| {mixer} | failed: {type(e).__name__}: {e} | | |", flush=True)
             continue
