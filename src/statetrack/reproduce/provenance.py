@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+import statetrack
+
 
 def _version(pkg: str) -> str | None:
     try:
@@ -41,7 +43,7 @@ def versions() -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "numpy": _version("numpy"),
-        "statetrack": _version("statetrack"),
+        "statetrack": statetrack.__version__,  # also right when run from a source tree that is not installed
         "triton": _version("triton"),
         "git": git_state(),
     }
