@@ -69,7 +69,8 @@ def figure1(cells: dict, path: Path, title: str) -> Path:
                 steps, vals = zip(*s["history"], strict=True)
                 ax.plot(steps, vals, color=colors[model], alpha=0.85, lw=1.3,
                         label=f"{model}" if i == 0 else None)  # fmt: skip
-    ax.set(xlabel="training step", ylabel="scaled accuracy (lengths 40-256)", ylim=(-0.3, 1.05), title=title)
+    ax.set(xlabel="training step", ylabel="scaled accuracy (lengths 40-256)", ylim=(-0.3, 1.05))
+    fig.suptitle(title, fontsize=10, wrap=True)  # long device names must not run off the figure
     ax.axhline(0.0, color="gray", lw=0.7)
     ax.grid(alpha=0.3)
     ax.legend(title="eigenvalues (one line per seed)")
