@@ -187,6 +187,9 @@ class _ChunkDeltaRule(torch.autograd.Function):
         return dq, dk, dv, dbeta, dgamma, dh0, None, None
 
 
+# Compiled models run this eagerly: inductor failed on its length-dependent chunk shapes under dynamic=True
+# (benchmarks/results/train_steps_h100_compile_torch.md), and its hand-written backward gains nothing from tracing.
+@torch.compiler.disable
 def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype, chunk_size: int = 64):
     """q [B, T, H, K]; k [B, T, n, H, K]; v [B, T, n, H, V]; beta [B, T, n, H]; log_decay [B, T, H] or None;
     initial_state [B, H, K, V] or None. Returns (o [B, T, H, V], final state [B, H, K, V]) in ``state_dtype``."""

@@ -222,6 +222,9 @@ class DeltaRuleTritonFunction(torch.autograd.Function):
         )
 
 
+# Dynamo cannot trace the kernel launcher inside the autograd.Function (torch.compile of a model failed with an
+# AssertionError there, benchmarks/results/train_steps_h100.md): run it eagerly inside compiled graphs.
+@torch.compiler.disable
 def delta_rule_triton(
     q: torch.Tensor,
     k: torch.Tensor,
