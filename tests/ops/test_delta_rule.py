@@ -173,3 +173,19 @@ def test_under_autocast_keeps_fp32_and_matches(backend):
     assert o.dtype == torch.float32 and rel(o.detach(), ref) < 1e-6
     grads = torch.autograd.grad(loss, [x["q"], x["k"]])
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_compiled_callers_run_the_chunk_path_eagerly():
+    # a torch.compile'd caller (dynamic shapes, two lengths) gets the eager values; the op itself runs eagerly
+    x = make_inputs(T=9, n_h=2, gate=True, dtype=torch.float32)
+
+    def f(q, k, v, beta, log_decay, initial_state):
+        o, s = delta_rule(q.sin(), k, v, beta, log_decay=log_decay, initial_state=initial_state,
+                          output_final_state=True, backend="torch")  # fmt: skip
+        return o.cos(), s
+
+    compiled = torch.compile(f, dynamic=True)
+    for T in (9, 5):
+        xt = {n: (t if n == "initial_state" else t[:, :T]) for n, t in x.items()}
+        got, want = compiled(**xt), f(**xt)
+        assert rel(got[0], want[0]) < 1e-6 and rel(got[1], want[1]) < 1e-6
