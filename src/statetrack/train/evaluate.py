@@ -106,11 +106,12 @@ def evaluate(model, batch, chance: float, *, batch_size: int = 512, device=None,
         res.scaled_per_length[int(L)] = scaled(a, chance)
         res.count_per_length[int(L)] = int(sel.sum())
     if prefix:
-        # among the sequences that have a label at position t: all right up to t
+        # among the sequences that have a label at position t: all right up to t; keyed by t, which is the prefix
+        # length l for group tasks (<bos> at 0), as in statetrack.tasks.metrics.prefix_accuracy
         has = mask
         ok = (prefix_ok & has).sum(0).float()
         cnt = has.sum(0).clamp_min(1).float()
         for t in range(T):
             if has[:, t].any():
-                res.prefix_accuracy[t + 1] = float(ok[t] / cnt[t])
+                res.prefix_accuracy[t] = float(ok[t] / cnt[t])
     return res
