@@ -87,6 +87,13 @@ def make_config(
     )
 
 
+def _meta(cfg, H, K, V, n_h, dtype, BV, warps, **flags) -> dict:
+    """Compile-time parameters shared by the forward and backward kernels; ``flags`` are the direction's own."""
+    return dict(H=H, K=K, V=V, NH=n_h, C=cfg.C, BL=cfg.BL, BC=cfg.BC, BK=cfg.BK, BV=BV, BS=cfg.BS,
+                LOG_NB=cfg.LOG_NB, PREC=cfg.precision, IN_PREC=_input_precision(dtype, cfg.precision),
+                num_warps=warps, num_stages=1, **flags)  # fmt: skip
+
+
 def _input_precision(dtype: torch.dtype, precision: str) -> str:
     """Products of two bf16/fp16 inputs are exact in one tf32 pass; fp32 inputs keep ``precision``."""
     return "tf32" if dtype in (torch.bfloat16, torch.float16) and precision != "ieee" else precision
@@ -111,25 +118,7 @@ def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config, store_o=True, store_stat
     hs = torch.empty(N, NC, H, K, V, dtype=torch.float32, device=dev) if (store_states or split) else None
     args = (q, k, v, beta, ht if g is None else g, ht if h0 is None else h0)
     args += (q.new_empty(1) if o is None else o, ht, ht if hs is None else hs, scale, T, NC)
-    meta = dict(
-        H=H,
-        K=K,
-        V=V,
-        NH=n_h,
-        C=cfg.C,
-        BL=cfg.BL,
-        BC=cfg.BC,
-        BK=cfg.BK,
-        BV=cfg.BV_fwd,
-        BS=cfg.BS,
-        LOG_NB=cfg.LOG_NB,
-        USE_G=g is not None,
-        USE_H0=h0 is not None,
-        PREC=cfg.precision,
-        IN_PREC=_input_precision(q.dtype, cfg.precision),
-        num_warps=cfg.warps_fwd,
-        num_stages=1,
-    )
+    meta = _meta(cfg, H, K, V, n_h, q.dtype, cfg.BV_fwd, cfg.warps_fwd, USE_G=g is not None, USE_H0=h0 is not None)
     kern = kernels_for(dev).chunk_fwd_kernel
     NV = _cdiv(V, cfg.BV_fwd)
     if store_o and not split:
@@ -163,25 +152,7 @@ def chunk_bwd(q, k, v, beta, g, hs, do, dht, scale, cfg: Config):
     kern = kernels_for(dev).chunk_bwd_kernel
     args = (q, k, v, beta, dh0 if g is None else g, hs, dhs, do, dh0 if dht is None else dht, dq, dk, dv, db)
     args += (dh0 if dg is None else dg, dh0, scale, T, NC)
-    meta = dict(
-        H=H,
-        K=K,
-        V=V,
-        NH=n_h,
-        C=cfg.C,
-        BL=cfg.BL,
-        BC=cfg.BC,
-        BK=cfg.BK,
-        BV=cfg.BV_bwd,
-        BS=cfg.BS,
-        LOG_NB=cfg.LOG_NB,
-        USE_G=g is not None,
-        USE_DHT=dht is not None,
-        PREC=cfg.precision,
-        IN_PREC=_input_precision(q.dtype, cfg.precision),
-        num_warps=cfg.warps_bwd,
-        num_stages=1,
-    )
+    meta = _meta(cfg, H, K, V, n_h, q.dtype, cfg.BV_bwd, cfg.warps_bwd, USE_G=g is not None, USE_DHT=dht is not None)
     if split:
         kern[(NV, N * H)](*args, MODE=1, **meta)
         kern[(NV, N * H, NC)](*args, MODE=2, **meta)
