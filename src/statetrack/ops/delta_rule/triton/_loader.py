@@ -7,6 +7,7 @@ tensors (slowly, for tests) only in a process that set ``TRITON_INTERPRET=1`` be
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from types import ModuleType
@@ -22,13 +23,11 @@ def interpreter_requested() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
 
 
-def kernels_for(device: torch.device) -> ModuleType:
-    """The kernel module, after checking that it can run on tensors of ``device``."""
+def kernels_for(device: torch.device, module: str = "kernels") -> ModuleType:
+    """The kernel module ``module`` of this package, after checking that it can run on tensors of ``device``."""
     if device.type != "cuda" and not interpreter_requested():
         raise RuntimeError(
             f"the triton kernels run on CUDA tensors, or on {device} tensors only under Triton's interpreter "
             "(set TRITON_INTERPRET=1 before triton is imported)"
         )
-    from . import kernels
-
-    return kernels
+    return importlib.import_module(f"{__package__}.{module}")
