@@ -18,7 +18,13 @@ from .._varlen import Varlen
 from .chunk import delta_rule_chunk
 from .fla_backend import delta_rule_fla, fla_available
 from .naive import delta_rule_naive, delta_rule_step_core
-from .triton import delta_rule_triton, interpreter_requested, triton_installed
+from .triton import (
+    delta_rule_recurrent_triton,
+    delta_rule_triton,
+    interpreter_requested,
+    prefers_recurrent,
+    triton_installed,
+)
 
 BACKENDS = ("naive", "torch", "triton", "fla")
 
@@ -31,6 +37,11 @@ def _available(device: torch.device, dtype: torch.dtype | None = None) -> dict[s
         "triton": triton_installed() and (device.type == "cuda" or interpreter_requested()) and dtype != torch.float64,
         "fla": fla_available(device),
     }
+
+
+def _longest(cu_seqlens: torch.Tensor) -> int:
+    """Length of the longest packed sequence (a host read of cu_seqlens)."""
+    return int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if cu_seqlens.numel() > 1 else 0
 
 
 def _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens):
@@ -112,13 +123,20 @@ def delta_rule(
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    # On CUDA the Triton kernels lead, except with a gate: their gated backward is still 4-10x slower than the
-    # chunked torch path (benchmarks/results/delta_rule_kernels_h100_run4.md, train_steps_h100*.md).
-    gpu_first = ("triton", "torch") if log_decay is None else ("torch", "triton")
+    # Which Triton kernel: token by token for short sequences (launch-bound shapes), chunked for long ones
+    steps = (q.shape[1] if cu_seqlens is None else _longest(cu_seqlens)) * k.shape[2]
+    recurrent = prefers_recurrent(steps, k.shape[-1])
+    # On CUDA the Triton kernels lead, except the chunked ones with a gate: their gated backward is still 4-10x
+    # slower than the chunked torch path (benchmarks/results/delta_rule_kernels_h100_run4.md)
+    gpu_first = ("triton", "torch") if log_decay is None or recurrent else ("torch", "triton")
     auto = (*gpu_first, "naive") if q.device.type == "cuda" else ("torch", "naive")
     name = resolve_backend(backend, _available(q.device, q.dtype), q.device, auto)
     if name == "fla":  # fla handles cu_seqlens itself
         o, final = delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens)
+        return o, (final if output_final_state else None)
+    if name == "triton" and recurrent:  # handles cu_seqlens itself
+        with torch.autocast(q.device.type, enabled=False):
+            o, final = delta_rule_recurrent_triton(q, k, v, beta, log_decay, scale, initial_state, cu_seqlens)
         return o, (final if output_final_state else None)
 
     varlen = Varlen(cu_seqlens, q.device) if cu_seqlens is not None else None

@@ -1,12 +1,122 @@
-"""Fused recurrent delta rule (forward only): one program per (sequence, head, V-block) walks the tokens with its
-state slice in registers. For decoding (T = 1 per call) and short prefills, where a chunk's setup does not pay."""
+"""Fused recurrent delta rule on Triton, with its backward: the fast path for short sequences and decoding.
+
+One forward walk over the tokens (keeping r = v - S^T k when gradients are needed), and one backward launch that
+walks back (dv, dbeta, part of dk, d initial_state) and forward again (dq, the rest of dk). Kernels and math:
+``kernels_recurrent.py``. Varlen ``cu_seqlens`` is native: one program per (sequence, head, V-block).
+"""
 
 from __future__ import annotations
 
 import torch
 
 from ._loader import kernels_for
-from .chunk import _cdiv, _pow2
+
+_MODULE = "kernels_recurrent"
+
+# Sub-steps (tokens x n_h) up to which the token-by-token kernels beat the chunked ones on an H100
+# (benchmarks/kernels.py); beyond, the chunked kernels' parallelism over time wins.
+RECURRENT_MAX_STEPS = 256
+
+
+def prefers_recurrent(steps: int, K: int) -> bool:
+    """Whether ``backend="triton"`` runs a sequence of ``steps`` sub-steps with key dim K token by token."""
+    return steps <= RECURRENT_MAX_STEPS and K <= 256
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pow2(x: int) -> int:
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+def _blocks(K: int, V: int, programs: int) -> tuple[int, int, int]:
+    """(BK, BV, num_warps). The state slice [BK, BV] lives in registers; split V further when there are few
+    (sequence, head) programs to fill the GPU with (V-blocks are independent, only dq/dk partials add up)."""
+    BK = max(16, _pow2(K))
+    if BK > 256:
+        raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
+    BV = min(max(16, _pow2(V)), max(16, 4096 // BK))
+    while BV > 16 and programs * _cdiv(V, BV) < 512:
+        BV //= 2
+    warps = 1 if BK * BV <= 1024 else (2 if BK * BV <= 2048 else 4)
+    return BK, BV, warps
+
+
+def gate_grad(w: torch.Tensor, h0dh0: torch.Tensor | None, cu_seqlens: torch.Tensor | None) -> torch.Tensor:
+    """d log_decay [N, T, H] from w [N, T, H] = sum_j v_tj . dv_tj - q_t . dq_t and <h0, dh0> [NS, H].
+
+    Why no walk is needed: the state is linear in (h0, v), so scaling h0 and every v before token t by c scales
+    S_{t-1} and the outputs before t by c, which is what scaling g_t by c does downstream. Differentiating at
+    c = 1: dL/dlog g_t = <h0, dh0> + sum_{s < t} (v_s . dv_s - o_s . do_s), and o_s . do_s = q_s . dq_s.
+    """
+    cs = torch.cumsum(w, 1) - w  # exclusive prefix sums along time
+    if cu_seqlens is None:
+        return cs if h0dh0 is None else cs + h0dh0[:, None]
+    lens = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    seq = torch.repeat_interleave(torch.arange(len(lens), device=w.device), lens, output_size=w.shape[1])
+    start = cs[0, cu_seqlens[:-1].long().clamp_max(w.shape[1] - 1)]  # [NS, H]; empty sequences own no rows
+    out = cs[0] - start[seq]
+    if h0dh0 is not None:
+        out = out + h0dh0[seq]
+    return out[None]
+
+
+class _Recurrent(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, beta, g, h0, scale, cu, grad):
+        N, T, n_h, H, K = k.shape
+        V = v.shape[-1]
+        NS = N if cu is None else cu.numel() - 1
+        BK, BV, warps = _blocks(K, V, NS * H)
+        dev = q.device
+        o = torch.empty(N, T, H, V, dtype=q.dtype, device=dev)
+        ht = torch.empty(NS, H, K, V, dtype=torch.float32, device=dev)
+        r = torch.empty(N, T, n_h, H, V, dtype=torch.float32, device=dev) if grad else ht
+        kernels_for(dev, _MODULE).recurrent_fwd_kernel[(_cdiv(V, BV), NS * H)](
+            q, k, v, beta, ht if g is None else g, ht if h0 is None else h0, ht if cu is None else cu,
+            o, ht, r, float(scale), T,
+            H=H, K=K, V=V, NH=n_h, BK=BK, BV=BV, USE_G=g is not None, USE_H0=h0 is not None,
+            USE_CU=cu is not None, STORE_HT=True, STORE_R=grad, num_warps=warps,
+        )  # fmt: skip
+        if grad:
+            ctx.save_for_backward(q, k, v, beta, g, h0, cu, r)
+            ctx.scale, ctx.blocks = scale, (BK, BV, warps)
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, beta, g, h0, cu, r = ctx.saved_tensors
+        BK, BV, warps = ctx.blocks
+        N, T, n_h, H, K = k.shape
+        V = v.shape[-1]
+        NS = N if cu is None else cu.numel() - 1
+        NV = _cdiv(V, BV)
+        dev = q.device
+        f32 = dict(dtype=torch.float32, device=dev)
+        dq = torch.empty(NV, N, T, H, K, **f32)
+        dk = torch.empty(NV, N, T, n_h, H, K, **f32)
+        db = torch.empty(NV, N, T, n_h, H, **f32)
+        dv = torch.empty(N, T, n_h, H, V, **f32)
+        dh0 = torch.empty(NS, H, K, V, **f32) if h0 is not None else dv
+        do = do.contiguous()
+        kernels_for(dev, _MODULE).recurrent_bwd_kernel[(NV, NS * H)](
+            q, k, beta, dv if g is None else g, dv if h0 is None else h0, dv if cu is None else cu, r,
+            do, dv if dht is None else dht.contiguous(), dq, dk, dv, db, dh0, float(ctx.scale), T, N * T,
+            H=H, K=K, V=V, NH=n_h, BK=BK, BV=BV, USE_G=g is not None, USE_H0=h0 is not None,
+            USE_CU=cu is not None, USE_DHT=dht is not None, num_warps=warps,
+        )  # fmt: skip
+        dq, dk, db = dq.sum(0), dk.sum(0), db.sum(0)
+        dg = None
+        if g is not None:
+            w = (v.float() * dv).sum((2, 4)) - (q.float() * dq).sum(-1)
+            h0dh0 = None if h0 is None else (h0 * dh0).sum((2, 3))
+            dg = gate_grad(w, h0dh0, cu).to(g.dtype)
+        return (
+            dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), db.to(beta.dtype), dg,
+            None if h0 is None else dh0, None, None, None,
+        )  # fmt: skip
 
 
 def delta_rule_recurrent_triton(
@@ -17,40 +127,18 @@ def delta_rule_recurrent_triton(
     log_decay: torch.Tensor | None,
     scale: float,
     initial_state: torch.Tensor | None,
+    cu_seqlens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as ``delta_rule_triton`` (normalised layout), without gradients. Returns (o [N, T, H, V] in
-    q's dtype, final state fp32 [N, H, K, V])."""
+    """The delta rule token by token, differentiable. Inputs as normalised by ``api._normalize``:
+    q [N, T, H, K], k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H], log_decay [N, T, H] or None,
+    initial_state fp32 [NS, H, K, V] or None; with cu_seqlens [NS + 1] (int), N = 1 and the sequences are packed
+    along T. Returns (o [N, T, H, V] in q's dtype, final state fp32 [NS, H, K, V])."""
     if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         raise TypeError(f"the triton backend takes bf16, fp16 or fp32 inputs, got {q.dtype}")
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     g = None if log_decay is None else log_decay.contiguous()
     h0 = None if initial_state is None else initial_state.contiguous()
-    N, T, n_h, H, K = k.shape
-    V = v.shape[-1]
-    BK = max(16, _pow2(K))
-    BV = min(max(16, _pow2(V)), max(16, 4096 // BK))
-    o = torch.empty(N, T, H, V, dtype=q.dtype, device=q.device)
-    ht = torch.empty(N, H, K, V, dtype=torch.float32, device=q.device)
-    kernels_for(q.device).recurrent_fwd_kernel[(_cdiv(V, BV), N * H)](
-        q,
-        k,
-        v,
-        beta,
-        ht if g is None else g,
-        ht if h0 is None else h0,
-        o,
-        ht,
-        float(scale),
-        T,
-        H=H,
-        K=K,
-        V=V,
-        NH=n_h,
-        BK=BK,
-        BV=BV,
-        USE_G=g is not None,
-        USE_H0=h0 is not None,
-        STORE_HT=True,
-        num_warps=4 if BK * BV >= 4096 else 2,
-    )
-    return o, ht
+    cu = None if cu_seqlens is None else cu_seqlens.to(device=q.device, dtype=torch.int32).contiguous()
+    # r is kept only when a backward can follow (ctx.needs_input_grad ignores no_grad mode)
+    grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, beta, g, h0))
+    return _Recurrent.apply(q, k, v, beta, g, h0, scale, cu, grad)
