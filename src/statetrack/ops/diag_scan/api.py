@@ -21,12 +21,22 @@ from .._checks import (
 from .naive import diag_scan_naive, selective_scan_naive
 from .scan import default_chunk_size, diag_scan_chunk
 from .selective import selective_scan_chunk, selective_step
+from .triton import diag_scan_triton, interpreter_requested, selective_scan_triton, triton_installed
 
 BACKENDS = ("naive", "torch", "triton")
 
 
-def _available(device: torch.device) -> dict[str, bool]:
-    return {"naive": True, "torch": True, "triton": False}  # triton arrives with the GPU-kernel work
+def _available(device: torch.device, dtype: torch.dtype | None = None) -> dict[str, bool]:
+    """Backends that can run on ``device`` for inputs of ``dtype`` (the promoted input dtype): the Triton kernels run
+    compiled on CUDA tensors (on other devices only under Triton's interpreter, for tests) and compute in fp32, so
+    fp64 inputs stay on the torch paths."""
+    triton_ok = triton_installed() and (device.type == "cuda" or interpreter_requested()) and dtype != torch.float64
+    return {"naive": True, "torch": True, "triton": triton_ok}
+
+
+def _auto_order(device: torch.device) -> tuple[str, ...]:
+    # On CPU the interpreter is only a test harness; the chunked torch path is the fast one there.
+    return ("triton", "torch", "naive") if device.type == "cuda" else ("torch", "naive")
 
 
 def _check_chunk_size(chunk_size) -> None:
@@ -96,26 +106,32 @@ def diag_scan(
             promoted one.
         initial_state: [B, ...] h_{-1} in the state dtype (fp32, or fp64 for fp64 inputs); zeros if None.
         output_final_state: also return h_{T-1} [B, ...] in the state dtype.
-        backend: "auto" | "naive" (sequential loop, the oracle) | "torch" (chunked, hand-written backward)
-            | "triton" (not available yet).
+        backend: "auto" (triton on CUDA for bf16/fp16/fp32, else torch) | "naive" (sequential loop, the oracle)
+            | "torch" (chunked, hand-written backward) | "triton" (fused Triton kernels, fp32 accumulation; CUDA
+            tensors, or CPU tensors under TRITON_INTERPRET=1; not for fp64).
         chunk_size: steps per chunk of the "torch" backend (changes rounding only); None picks one from
-            T, the number of lanes and the device (see ``scan.default_chunk_size``).
+            T, the number of lanes and the device (see ``scan.default_chunk_size``). Ignored by the others.
 
     Returns:
         (h [B, T, ...] in the promoted input dtype, final state [B, ...] or None).
     """
     out_dtype, sdt = _check_diag(a, b, initial_state, "initial_state", with_time=True)
     _check_chunk_size(chunk_size)
-    name = resolve_backend(backend, _available(a.device), a.device, ("triton", "torch", "naive"))
+    name = resolve_backend(backend, _available(a.device, out_dtype), a.device, _auto_order(a.device))
+    B, T = a.shape[:2]
+    if name == "triton" and T == 0:
+        name = "torch"  # nothing to launch; the torch path returns the initial state with its gradient wired
     if name == "naive":
         h, final = diag_scan_naive(a, b, initial_state, sdt)
     else:
-        B, T = a.shape[:2]
         rest = a.shape[2:]
         D = math.prod(rest)
         init = None if initial_state is None else initial_state.reshape(B, D)
-        c = chunk_size or default_chunk_size(T, B * D, a.device)
-        h, final = diag_scan_chunk(a.to(sdt).reshape(B, T, D), b.to(sdt).reshape(B, T, D), init, c)
+        if name == "triton":
+            h, final = diag_scan_triton(a.reshape(B, T, D), b.reshape(B, T, D), init)
+        else:
+            c = chunk_size or default_chunk_size(T, B * D, a.device)
+            h, final = diag_scan_chunk(a.to(sdt).reshape(B, T, D), b.to(sdt).reshape(B, T, D), init, c)
         h, final = h.view(a.shape), final.view(B, *rest)
     return h.to(out_dtype), (final if output_final_state else None)
 
@@ -202,7 +218,8 @@ def selective_scan(
         min_eigenvalue: float in [-1, 0].
         initial_state: [Bt, Dm, N] in the state dtype; zeros if None.
         output_final_state: also return the final state [Bt, Dm, N].
-        backend: "auto" | "naive" | "torch" | "triton" (not available yet).
+        backend: "auto" (triton on CUDA unless u is fp64, else torch) | "naive" | "torch" | "triton" (one fused
+            Triton kernel per direction, state in registers; CUDA, or CPU under TRITON_INTERPRET=1).
         chunk_size: steps per chunk of the "torch" backend; None picks one (as in :func:`diag_scan`).
 
     Returns:
@@ -211,9 +228,15 @@ def selective_scan(
     sdt = _check_selective(u, delta, A, B, C, D, z, initial_state, "initial_state", with_time=True)
     m = _check_min_eigenvalue(min_eigenvalue)
     _check_chunk_size(chunk_size)
-    name = resolve_backend(backend, _available(u.device), u.device, ("triton", "torch", "naive"))
+    name = resolve_backend(backend, _available(u.device, u.dtype), u.device, _auto_order(u.device))
+    if name == "triton" and u.shape[1] == 0:
+        name = "torch"  # nothing to launch (as in diag_scan)
     if name == "naive":
         y, final = selective_scan_naive(u, delta, A, B, C, D, z, m, initial_state, sdt)
+    elif name == "triton":
+        # the kernels compute in fp32, the state dtype of non-fp64 u: fp64 companions are cast, as the torch path does
+        f32 = lambda x: x.float() if x is not None and x.dtype == torch.float64 else x  # noqa: E731
+        y, final = selective_scan_triton(*(f32(x) for x in (u, delta, A, B, C, D, z)), m, initial_state)
     else:
         cast = lambda x: None if x is None else x.to(sdt)  # noqa: E731
         Bt, T, Dm = u.shape

@@ -1,0 +1,141 @@
+"""Signed diagonal scan on Triton: one forward launch, one backward launch.
+
+Forward, per (sequence, block of BD channels), tiles of BT steps walked in order: an associative scan over the
+tile's affine maps (a_t, b_t), then the state entering the tile is applied; h is written in the output dtype, the
+state is fp32 throughout. With gradients on, the forward also writes the fp32 state entering every tile
+(ck [B, NT, D], NT = cdiv(T, BT): 4 / (BT * itemsize) of the input's bytes).
+
+Backward, tiles walked from the last: G_t = dL/dh_t in full is a reverse affine scan seeded with the final-state
+gradient; the states h_{t-1} are recomputed from the tile's checkpoint (the same scan as the forward, so the same
+fp32 values, and no second copy of h in fp32 kept alive). It reads a, b, dL/dh and writes da, db: the compulsory
+traffic, as the forward's a, b in and h out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._loader import kernels_for, loop_bound
+
+_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pow2(x: int) -> int:
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class DiagConfig:
+    """BT steps x BD channels per tile; warps and software-pipeline stages of the forward and backward launches."""
+
+    BT: int = 32
+    BD: int = 64
+    warps_fwd: int = 4
+    warps_bwd: int = 4
+    stages_fwd: int = 3
+    stages_bwd: int = 3
+
+
+def diag_config(D: int, *, block_t: int | None = None, block_d: int | None = None, **kw) -> DiagConfig:
+    """Default tile 32 steps x 64 channels (a narrower one for few channels, so that no lanes idle). One BT serves
+    both directions (the backward restarts from the forward's per-tile states), and the backward holds about twice
+    the forward's registers: on sm_90 (offline compile, 4 warps) 32 x 64 needs 96 / 168 registers per thread and no
+    spills, 64 x 64 needs 158 / 255 (spills at 3 stages). Rows of 64 bf16 channels are 128-byte lines."""
+    BT = _pow2(block_t) if block_t else 32
+    BD = _pow2(block_d) if block_d else min(64, max(16, _pow2(D)))
+    return DiagConfig(BT=BT, BD=BD, **kw)
+
+
+def _fwd(a, b, h0, cfg: DiagConfig, store_ck: bool, out_dtype: torch.dtype):
+    B, T, D = a.shape
+    NT = _cdiv(T, cfg.BT)
+    dev = a.device
+    h = torch.empty(B, T, D, dtype=out_dtype, device=dev)
+    ht = torch.empty(B, D, dtype=torch.float32, device=dev)
+    ck = torch.empty(B, NT, D, dtype=torch.float32, device=dev) if store_ck else ht
+    kernels_for(dev).diag_fwd_kernel[(_cdiv(D, cfg.BD), B)](
+        a, b, ht if h0 is None else h0, h, ht, ck, T, D, NT,
+        BT=cfg.BT, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_fwd, USE_H0=h0 is not None,
+        STORE_CK=store_ck, num_warps=cfg.warps_fwd,
+    )  # fmt: skip
+    return h, ht, (ck if store_ck else None)
+
+
+def _bwd(a, b, ck, g, gt, cfg: DiagConfig, need_da: bool, need_db: bool, b_dtype: torch.dtype):
+    B, T, D = a.shape
+    NT = _cdiv(T, cfg.BT)
+    dev = a.device
+    da = torch.empty_like(a) if need_da else None
+    db = torch.empty(B, T, D, dtype=b_dtype, device=dev) if need_db else None
+    dh0 = torch.empty(B, D, dtype=torch.float32, device=dev)
+    kernels_for(dev).diag_bwd_kernel[(_cdiv(D, cfg.BD), B)](
+        a, a if b is None else b, dh0 if ck is None else ck, g, dh0 if gt is None else gt,
+        dh0 if da is None else da, dh0 if db is None else db, dh0, T, D, NT,
+        BT=cfg.BT, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_bwd, USE_GT=gt is not None,
+        NEED_DA=need_da, NEED_DB=need_db, num_warps=cfg.warps_bwd,
+    )  # fmt: skip
+    return da, db, dh0
+
+
+class DiagScanTritonFn(torch.autograd.Function):
+    """(a, b, h0 or None, out dtype, config) -> (h [B, T, D] in out dtype, final state [B, D] fp32)."""
+
+    @staticmethod
+    def forward(ctx, a, b, h0, out_dtype, cfg):
+        need_da = ctx.needs_input_grad[0]
+        h, ht, ck = _fwd(a, b, h0, cfg, store_ck=need_da, out_dtype=out_dtype)
+        # b and the checkpoints only serve da
+        ctx.save_for_backward(a, b if need_da else None, ck)
+        ctx.cfg, ctx.b_dtype = cfg, b.dtype
+        return h, ht
+
+    @staticmethod
+    def backward(ctx, g, gt):
+        a, b, ck = ctx.saved_tensors
+        need_da, need_db, need_h0 = ctx.needs_input_grad[:3]
+        g = torch.zeros_like(a, dtype=torch.float32) if g is None else g.contiguous()
+        gt = None if gt is None else gt.contiguous()
+        da, db, dh0 = _bwd(a, b, ck, g, gt, ctx.cfg, need_da, need_db, ctx.b_dtype)
+        return da, db, (dh0 if need_h0 else None), None, None
+
+
+# Dynamo cannot trace a Triton launch inside an autograd.Function: keep it eager inside compiled graphs.
+@torch.compiler.disable
+def diag_scan_triton(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+    *,
+    block_t: int | None = None,
+    block_d: int | None = None,
+    **config,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """h_t = a_t * h_{t-1} + b_t on Triton, fp32 accumulation.
+
+    a, b: [B, T, D] bf16 / fp16 / fp32 (may differ; h takes the promoted dtype); initial_state: [B, D] fp32 or None.
+    Returns (h [B, T, D] in the promoted dtype, final state [B, D] fp32), differentiable in a, b and
+    initial_state. CUDA tensors run compiled kernels, CPU tensors only under TRITON_INTERPRET=1 (slow: for tests).
+    ``block_t`` / ``block_d`` set the tile; ``config`` the other :class:`DiagConfig` fields (warps, stages).
+    Inputs are assumed validated by ``api.diag_scan`` (shapes, ranges); dtypes are checked here."""
+    for name, x in (("a", a), ("b", b)):
+        if x.dtype not in _DTYPES:
+            raise TypeError(f"the triton backend takes bf16, fp16 or fp32 {name}, got {x.dtype}")
+    if initial_state is not None and initial_state.dtype != torch.float32:
+        raise TypeError(f"initial_state must be fp32 for the triton backend, got {initial_state.dtype}")
+    if a.dim() != 3 or b.shape != a.shape:
+        raise ValueError(f"a and b must have one shape [B, T, D], got {list(a.shape)} and {list(b.shape)}")
+    out_dtype = torch.promote_types(a.dtype, b.dtype)
+    B, T, D = a.shape
+    if T == 0 or B * D == 0:
+        h = a.new_zeros(a.shape, dtype=out_dtype)
+        ht = initial_state if initial_state is not None else a.new_zeros(B, D, dtype=torch.float32)
+        return h, ht
+    cfg = diag_config(D, block_t=block_t, block_d=block_d, **config)
+    h0 = None if initial_state is None else initial_state.contiguous()
+    return DiagScanTritonFn.apply(a.contiguous(), b.contiguous(), h0, out_dtype, cfg)

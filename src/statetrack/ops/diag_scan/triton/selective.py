@@ -1,0 +1,179 @@
+"""Mamba-1's selective scan with signed decays, fused on Triton (forward and backward).
+
+    a_t = lo + (1 - lo) exp(delta_t A),  h_t = a_t h_{t-1} + (delta_t u_t) B_t,  y_t = (C_t . h_t + D u_t) silu(z_t)
+
+per channel d and state index n (lo = min_eigenvalue). One program owns BDm channels of one sequence with their
+[BDm, N] fp32 state in registers, and walks time in tiles of BT steps: the decays and writes of a tile, [BT, BDm, N],
+are formed in registers from u, delta, B (never stored), scanned along time, read out against C, and only y
+[BT, BDm] goes back to memory.
+
+Memory. The forward keeps nothing per step: with gradients on it writes the fp32 state every CK steps
+(ck [Bt, cdiv(T, CK), Dm, N]; CK = 64 by default, i.e. N / 16 bytes per element of u). The backward walks those
+checkpoints from the last; from each it recomputes the states entering the chunk's tiles (into a per-program scratch
+slot of CK / BT states, which stays in L2), then walks the tiles backwards: the exp of each tile is therefore taken
+twice in the backward. dB and dC sum over channels: each program writes its channel block's share (fp32
+[cdiv(Dm, BDm), Bt, T, N], alive during the backward only) and torch sums them, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._loader import kernels_for, loop_bound
+from .diag import _DTYPES, _cdiv, _pow2
+
+
+@dataclass(frozen=True)
+class SelectiveConfig:
+    """Tiles (BT steps x BDm channels x BN >= N states) of the forward and backward, the checkpoint interval CK
+    (a multiple of both BT), warps and pipeline stages."""
+
+    BN: int
+    BT_fwd: int
+    BD_fwd: int
+    BT_bwd: int
+    BD_bwd: int
+    CK: int
+    warps_fwd: int = 4
+    warps_bwd: int = 4
+    stages_fwd: int = 2
+    stages_bwd: int = 2
+
+
+def selective_config(
+    Dm: int,
+    N: int,
+    *,
+    block_t: int | None = None,
+    block_d: int | None = None,
+    block_t_bwd: int | None = None,
+    block_d_bwd: int | None = None,
+    checkpoint: int = 64,
+    **kw,
+) -> SelectiveConfig:
+    """Tiles by register budget: about 4096 state elements per forward tile and 2048 per backward tile (the backward
+    holds ~4x the forward's live [BT, BDm, N] tensors), 32 channels wide when N allows (so that u, delta, z rows are
+    64-byte bf16 segments and the dB / dC shares number Dm / 32)."""
+    BN = max(2, _pow2(N))
+    if BN > 256:
+        raise ValueError(f"the triton selective scan takes state sizes N up to 256, got N = {N}")
+
+    def tile(elems: int, max_t: int, bt: int | None, bd: int | None) -> tuple[int, int]:
+        BD = _pow2(bd) if bd else min(max(4, _pow2(Dm)), 32, max(4, elems // (4 * BN)))
+        BT = _pow2(bt) if bt else max(1, min(max_t, elems // (BD * BN)))
+        return BT, BD
+
+    # each thread holds whole columns of time (the scans are in-register), so BT is capped too
+    BT_f, BD_f = tile(4096, 16, block_t, block_d)
+    BT_b, BD_b = tile(2048, 8, block_t_bwd, block_d_bwd)
+    CK = max(_pow2(checkpoint), BT_f, BT_b)
+    return SelectiveConfig(BN=BN, BT_fwd=BT_f, BD_fwd=BD_f, BT_bwd=BT_b, BD_bwd=BD_b, CK=CK, **kw)
+
+
+def _fwd(u, delta, A, B, C, D, z, h0, lo: float, cfg: SelectiveConfig, store_ck: bool):
+    Bt, T, Dm = u.shape
+    N = A.shape[1]
+    dev = u.device
+    NT = _cdiv(T, cfg.BT_fwd)
+    NCK = _cdiv(T, cfg.CK)
+    y = torch.empty_like(u)
+    ht = torch.empty(Bt, Dm, N, dtype=torch.float32, device=dev)
+    ck = torch.empty(Bt, NCK, Dm, N, dtype=torch.float32, device=dev) if store_ck else ht
+    kernels_for(dev).sel_fwd_kernel[(_cdiv(Dm, cfg.BD_fwd), Bt)](
+        u, delta, A, B, C, u if D is None else D, u if z is None else z, ht if h0 is None else h0, y, ht, ck,
+        float(lo), T, Dm, N, NT, NCK,
+        BT=cfg.BT_fwd, BDm=cfg.BD_fwd, BN=cfg.BN, R=cfg.CK // cfg.BT_fwd, NT_I=loop_bound(NT),
+        STAGES=cfg.stages_fwd, USE_D=D is not None, USE_Z=z is not None, USE_H0=h0 is not None, STORE_CK=store_ck,
+        num_warps=cfg.warps_fwd,
+    )  # fmt: skip
+    return y, ht, (ck if store_ck else None)
+
+
+def _bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg: SelectiveConfig):
+    """All gradients: (du, ddelta, dA, dB, dC, dD or None, dz or None, dh0 fp32)."""
+    Bt, T, Dm = u.shape
+    N = A.shape[1]
+    dev = u.device
+    f32 = torch.float32
+    NCK = ck.shape[1]
+    NDB = _cdiv(Dm, cfg.BD_bwd)
+    R = cfg.CK // cfg.BT_bwd
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA = torch.empty(Bt, Dm, N, dtype=f32, device=dev)
+    dB = torch.empty(NDB, Bt, T, N, dtype=f32, device=dev)
+    dC = torch.empty(NDB, Bt, T, N, dtype=f32, device=dev)
+    dD = torch.empty(Bt, Dm, dtype=f32, device=dev) if D is not None else None
+    dh0 = torch.empty(Bt, Dm, N, dtype=f32, device=dev)
+    scr = torch.empty(Bt * NDB * R * cfg.BD_bwd * cfg.BN, dtype=f32, device=dev)
+    kernels_for(dev).sel_bwd_kernel[(NDB, Bt)](
+        u, delta, A, B, C, u if D is None else D, u if z is None else z, ck, dy, dh0 if dht is None else dht, scr,
+        du, ddelta, dA, dB, dC, dh0 if dD is None else dD, du if dz is None else dz, dh0,
+        float(lo), T, Dm, N, NCK, Bt,
+        BT=cfg.BT_bwd, BDm=cfg.BD_bwd, BN=cfg.BN, R=R, NCK_I=loop_bound(NCK), STAGES=cfg.stages_bwd,
+        USE_D=D is not None, USE_Z=z is not None, USE_DHT=dht is not None, num_warps=cfg.warps_bwd,
+    )  # fmt: skip
+    dA = dA.sum(0).to(A.dtype)
+    dB = dB.sum(0).to(B.dtype)
+    dC = dC.sum(0).to(C.dtype)
+    dD = None if dD is None else dD.sum(0).to(D.dtype)
+    return du, ddelta, dA, dB, dC, dD, dz, dh0
+
+
+class SelectiveScanTritonFn(torch.autograd.Function):
+    """(u, delta, A, B, C, D, z, h0, lo, config) -> (y [Bt, T, Dm] in u's dtype, final state [Bt, Dm, N] fp32)."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, h0, lo, cfg):
+        need = any(ctx.needs_input_grad[:8])
+        y, ht, ck = _fwd(u, delta, A, B, C, D, z, h0, lo, cfg, store_ck=need)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, ck)
+        ctx.lo, ctx.cfg = lo, cfg
+        return y, ht
+
+    @staticmethod
+    def backward(ctx, dy, dht):
+        u, delta, A, B, C, D, z, ck = ctx.saved_tensors
+        dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+        dht = None if dht is None else dht.contiguous()
+        grads = _bwd(u, delta, A, B, C, D, z, ck, dy, dht, ctx.lo, ctx.cfg)
+        return (*(g if need else None for g, need in zip(grads, ctx.needs_input_grad[:8], strict=True)), None, None)
+
+
+@torch.compiler.disable
+def selective_scan_triton(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    min_eigenvalue: float = -1.0,
+    initial_state: torch.Tensor | None = None,
+    **config,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Selective scan on Triton, fp32 state and accumulation.
+
+    u, delta, z: [Bt, T, Dm]; A: [Dm, N]; B, C: [Bt, T, N]; D: [Dm] or None; z or None; initial_state [Bt, Dm, N]
+    fp32 or None; every tensor bf16, fp16 or fp32 (dtypes may differ). Returns (y [Bt, T, Dm] in u's dtype, final
+    state [Bt, Dm, N] fp32), differentiable in every tensor input. ``config``: :func:`selective_config` keywords
+    (block_t, block_d, block_t_bwd, block_d_bwd, checkpoint, warps_*, stages_*). Inputs are assumed validated by
+    ``api.selective_scan`` (shapes, ranges); dtypes are checked here."""
+    named = (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z))
+    for name, x in named:
+        if x is not None and x.dtype not in _DTYPES:
+            raise TypeError(f"the triton backend takes bf16, fp16 or fp32 {name}, got {x.dtype}")
+    if initial_state is not None and initial_state.dtype != torch.float32:
+        raise TypeError(f"initial_state must be fp32 for the triton backend, got {initial_state.dtype}")
+    Bt, T, Dm = u.shape
+    N = A.shape[1]
+    if T == 0 or Bt * Dm * N == 0:
+        y = torch.zeros_like(u)
+        ht = initial_state if initial_state is not None else u.new_zeros(Bt, Dm, N, dtype=torch.float32)
+        return y, ht
+    cfg = selective_config(Dm, N, **config)
+    ins = (None if x is None else x.contiguous() for x in (u, delta, A, B, C, D, z, initial_state))
+    return SelectiveScanTritonFn.apply(*ins, float(min_eigenvalue), cfg)
