@@ -28,7 +28,7 @@ DEVICE = os.environ.get("STATETRACK_TEST_DEVICE", "cpu")
 GPU = DEVICE == "cuda"
 RUNNABLE = GPU or os.environ.get("TRITON_INTERPRET", "0") == "1"
 kernel_test = pytest.mark.skipif(not RUNNABLE, reason="covered by the interpreter subprocess (or set up a GPU)")
-T_SHORT, T_LONG, D = (9, 33, 16) if not GPU else (40, 300, 64)
+T_SHORT, T_LONG, D = (9, 20, 16) if not GPU else (40, 300, 64)
 TOL = 1e-5 if not GPU else 1e-4
 
 

@@ -14,6 +14,12 @@ Backward (dS = dL/dS, walking back): dS += scale q do^T; per sub-step, last firs
 du = dS^T k, dbeta = du . r, dv = dr = beta du, dS <- dS - k dr^T; then dS <- g dS. The terms that need the state
 itself, dq = scale S_t do_t and dk -= S_before dr, come from a second forward walk once dr (= dv) is known.
 The gate's gradient needs no walk at all (see ``recurrent.py``).
+
+Why blocks of BT tokens: one token's work is a few hundred register operations, far less than a trip to memory.
+So the inputs of BT tokens are loaded at once as [BT (x n_h), .] tiles, the walk picks its rows out of registers
+(a masked sum: no dynamic register indexing in Triton) and collects its outputs the same way, and memory is
+touched once per block. Rows past a sequence's end load as zeros (k = v = beta = log g = 0), which is an identity
+step, so the walk needs no branch; their outputs are masked at the store.
 """
 
 import triton
@@ -28,6 +34,31 @@ def _seq_bounds(cu_ptr, i_n, T, USE_CU: tl.constexpr):
         eos = tl.load(cu_ptr + i_n + 1).to(tl.int64)
         return bos, (eos - bos).to(tl.int32)
     return i_n.to(tl.int64) * T, T
+
+
+@triton.jit
+def _pick(tile, sel):
+    """Row ``sel`` (a boolean vector over the tile's rows, one True) of a [R, C] register tile -> [C]."""
+    return tl.sum(tl.where(sel[:, None], tile, 0.0), 0)
+
+
+@triton.jit
+def _put(tile, sel, row):
+    """The tile with row ``sel`` replaced by ``row`` [C]."""
+    return tl.where(sel[:, None], row[None, :], tile)
+
+
+@triton.jit
+def _block(t0, bos, L, i_h, H: tl.constexpr, NH: tl.constexpr, BT: tl.constexpr, BR: tl.constexpr):
+    """Index vectors of the block of tokens t0 .. t0 + BT: token rows (o_t, their global row index and mask) and
+    sub-step rows (o_r = token * NH + j, global index and mask)."""
+    o_t = tl.arange(0, BT)
+    m_t = (t0 + o_t) < L
+    g_t = (bos + t0 + o_t) * H + i_h
+    o_r = tl.arange(0, BR)
+    m_r = (o_r < BT * NH) & ((t0 + o_r // NH) < L)
+    g_r = ((bos + t0) * NH + o_r) * H + i_h
+    return o_t, m_t, g_t, o_r, m_r, g_r
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -50,6 +81,8 @@ def recurrent_fwd_kernel(
     NH: tl.constexpr,
     BK: tl.constexpr,
     BV: tl.constexpr,
+    BT: tl.constexpr,
+    BR: tl.constexpr,
     USE_G: tl.constexpr,
     USE_H0: tl.constexpr,
     USE_CU: tl.constexpr,
@@ -57,7 +90,7 @@ def recurrent_fwd_kernel(
     STORE_R: tl.constexpr,
 ):
     """Grid (cdiv(V, BV), NS * H). Writes o [rows, H, V], optionally the final state and r = v - S^T k
-    [rows, n_h, H, V] fp32 (the backward's input)."""
+    [rows, n_h, H, V] fp32 (the backward's input). BT tokens per block, BR = pow2 >= BT * n_h sub-step rows."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -72,24 +105,34 @@ def recurrent_fwd_kernel(
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
         b_S = tl.load(h0_ptr + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0)
-    t = 0
-    while t < L:
-        row = bos + t
+    t0 = 0
+    while t0 < L:
+        o_t, m_t, g_t, o_r, m_r, g_r = _block(t0, bos, L, i_h, H, NH, BT, BR)
+        b_Q = tl.load(q_ptr + g_t[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+        b_K = tl.load(k_ptr + g_r[:, None] * K + o_k[None, :], mask=m_r[:, None] & m_k[None, :], other=0.0)
+        b_V = tl.load(v_ptr + g_r[:, None] * V + o_v[None, :], mask=m_r[:, None] & m_v[None, :], other=0.0)
+        b_B = tl.load(beta_ptr + g_r, mask=m_r, other=0.0).to(tl.float32)
+        b_Q, b_K, b_V = b_Q.to(tl.float32), b_K.to(tl.float32), b_V.to(tl.float32)
         if USE_G:
-            b_S = b_S * tl.exp(tl.load(g_ptr + row * H + i_h).to(tl.float32))
-        for j in tl.static_range(NH):
-            r = (row * NH + j) * H + i_h
-            b_k = tl.load(k_ptr + r * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-            b_v = tl.load(v_ptr + r * V + o_v, mask=m_v, other=0.0).to(tl.float32)
-            b_b = tl.load(beta_ptr + r).to(tl.float32)
-            b_r = b_v - tl.sum(b_S * b_k[:, None], 0)
-            if STORE_R:
-                tl.store(r_ptr + r * V + o_v, b_r, mask=m_v)
-            b_S = b_S + (b_b * b_k)[:, None] * b_r[None, :]
-        b_q = tl.load(q_ptr + (row * H + i_h) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-        b_o = scale * tl.sum(b_S * b_q[:, None], 0)
-        tl.store(o_ptr + (row * H + i_h) * V + o_v, b_o.to(o_ptr.dtype.element_ty), mask=m_v)
-        t += 1
+            b_G = tl.exp(tl.load(g_ptr + g_t, mask=m_t, other=0.0).to(tl.float32))
+        b_O = tl.zeros([BT, BV], dtype=tl.float32)
+        b_R = tl.zeros([BR, BV], dtype=tl.float32)
+        for i in range(BT):
+            if USE_G:
+                b_S = b_S * tl.sum(tl.where(o_t == i, b_G, 0.0), 0)
+            for j in tl.static_range(NH):
+                sel = o_r == i * NH + j
+                b_k = _pick(b_K, sel)
+                b_r = _pick(b_V, sel) - tl.sum(b_S * b_k[:, None], 0)
+                b_R = _put(b_R, sel, b_r)
+                b_S = b_S + (tl.sum(tl.where(sel, b_B, 0.0), 0) * b_k)[:, None] * b_r[None, :]
+            b_q = _pick(b_Q, o_t == i)
+            b_O = _put(b_O, o_t == i, scale * tl.sum(b_S * b_q[:, None], 0))
+        p_o = o_ptr + g_t[:, None] * V + o_v[None, :]
+        tl.store(p_o, b_O.to(o_ptr.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
+        if STORE_R:
+            tl.store(r_ptr + g_r[:, None] * V + o_v[None, :], b_R, mask=m_r[:, None] & m_v[None, :])
+        t0 += BT
     if STORE_HT:
         tl.store(ht_ptr + i_nh.to(tl.int64) * K * V + p_kv, b_S, mask=m_kv)
 
@@ -119,6 +162,8 @@ def recurrent_bwd_kernel(
     NH: tl.constexpr,
     BK: tl.constexpr,
     BV: tl.constexpr,
+    BT: tl.constexpr,
+    BR: tl.constexpr,
     USE_G: tl.constexpr,
     USE_H0: tl.constexpr,
     USE_CU: tl.constexpr,
@@ -132,7 +177,7 @@ def recurrent_bwd_kernel(
     i_n = i_nh // H
     i_h = i_nh % H
     bos, L = _seq_bounds(cu_ptr, i_n, T, USE_CU)
-    part = i_v.to(tl.int64) * ROWS  # offset of this V-block's partials, in token rows
+    part = i_v.to(tl.int64) * ROWS * H  # offset of this V-block's partials in (token, head) pairs; x NH for sub-steps
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
@@ -143,28 +188,40 @@ def recurrent_bwd_kernel(
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_DHT:
         b_dS = tl.load(dht_ptr + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0)
-    t = L - 1
-    while t >= 0:
-        row = bos + t
-        b_q = tl.load(q_ptr + (row * H + i_h) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-        b_do = tl.load(do_ptr + (row * H + i_h) * V + o_v, mask=m_v, other=0.0).to(tl.float32)
-        b_dS = b_dS + (scale * b_q)[:, None] * b_do[None, :]
-        for jj in tl.static_range(NH):
-            j = NH - 1 - jj
-            r = (row * NH + j) * H + i_h
-            b_k = tl.load(k_ptr + r * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-            b_b = tl.load(beta_ptr + r).to(tl.float32)
-            b_r = tl.load(r_ptr + r * V + o_v, mask=m_v, other=0.0)
-            b_dk = tl.sum(b_dS * (b_b * b_r)[None, :], 1)
-            b_du = tl.sum(b_dS * b_k[:, None], 0)
-            b_dr = b_b * b_du
-            tl.store(dk_ptr + ((part * NH) * H + r) * K + o_k, b_dk, mask=m_k)
-            tl.store(db_ptr + (part * NH) * H + r, tl.sum(b_du * b_r, 0))
-            tl.store(dv_ptr + r * V + o_v, b_dr, mask=m_v)
-            b_dS = b_dS - b_k[:, None] * b_dr[None, :]
+    t0 = ((L - 1) // BT) * BT
+    while t0 >= 0:
+        o_t, m_t, g_t, o_r, m_r, g_r = _block(t0, bos, L, i_h, H, NH, BT, BR)
+        m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
+        m_rk, m_rv = m_r[:, None] & m_k[None, :], m_r[:, None] & m_v[None, :]
+        b_Q = tl.load(q_ptr + g_t[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_DO = tl.load(do_ptr + g_t[:, None] * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
+        b_K = tl.load(k_ptr + g_r[:, None] * K + o_k[None, :], mask=m_rk, other=0.0).to(tl.float32)
+        b_R = tl.load(r_ptr + g_r[:, None] * V + o_v[None, :], mask=m_rv, other=0.0)
+        b_B = tl.load(beta_ptr + g_r, mask=m_r, other=0.0).to(tl.float32)
         if USE_G:
-            b_dS = b_dS * tl.exp(tl.load(g_ptr + row * H + i_h).to(tl.float32))
-        t -= 1
+            b_G = tl.exp(tl.load(g_ptr + g_t, mask=m_t, other=0.0).to(tl.float32))
+        b_DK = tl.zeros([BR, BK], dtype=tl.float32)
+        b_DV = tl.zeros([BR, BV], dtype=tl.float32)
+        b_DB = tl.zeros([BR], dtype=tl.float32)
+        for ii in range(BT):
+            i = BT - 1 - ii
+            b_dS = b_dS + (scale * _pick(b_Q, o_t == i))[:, None] * _pick(b_DO, o_t == i)[None, :]
+            for jj in tl.static_range(NH):
+                sel = o_r == i * NH + (NH - 1 - jj)
+                b_k = _pick(b_K, sel)
+                b_r = _pick(b_R, sel)
+                b_b = tl.sum(tl.where(sel, b_B, 0.0), 0)
+                b_du = tl.sum(b_dS * b_k[:, None], 0)
+                b_DK = _put(b_DK, sel, tl.sum(b_dS * (b_b * b_r)[None, :], 1))
+                b_DB = tl.where(sel, tl.sum(b_du * b_r, 0), b_DB)
+                b_DV = _put(b_DV, sel, b_b * b_du)
+                b_dS = b_dS - b_k[:, None] * (b_b * b_du)[None, :]
+            if USE_G:
+                b_dS = b_dS * tl.sum(tl.where(o_t == i, b_G, 0.0), 0)
+        tl.store(dk_ptr + (part * NH + g_r)[:, None] * K + o_k[None, :], b_DK, mask=m_rk)
+        tl.store(db_ptr + part * NH + g_r, b_DB, mask=m_r)
+        tl.store(dv_ptr + g_r[:, None] * V + o_v[None, :], b_DV, mask=m_rv)
+        t0 -= BT
     if USE_H0:
         tl.store(dh0_ptr + i_nh.to(tl.int64) * K * V + p_kv, b_dS, mask=m_kv)
 
@@ -173,22 +230,30 @@ def recurrent_bwd_kernel(
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
         b_S = tl.load(h0_ptr + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0)
-    t = 0
-    while t < L:
-        row = bos + t
+    t0 = 0
+    while t0 < L:
+        o_t, m_t, g_t, o_r, m_r, g_r = _block(t0, bos, L, i_h, H, NH, BT, BR)
+        m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
+        m_rk, m_rv = m_r[:, None] & m_k[None, :], m_r[:, None] & m_v[None, :]
+        b_DO = tl.load(do_ptr + g_t[:, None] * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
+        b_K = tl.load(k_ptr + g_r[:, None] * K + o_k[None, :], mask=m_rk, other=0.0).to(tl.float32)
+        b_R = tl.load(r_ptr + g_r[:, None] * V + o_v[None, :], mask=m_rv, other=0.0)
+        b_DV = tl.load(dv_ptr + g_r[:, None] * V + o_v[None, :], mask=m_rv, other=0.0)
+        p_dk = dk_ptr + (part * NH + g_r)[:, None] * K + o_k[None, :]
+        b_DK = tl.load(p_dk, mask=m_rk, other=0.0)
+        b_B = tl.load(beta_ptr + g_r, mask=m_r, other=0.0).to(tl.float32)
         if USE_G:
-            b_S = b_S * tl.exp(tl.load(g_ptr + row * H + i_h).to(tl.float32))
-        for j in tl.static_range(NH):
-            r = (row * NH + j) * H + i_h
-            b_k = tl.load(k_ptr + r * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-            b_b = tl.load(beta_ptr + r).to(tl.float32)
-            b_r = tl.load(r_ptr + r * V + o_v, mask=m_v, other=0.0)
-            b_dv = tl.load(dv_ptr + r * V + o_v, mask=m_v, other=0.0)
-            p_dk = dk_ptr + ((part * NH) * H + r) * K + o_k
-            b_dk = tl.load(p_dk, mask=m_k, other=0.0) - tl.sum(b_S * b_dv[None, :], 1)
-            tl.store(p_dk, b_dk, mask=m_k)
-            b_S = b_S + (b_b * b_k)[:, None] * b_r[None, :]
-        b_do = tl.load(do_ptr + (row * H + i_h) * V + o_v, mask=m_v, other=0.0).to(tl.float32)
-        b_dq = scale * tl.sum(b_S * b_do[None, :], 1)
-        tl.store(dq_ptr + ((part + row) * H + i_h) * K + o_k, b_dq, mask=m_k)
-        t += 1
+            b_G = tl.exp(tl.load(g_ptr + g_t, mask=m_t, other=0.0).to(tl.float32))
+        b_DQ = tl.zeros([BT, BK], dtype=tl.float32)
+        for i in range(BT):
+            if USE_G:
+                b_S = b_S * tl.sum(tl.where(o_t == i, b_G, 0.0), 0)
+            for j in tl.static_range(NH):
+                sel = o_r == i * NH + j
+                b_DK = _put(b_DK, sel, _pick(b_DK, sel) - tl.sum(b_S * _pick(b_DV, sel)[None, :], 1))
+                b_k = _pick(b_K, sel)
+                b_S = b_S + (tl.sum(tl.where(sel, b_B, 0.0), 0) * b_k)[:, None] * _pick(b_R, sel)[None, :]
+            b_DQ = _put(b_DQ, o_t == i, scale * tl.sum(b_S * _pick(b_DO, o_t == i)[None, :], 1))
+        tl.store(p_dk, b_DK, mask=m_rk)
+        tl.store(dq_ptr + (part + g_t)[:, None] * K + o_k[None, :], b_DQ, mask=m_tk)
+        t0 += BT

@@ -12,6 +12,7 @@ import torch
 from ._loader import kernels_for
 
 _MODULE = "kernels_recurrent"
+BLOCK_T = 8  # tokens whose inputs are loaded at once (the kernels pick rows out of registers); 8 beat 16 and 32
 
 # Sub-steps (tokens x n_h) up to which the token-by-token kernels beat the chunked ones on an H100
 # (benchmarks/kernels.py); beyond, the chunked kernels' parallelism over time wins.
@@ -32,16 +33,18 @@ def _pow2(x: int) -> int:
 
 
 def _blocks(K: int, V: int, programs: int) -> tuple[int, int, int]:
-    """(BK, BV, num_warps). The state slice [BK, BV] lives in registers; split V further when there are few
-    (sequence, head) programs to fill the GPU with (V-blocks are independent, only dq/dk partials add up)."""
+    """(BK, BV, num_warps). The state slice [BK, BV] lives in registers, in as few warps as fit it: a step's
+    reductions then stay inside a warp, and many small programs share an SM. V is split further when there are
+    few (sequence, head) programs to fill the GPU (V-blocks are independent; only dq/dk partials add up).
+    H100 sweep (benchmarks/results/delta_rule_short_h100.md): 1 warp and BV = 32 were best at D = 32 and 64,
+    2 and 4 warps up to 4x slower."""
     BK = max(16, _pow2(K))
     if BK > 256:
         raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
-    BV = min(max(16, _pow2(V)), max(16, 4096 // BK))
+    BV = min(max(16, _pow2(V)), max(16, 2048 // BK))
     while BV > 16 and programs * _cdiv(V, BV) < 512:
         BV //= 2
-    warps = 1 if BK * BV <= 1024 else (2 if BK * BV <= 2048 else 4)
-    return BK, BV, warps
+    return BK, BV, max(1, BK * BV // 2048)
 
 
 def gate_grad(w: torch.Tensor, h0dh0: torch.Tensor | None, cu_seqlens: torch.Tensor | None) -> torch.Tensor:
@@ -78,7 +81,8 @@ class _Recurrent(torch.autograd.Function):
             q, k, v, beta, ht if g is None else g, ht if h0 is None else h0, ht if cu is None else cu,
             o, ht, r, float(scale), T,
             H=H, K=K, V=V, NH=n_h, BK=BK, BV=BV, USE_G=g is not None, USE_H0=h0 is not None,
-            USE_CU=cu is not None, STORE_HT=True, STORE_R=grad, num_warps=warps,
+            BT=BLOCK_T, BR=_pow2(BLOCK_T * n_h), USE_CU=cu is not None, STORE_HT=True, STORE_R=grad,
+            num_warps=warps,
         )  # fmt: skip
         if grad:
             ctx.save_for_backward(q, k, v, beta, g, h0, cu, r)
@@ -105,9 +109,10 @@ class _Recurrent(torch.autograd.Function):
             q, k, beta, dv if g is None else g, dv if h0 is None else h0, dv if cu is None else cu, r,
             do, dv if dht is None else dht.contiguous(), dq, dk, dv, db, dh0, float(ctx.scale), T, N * T,
             H=H, K=K, V=V, NH=n_h, BK=BK, BV=BV, USE_G=g is not None, USE_H0=h0 is not None,
-            USE_CU=cu is not None, USE_DHT=dht is not None, num_warps=warps,
+            BT=BLOCK_T, BR=_pow2(BLOCK_T * n_h), USE_CU=cu is not None, USE_DHT=dht is not None,
+            num_warps=warps,
         )  # fmt: skip
-        dq, dk, db = dq.sum(0), dk.sum(0), db.sum(0)
+        dq, dk, db = (x[0] if NV == 1 else x.sum(0) for x in (dq, dk, db))
         dg = None
         if g is not None:
             w = (v.float() * dv).sum((2, 4)) - (q.float() * dq).sum(-1)
