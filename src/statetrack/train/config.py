@@ -37,6 +37,8 @@ class TrainConfig:
         out_dir: where metrics.jsonl, config.yaml and checkpoint.pt go (empty = runs/<name>).
         device: "auto" | "cpu" | "cuda" | "cuda:N"; amp: "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" |
             "none"; compile: torch.compile the model; progress: show a progress bar.
+        cuda_graph: "auto" (on for CUDA without compile) | "on" | "off": run each training step as one
+            replayed CUDA graph (batches padded to the longest training length; same results as eager).
         prefetch: threads that draw the next batches while the model trains (-1 = 2 on CUDA, 0 on CPU).
         threads: torch CPU threads (0 = torch's default). Small models step faster on one thread: their ops
             are too short to split, and idle OpenMP threads slow everything down on a busy machine.
@@ -67,6 +69,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     compile: bool = False
+    cuda_graph: str = "auto"
     progress: bool = True
     prefetch: int = -1
     threads: int = 0
@@ -92,6 +95,14 @@ class TrainConfig:
                 bad(name, "must be [], [L] or [lo, hi] with 1 <= lo <= hi")
         if self.amp not in ("auto", "bf16", "none"):
             bad("amp", "must be 'auto', 'bf16' or 'none'")
+        # YAML reads on/off as booleans
+        self.cuda_graph = {"True": "on", "true": "on", "False": "off", "false": "off"}.get(
+            str(self.cuda_graph), self.cuda_graph
+        )
+        if self.cuda_graph not in ("auto", "on", "off"):
+            bad("cuda_graph", "must be 'auto', 'on' or 'off'")
+        if self.cuda_graph == "on" and self.compile:
+            bad("cuda_graph", "cannot be 'on' together with compile = true")
         if self.eval_size not in ("small", "paper"):
             bad("eval_size", "must be 'small' or 'paper'")
         return self

@@ -25,8 +25,9 @@ from statetrack.models import TokenClassifier
 from statetrack.ops import value_checks
 
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
-from .config import ExperimentConfig, dump_config
+from .config import ExperimentConfig, TrainConfig, dump_config
 from .evaluate import EvalResult, evaluate
+from .graphed import build_step, graph_autocast, pad_batch
 from .schedule import make_scheduler
 
 CHECKPOINT = "checkpoint.pt"
@@ -40,6 +41,19 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device = {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
     return dev
+
+
+def fixed_width(task, train_lengths) -> int:
+    """Positions of the longest training sequence: the one batch width of a graphed run."""
+    hi = train_lengths if isinstance(train_lengths, int) else (train_lengths or task.train_lengths)[-1]
+    return int(task.positions(int(hi)))
+
+
+def uses_cuda_graph(tc: TrainConfig, device: torch.device) -> bool:
+    """Whether the training step runs as a CUDA graph (``train.cuda_graph``)."""
+    if tc.cuda_graph == "on" and device.type != "cuda":
+        raise ValueError(f"train.cuda_graph = 'on' needs a CUDA device, got train.device = {tc.device!r}")
+    return tc.cuda_graph == "on" or (tc.cuda_graph == "auto" and device.type == "cuda" and not tc.compile)
 
 
 def get_task(name: str, args: dict | None = None):
@@ -136,8 +150,11 @@ def train(
         torch.set_num_threads(tc.threads)
     model = build_model(cfg, task).to(device)
     amp = tc.amp == "bf16" or (tc.amp == "auto" and device.type == "cuda")
-    opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2),
-                            fused=device.type == "cuda")  # fmt: skip
+    graphed = uses_cuda_graph(tc, device)
+    # a captured step reads the lr from a device tensor that the scheduler refills (capturable AdamW)
+    lr0 = torch.tensor(tc.lr, device=device) if graphed else tc.lr
+    opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=lr0, betas=(tc.beta1, tc.beta2),
+                            fused=device.type == "cuda", capturable=graphed)  # fmt: skip
     sched = make_scheduler(opt, tc.steps, tc.warmup, tc.lr, tc.min_lr)
     out = cfg.out_dir
     step, history, losses = 0, [], []
@@ -163,7 +180,6 @@ def train(
     evalset = eval_batch(cfg, task)
     prefix = getattr(task, "kind", "chomsky") == "group"
     end = tc.steps if stop_after is None else min(tc.steps, stop_after)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     final: EvalResult | None = None
 
     bar = None
@@ -175,6 +191,10 @@ def train(
     train_lengths = _lengths(tc.train_lengths)
     n_prefetch = tc.prefetch if tc.prefetch >= 0 else (2 if device.type == "cuda" else 0)
     batches = Prefetcher(task, tc.batch_size, tc.seed, train_lengths, end, n_prefetch)
+    autocast = graph_autocast(amp) if graphed else (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext)  # fmt: skip
+    width = fixed_width(task, train_lengths) if graphed else None
+    run_step = None
     t_last, s_last = time.perf_counter(), step
     first_step, pending = step, []
     unchecked = contextlib.ExitStack()
@@ -182,24 +202,21 @@ def train(
         model.train()
         while step < end:
             b = batches.get(step)
-            x, y, m = (t.to(device, non_blocking=True) for t in (b.input, b.target, b.mask))
-            with autocast:
-                logits = fwd(x)
-            logits = logits.float()
-            loss = masked_cross_entropy(logits, y, m)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = None
-            if tc.grad_clip > 0:
-                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
+            x, y, m = b.input, b.target, b.mask
+            if graphed:
+                x, y, m = pad_batch(x, y, m, width, task.pad_id)
+            x, y, m = (t.to(device, non_blocking=True) for t in (x, y, m))
+            if run_step is None:  # built at the first batch: a graph is captured with a real batch's shapes
+                run_step = build_step(model, fwd, opt, masked_cross_entropy, tc.grad_clip, autocast,
+                                      example=(x, y, m) if graphed else None)  # fmt: skip
+            loss, logits, gnorm = run_step(x, y, m)
             sched.step()
             step += 1
             if step == first_step + 1 and device.type == "cuda":
                 # the ops' value-range checks read tensors back (a sync per op); the first step ran them
                 unchecked.enter_context(value_checks(False))
             # losses stay on the device until a log line needs them: no host sync per step on a GPU
-            pending.append(loss.detach())
+            pending.append(loss.detach().clone())  # a graph's loss buffer is overwritten by the next replay
             if bar is not None:
                 bar.update(1)
             is_eval = (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps
