@@ -40,7 +40,7 @@ SMALL_SHAPES = [(8, 1024, 8, 64), (512, 32, 4, 32)]
 
 LINES: list[str] = []
 DEVICE = "cuda"  # a smoke test on CPU (under TRITON_INTERPRET=1) may set "cpu"
-OURS_KW: dict = {}  # --chunk / --precision for our kernels
+OURS_KW: dict = {}  # --chunk / --precision / --block-v for our chunked kernels
 
 
 def say(s: str = "") -> None:
@@ -87,9 +87,17 @@ def cast(x, dtype, grad=False):
 
 # ---------------------------------------------------------------------------------------------------------- runners
 def ours(x, h0=None, **kw):
+    """backend="triton" as the api runs it (token by token for short sequences), or the chunked kernels with
+    OURS_KW / kw set."""
     kw = {**OURS_KW, **kw}
     if not kw:
         return delta_rule(**x, initial_state=h0, output_final_state=True, backend="triton")
+    return ours_chunk(x, h0, **kw)
+
+
+def ours_chunk(x, h0=None, **kw):
+    """The chunked kernels at any length (OURS_KW, then kw)."""
+    kw = {**OURS_KW, **kw}
     from statetrack.ops.delta_rule.api import _normalize
     from statetrack.ops.delta_rule.triton import delta_rule_triton
 
@@ -255,16 +263,16 @@ def flops_bytes(B, T, H, D, n_h=1, C=64):
     return 3 * fwd, fwd_bytes + bwd_bytes
 
 
-def section_speed(fla, shapes, deadline, variants=("ours", "fused", "gated", "nh2", "fla", "sdpa")):
+def section_speed(fla, shapes, deadline, variants=("ours", "chunk", "gated", "nh2", "fla", "sdpa")):
     say("## Speed: forward+backward ms (fwd ms) [peak MiB], bf16")
     say()
-    say("ours: chunked Triton kernels (default: sequential and chunk-parallel passes split); fused = one sequential")
-    say("pass per direction (split=False); gated = with a scalar gate; n_h=2 = DeltaProduct with two Householders per")
+    say("ours: backend='triton' as the api runs it (token by token up to 256 sub-steps, else chunked); chunk = the")
+    say("chunked kernels at every length; gated = with a scalar gate; n_h=2 = DeltaProduct with two Householders per")
     say("token at the same width. %MM / %BW: the algorithm's FLOPs and compulsory bytes over our time, as shares of")
     say("the measured ceilings. Best fla = fastest of its paths that ran.")
     say()
     hdr = (
-        "| B, T, H, D | ours | ours fused | ours gated | ours n_h=2 | fla chunk | fla fused_recurrent"
+        "| B, T, H, D | ours | ours chunk | ours gated | ours n_h=2 | fla chunk | fla fused_recurrent"
         " | fla gated (neg eig) | SDPA |"
     )
     say(hdr + " ours %MM / %BW | speed-up vs best fla |")
@@ -274,7 +282,7 @@ def section_speed(fla, shapes, deadline, variants=("ours", "fused", "gated", "nh
         cells, ours_ms, fla_best = [], None, None
         runs = [
             ("ours", lambda x: ours(x), {}),
-            ("ours fused", lambda x: ours(x, split=False), {}),
+            ("ours chunk", lambda x: ours_chunk(x), {}),
             ("ours gated", lambda x: ours(x), {"gate": True}),
             ("ours n_h=2", lambda x: ours(x), {"n_h": 2}),
         ]
@@ -288,7 +296,7 @@ def section_speed(fla, shapes, deadline, variants=("ours", "fused", "gated", "nh
             runs += [("fla chunk", None, {}), ("fla rec", None, {}), ("fla gated", None, {})]
         runs.append(("sdpa", "sdpa", {}))
         for name, fn, kw in runs:
-            key = {"ours gated": "gated", "ours n_h=2": "nh2", "sdpa": "sdpa", "ours": "ours", "ours fused": "fused"}
+            key = {"ours gated": "gated", "ours n_h=2": "nh2", "sdpa": "sdpa", "ours": "ours", "ours chunk": "chunk"}
             key = key.get(name, "fla")
             if key not in variants:
                 cells.append("-")
@@ -345,8 +353,11 @@ def main() -> None:
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--deadline", type=float, default=480.0, help="seconds after which fla speed runs are skipped")
     ap.add_argument("--chunk", type=int, default=None, help="sub-steps per chunk of our kernels (16, 32, 64)")
-    ap.add_argument("--precision", default=None, help="fp32 dot precision of our kernels (tf32x3, ieee, tf32)")
-    ap.add_argument("--variants", default="ours,fused,gated,nh2,fla,sdpa", help="columns of the speed table to run")
+    ap.add_argument(
+        "--precision", default=None, help="fp32 dot precision of our kernels (tf32x3, ieee, tf32, bf16x6, bf16x3)"
+    )
+    ap.add_argument("--block-v", type=int, default=None, help="cap on the V-block widths of our chunked kernels")
+    ap.add_argument("--variants", default="ours,chunk,gated,nh2,fla,sdpa", help="columns of the speed table to run")
     ap.add_argument("--rows", default=None, help="indices of the shapes to run, e.g. 0,3 (default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -355,7 +366,8 @@ def main() -> None:
     import triton
 
     fla, fla_version = (None, "disabled (--no-fla)") if args.no_fla else fla_modules()
-    OURS_KW.update({k: v for k, v in (("chunk", args.chunk), ("precision", args.precision)) if v is not None})
+    knobs = (("chunk", args.chunk), ("precision", args.precision), ("block_v", args.block_v))
+    OURS_KW.update({k: v for k, v in knobs if v is not None})
     say("# statetrack delta-rule kernels vs flash-linear-attention")
     say()
     say(f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")

@@ -92,34 +92,89 @@ def test_chunk_matches_naive(T, gate):
 
 @kernel_test
 @pytest.mark.parametrize(
-    "n_h,keys,gate,chunk,split",
+    "n_h,keys,gate,chunk",
     [
-        (1, "rank1", True, 64, None),
-        (2, "random", True, 64, True),
-        (2, "rank1", False, 32, True),
-        (3, "random", True, 32, False),
+        (1, "rank1", True, 64),
+        (2, "random", True, 64),
+        (2, "rank1", False, 32),
+        (3, "random", True, 32),
     ],
 )
-def test_chunk_beta_near_two(n_h, keys, gate, chunk, split):
-    """split: sequential and chunk-parallel passes apart (True), fused (False), or by head dim (None)."""
+def test_chunk_beta_near_two(n_h, keys, gate, chunk):
     T = LENGTHS[-1] if n_h == 1 else LENGTHS[-1] // 2 + 3
     D = DIMS[0]
     x = make_inputs(B=1, T=T, H=2, K=D, V=D, n_h=n_h, beta_range=(1.9, 2.0), keys=keys, gate=gate)
-    _check(x, TOL, chunk=chunk, split=split)
+    _check(x, TOL, chunk=chunk)
+
+
+@kernel_test
+@pytest.mark.parametrize(
+    "T,n_h,chunk",
+    [
+        (5, 1, 64),  # one chunk, mostly padding
+        (16, 2, 32),  # exactly one chunk of sub-steps
+        (17, 2, 32),  # one token into the second chunk
+        (31, 2, 64),  # one token short of a chunk
+        (65, 1, 16),  # several chunks, one token over
+        (63, 3, 64),  # 21 tokens per chunk (63 of 64 rows), 3 chunks
+        (47, 3, 16),  # 5 tokens per chunk (15 of 16 rows), 10 chunks
+    ],
+)
+def test_chunk_boundaries_with_gate_and_householders(T, n_h, chunk):
+    """Chunk edges: T below, at and one off multiples of the chunk, in tokens and in sub-steps; gated."""
+    x = make_inputs(B=2, T=T, H=1, K=DIMS[0], V=DIMS[0], n_h=n_h, beta_range=(0.0, 2.0), gate=True, seed=T)
+    _check(x, TOL, chunk=chunk)
+
+
+@kernel_test
+def test_chunk_beta_exactly_zero_and_two():
+    """beta in {0, 2} exactly (identity steps and pure reflections), with repeated keys."""
+    x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], n_h=2, keys="rank1", gate=True)
+    g = torch.Generator().manual_seed(3)
+    x["beta"] = 2.0 * (torch.rand(x["beta"].shape, generator=g) < 0.5).double()
+    _check(x, TOL, chunk=32)
+
+
+@kernel_test
+@pytest.mark.parametrize("K,V", [(80, 24), (130, 20)] if not GPU else [(128, 128), (256, 64), (200, 96)])
+def test_chunk_key_blocks(K, V):
+    """Key dims beyond one 64-row block: the state passes hold the state as 2-4 row blocks."""
+    x = make_inputs(B=1, T=LENGTHS[1] + 7, H=1, K=K, V=V, n_h=2, beta_range=(0.0, 2.0), gate=True)
+    _check(x, TOL)
 
 
 @kernel_test
 def test_chunk_small_chunks_ragged_dims_and_v_blocks():
-    """chunk = 16 (no block merge), K and V not powers of two, V split over two programs (partial-sum path)."""
+    """chunk = 16 (no block merge in the inverse), K and V not powers of two, V split over several programs."""
     K, V = (12, 24) if not GPU else (48, 80)
     x = make_inputs(B=1, T=LENGTHS[-1] - 3, H=1, K=K, V=V, beta_range=(0.0, 2.0), gate=True)
-    _check(x, TOL, chunk=16, block_v=16 if not GPU else 32, split=True)
+    _check(x, TOL, chunk=16, block_v=16 if not GPU else 32)
 
 
 @kernel_test
 def test_chunk_without_initial_state():
     x = make_inputs(B=1, T=LENGTHS[1], H=2, K=DIMS[0], V=DIMS[0], h0=False, gate=True)
-    _check(x, TOL, split=False)
+    _check(x, TOL)
+
+
+@kernel_test
+@pytest.mark.parametrize("used", ["o", "final_state"])
+def test_chunk_gradient_of_one_output(used):
+    """A loss on o alone (no final-state gradient reaches the kernels) or on the final state alone (no do)."""
+    x = make_inputs(B=1, T=LENGTHS[1], H=2, K=DIMS[0], V=DIMS[0], n_h=2, gate=True)
+    grads = []
+    for leaves in (_prepare(x, torch.float64, "cpu"), _prepare(x, torch.float32, DEVICE)):
+        if leaves[0].dtype == torch.float64:
+            o, s = delta_rule_naive(*leaves[:5], 0.3, leaves[5], torch.float64)
+        else:
+            o, s = delta_rule_triton(*leaves[:5], 0.3, leaves[5])
+        y = o if used == "o" else s
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64).to(y.device)
+        live = [t for t in leaves if t is not None]
+        g = torch.autograd.grad((y.double() * w).sum(), live, allow_unused=True)
+        grads.append([torch.zeros_like(t) if d is None else d for t, d in zip(live, g, strict=True)])
+    for a, b in zip(grads[1], grads[0], strict=True):
+        assert (a.cpu() - b).norm() <= TOL * max(b.norm(), 1e-300) or (a == 0).all() and (b == 0).all()
 
 
 @kernel_test

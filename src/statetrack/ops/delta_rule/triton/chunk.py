@@ -1,31 +1,59 @@
-"""Chunked delta rule on Triton: one forward launch, two backward launches (states, then gradients).
+"""Chunked delta rule on Triton as a chunk-parallel pipeline: 3 launches forward, 4 backward.
 
 ``delta_rule_triton`` is the autograd entry point used by ``api.delta_rule(backend="triton")``; inputs are already
-validated and normalised to the multi-Householder layout (k [N, T, n_h, H, K], ...). The state and every product
-that touches it, and the triangular inverse, are fp32 (``precision`` "tf32x3" or "ieee" picks how tl.dot computes
-fp32 products; "tf32x3" is fp32-accurate on tensor cores). Chunk states are not kept between forward and backward:
-the backward recomputes them with the forward kernel (one fp32 [N, NC, H, K, V] buffer alive during backward only).
+validated and normalised to the multi-Householder layout (k [N, T, n_h, H, K], ...). Kernels: ``kernels_chunk.py``.
+
+Math, per head, for a chunk of L sub-steps (C tokens x n_h Householders) with start state S0 [K, V]:
+cumulative log-gates g_r within the chunk (the gate of a token acts at its first sub-step), Gamma = exp(g),
+E_rs = exp(g_r - g_s) for s < r, A = diag(beta) (K K^T * E) strictly lower, T = (I + A)^{-1} (the WY / UT form).
+Then the writes v_new = T diag(beta) (V - diag(Gamma) K S0) = u - w S0 with w = T diag(beta Gamma) K and
+u = T diag(beta) V; the outputs o = scale (diag(exp gq) Q S0 + (Q K^T * Eq) v_new) (query i reads the state after
+its token's last sub-step); the next start state S1 = exp(g_L) S0 + (diag(exp(g_L - g)) K)^T v_new.
+
+Forward:  prep (chunk-parallel: gc, T, w, u) -> state_fwd (sequential over chunks: S0 of every chunk, v_new, final
+          state) -> out (chunk-parallel: o).
+Backward: prep again (+ T itself and the chunk-local dLoss/dv_new) -> state_fwd again (S0's and v_new; nothing
+          of the forward is kept but the inputs) -> state_bwd (sequential, from the last chunk: dLoss/dS at every
+          chunk end, dLoss/dv_new, d initial_state) -> grad (chunk-parallel: dq, dk, dv, dbeta, dlog_decay).
+
+The state, every product that touches it, the inverse and the buffers between kernels are fp32 (``precision``
+picks how tl.dot multiplies fp32 tiles: "tf32x3" (default) and "bf16x6" are fp32-accurate on tensor cores,
+"ieee" is exact fp32 FMA, "tf32"/"bf16x3" are faster and less exact); products of two inputs (Q K^T, K K^T,
+Q^T dO) run in the inputs' dtype, which is exact for bf16/fp16.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
-from ._loader import kernels_for
+from ._loader import interpreter_requested, kernels_for
 
-PRECISIONS = ("tf32x3", "ieee", "tf32")
+_MODULE = "kernels_chunk"
+PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16x6", "bf16x3")
+_F32_EXACT = {"bf16x3": "ieee", "bf16x6": "ieee"}  # the interpreter knows only tf32, tf32x3 and ieee
 
 
 def _pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
 @dataclass(frozen=True)
 class Config:
-    """Block sizes of one call. BL sub-steps per chunk (C = BL // n_h tokens), BS-row diagonal blocks in the
-    inverse, BC query rows, BK >= K, BV columns of the state per program."""
+    """Block sizes of one call. C tokens = C * n_h sub-steps per chunk, padded to BL rows (queries to BC);
+    BS-row diagonal blocks in the inverse (LOG_NB = log2(BL / BS) merge steps); K in blocks of BK <= 64;
+    V-blocks BV_state (sequential passes), BV_par (prep, out), BV_grad (grad)."""
 
     C: int
     BL: int
@@ -33,43 +61,48 @@ class Config:
     BS: int
     LOG_NB: int
     BK: int
-    BV_fwd: int
-    BV_bwd: int
-    warps_fwd: int
-    warps_bwd: int
+    BV_state: int
+    BV_par: int
+    BV_grad: int
+    warps_state: int
+    warps_par: int
+    warps_grad: int
     precision: str
-    split_fwd: bool
-    split_bwd: bool
 
 
 def make_config(
     n_h: int,
     K: int,
     V: int,
-    chunk: int = 32,
+    programs: int,
+    device: torch.device,
+    chunk: int = 64,
     precision: str = "tf32x3",
     block_v: int | None = None,
-    split: bool | None = None,
 ) -> Config:
-    """Block sizes by register budget. Chunks of 32 sub-steps by default: at 64 the compiled kernels spill several
-    KiB per thread on sm_90 (ptxas), at 32 far less (forward) or about half (backward)."""
+    """Block sizes for N * H = ``programs`` sequence-heads. The sequential passes split V until they have about
+    one program per SM (each program walks all chunks, so fewer programs than SMs leave the GPU idle)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if chunk not in (16, 32, 64):
         raise ValueError(f"chunk (sub-steps per chunk of the triton backend) must be 16, 32 or 64, got {chunk}")
     if n_h > chunk:
         raise ValueError(f"the triton backend takes at most {chunk} Householders per token, got n_h = {n_h}")
+    if _pow2(K) > 256:
+        raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
+    if device.type != "cuda":
+        precision = _F32_EXACT.get(precision, precision)
     C = chunk // n_h
     BL = max(16, _pow2(C * n_h))
     BS = 16
-    BK = max(16, _pow2(K))
-    if BK > 256:
-        raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
+    BK = min(64, max(16, _pow2(K)))
     BVmax = max(16, _pow2(V))
+    BV_state = min(BVmax, 64 if BK * _cdiv(K, BK) <= 64 else 32)
     if block_v is not None:
-        BVmax = min(BVmax, max(16, _pow2(block_v)))
-    BV_fwd = min(BVmax, 64 if BK <= 64 else 32)
-    BV_bwd = min(BVmax, 32 if BK <= 128 else 16)
+        BV_state = min(BV_state, max(16, _pow2(block_v)))
+    sms = _sm_count(device.index or 0) if device.type == "cuda" else 0
+    while BV_state > 16 and programs * _cdiv(V, BV_state) < sms:
+        BV_state //= 2
     return Config(
         C=C,
         BL=BL,
@@ -77,89 +110,107 @@ def make_config(
         BS=BS,
         LOG_NB=(BL // BS).bit_length() - 1,
         BK=BK,
-        BV_fwd=BV_fwd,
-        BV_bwd=BV_bwd,
-        warps_fwd=4 if BK <= 32 else 8,
-        warps_bwd=4 if BK <= 16 else 8,
+        BV_state=BV_state,
+        BV_par=min(BVmax, 64) if block_v is None else min(BVmax, 64, max(16, _pow2(block_v))),
+        BV_grad=min(BVmax, 32) if block_v is None else min(BVmax, 32, max(16, _pow2(block_v))),
+        warps_state=4,
+        warps_par=4,
+        warps_grad=8 if BL >= 64 else 4,
         precision=precision,
-        split_fwd=BK >= 64 if split is None else split,
-        split_bwd=True if split is None else split,
     )
 
 
-def _meta(cfg, H, K, V, n_h, dtype, BV, warps, **flags) -> dict:
-    """Compile-time parameters shared by the forward and backward kernels; ``flags`` are the direction's own."""
-    return dict(H=H, K=K, V=V, NH=n_h, C=cfg.C, BL=cfg.BL, BC=cfg.BC, BK=cfg.BK, BV=BV, BS=cfg.BS,
-                LOG_NB=cfg.LOG_NB, PREC=cfg.precision, IN_PREC=_input_precision(dtype, cfg.precision),
-                num_warps=warps, num_stages=1, **flags)  # fmt: skip
+def _in_args(dtype: torch.dtype, precision: str) -> dict:
+    """How kernels multiply two input tiles. bf16/fp16 go to the tensor cores as they are (exact products, fp32
+    sums; IN_PREC is then unused but must be valid); fp32 inputs keep ``precision``. The interpreter stores bf16
+    as raw bits its matmul cannot read, so there (IN_CAST) the tiles are cast to fp32 first."""
+    half = dtype in (torch.bfloat16, torch.float16)
+    return dict(IN_PREC="tf32" if half else precision, IN_CAST=dtype == torch.bfloat16 and interpreter_requested())
 
 
-def _input_precision(dtype: torch.dtype, precision: str) -> str:
-    """Products of two bf16/fp16 inputs are exact in one tf32 pass; fp32 inputs keep ``precision``."""
-    return "tf32" if dtype in (torch.bfloat16, torch.float16) and precision != "ieee" else precision
+def _common(cfg: Config, H: int, K: int, V: int, n_h: int) -> dict:
+    return dict(H=H, K=K, V=V, NH=n_h, C=cfg.C, BL=cfg.BL, PREC=cfg.precision)
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
+    """(gc or None, T or None, w, u, dvl or None); see kernels_chunk.chunk_prep_kernel."""
+    N, T, n_h, H, K = k.shape
+    V = v.shape[-1]
+    NC = _cdiv(T, cfg.C)
+    f32 = dict(dtype=torch.float32, device=k.device)
+    gc = torch.empty(N, T, n_h, H, **f32) if g is not None else None
+    ti = torch.empty(N, NC, H, cfg.BL, cfg.BL, **f32) if bwd else None
+    w = torch.empty(N, T, n_h, H, K, **f32)
+    u = torch.empty(N, T, n_h, H, V, **f32)
+    dvl = torch.empty_like(u) if bwd else None
+    kernels_for(k.device, _MODULE).chunk_prep_kernel[(NC, N * H)](
+        q, k, v, beta, w if g is None else g, w if do is None else do, w if gc is None else gc,
+        w if ti is None else ti, w, u, w if dvl is None else dvl, scale, T,
+        **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_par, BS=cfg.BS, LOG_NB=cfg.LOG_NB,
+        USE_G=g is not None, BWD=bwd, **_in_args(q.dtype, cfg.precision),
+        num_warps=cfg.warps_par, num_stages=1,
+    )  # fmt: skip
+    return gc, ti, w, u, dvl
 
 
-def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config, store_o=True, store_states=False):
-    """Returns (o or None, final state fp32 [N, H, K, V], chunk-start states fp32 [N, NC, H, K, V] or None).
+def _state_fwd(k, w, u, gc, h0, cfg: Config, store_ht: bool):
+    """(hs [N, NC + 1, H, K, V], final state or None); v_new overwrites u."""
+    N, T, n_h, H, K = k.shape
+    V = u.shape[-1]
+    NC = _cdiv(T, cfg.C)
+    hs = torch.empty(N, NC + 1, H, K, V, dtype=torch.float32, device=k.device)
+    ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
+    kernels_for(k.device, _MODULE).chunk_state_fwd_kernel[(_cdiv(V, cfg.BV_state), N * H)](
+        k, w, u, hs if gc is None else gc, hs if h0 is None else h0, hs, hs if ht is None else ht, T, NC,
+        **_common(cfg, H, K, V, n_h), BK=cfg.BK, BV=cfg.BV_state, USE_G=gc is not None,
+        USE_H0=h0 is not None, STORE_HT=store_ht, INTERP=interpreter_requested(),
+        num_warps=cfg.warps_state, num_stages=2,
+    )  # fmt: skip
+    return hs, ht
 
-    One sequential launch (o and states in one pass), or with ``cfg.split_fwd`` (default: for head dims >= 64,
-    where the fused pass spills) a light sequential pass for the states and a chunk-parallel pass for o."""
+
+def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config):
+    """(o [N, T, H, V] in q's dtype, final state fp32 [N, H, K, V])."""
+    N, T, n_h, H, K = k.shape
+    V = v.shape[-1]
+    NC = _cdiv(T, cfg.C)
+    gc, _, w, u, _ = _prep(q, k, v, beta, g, None, scale, cfg, bwd=False)
+    hs, ht = _state_fwd(k, w, u, gc, h0, cfg, store_ht=True)
+    o = torch.empty(N, T, H, V, dtype=q.dtype, device=q.device)
+    kernels_for(q.device, _MODULE).chunk_out_kernel[(_cdiv(V, cfg.BV_par), NC, N * H)](
+        q, k, u, hs if gc is None else gc, hs, o, scale, T,
+        **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_par, USE_G=g is not None,
+        **_in_args(q.dtype, cfg.precision), num_warps=cfg.warps_par, num_stages=1,
+    )  # fmt: skip
+    return o, ht
+
+
+def chunk_bwd(q, k, v, beta, g, h0, do, dht, scale, cfg: Config):
+    """(dq, dk, dv, dbeta, dlog_decay or None) in the inputs' dtypes, and d initial_state (fp32) or None."""
     N, T, n_h, H, K = k.shape
     V = v.shape[-1]
     NC = _cdiv(T, cfg.C)
     dev = q.device
-    split = cfg.split_fwd
-    o = torch.empty(N, T, H, V, dtype=q.dtype, device=dev) if store_o else None
-    ht = torch.empty(N, H, K, V, dtype=torch.float32, device=dev)
-    hs = torch.empty(N, NC, H, K, V, dtype=torch.float32, device=dev) if (store_states or split) else None
-    args = (q, k, v, beta, ht if g is None else g, ht if h0 is None else h0)
-    args += (q.new_empty(1) if o is None else o, ht, ht if hs is None else hs, scale, T, NC)
-    meta = _meta(cfg, H, K, V, n_h, q.dtype, cfg.BV_fwd, cfg.warps_fwd, USE_G=g is not None, USE_H0=h0 is not None)
-    kern = kernels_for(dev).chunk_fwd_kernel
-    NV = _cdiv(V, cfg.BV_fwd)
-    if store_o and not split:
-        kern[(NV, N * H)](*args, store_hs=int(store_states), MODE=0, **meta)
-    else:
-        kern[(NV, N * H)](*args, store_hs=1, MODE=1, **meta)
-        if store_o:
-            kern[(NV, N * H, NC)](*args, store_hs=0, MODE=2, **meta)
-    return o, ht, hs if store_states else None
-
-
-def chunk_bwd(q, k, v, beta, g, hs, do, dht, scale, cfg: Config):
-    """Gradients (dq, dk, dv, dbeta, dlog_decay or None, dh0) in fp32 (dv in v's dtype).
-
-    cfg.split_bwd: two launches, a light sequential pass over the chunks (dv, dh0 and the state gradient at every
-    chunk end) and a chunk-parallel pass for dq, dk, dbeta, dlog_decay; else one fused sequential pass."""
-    N, T, n_h, H, K = k.shape
-    V = v.shape[-1]
-    NC = hs.shape[1]
-    dev = q.device
-    NV = _cdiv(V, cfg.BV_bwd)
-    f32 = torch.float32
-    dq = torch.empty(NV, N, T, H, K, dtype=f32, device=dev)
-    dk = torch.empty(NV, N, T, n_h, H, K, dtype=f32, device=dev)
-    dv = torch.empty_like(v)
-    db = torch.empty(NV, N, T, n_h, H, dtype=f32, device=dev)
-    dg = torch.empty(NV, N, T, H, dtype=f32, device=dev) if g is not None else None
-    dh0 = torch.empty(N, H, K, V, dtype=f32, device=dev)
-    split = cfg.split_bwd
-    dhs = torch.empty_like(hs) if split else dh0
-    kern = kernels_for(dev).chunk_bwd_kernel
-    args = (q, k, v, beta, dh0 if g is None else g, hs, dhs, do, dh0 if dht is None else dht, dq, dk, dv, db)
-    args += (dh0 if dg is None else dg, dh0, scale, T, NC)
-    meta = _meta(cfg, H, K, V, n_h, q.dtype, cfg.BV_bwd, cfg.warps_bwd, USE_G=g is not None, USE_DHT=dht is not None)
-    if split:
-        kern[(NV, N * H)](*args, MODE=1, **meta)
-        kern[(NV, N * H, NC)](*args, MODE=2, **meta)
-    else:
-        kern[(NV, N * H)](*args, MODE=0, **meta)
-    red = (lambda x: x[0]) if NV == 1 else (lambda x: x.sum(0))
-    return red(dq), red(dk), dv, red(db), None if dg is None else red(dg), dh0
+    mod = kernels_for(dev, _MODULE)
+    in_args = _in_args(q.dtype, cfg.precision)
+    gc, ti, w, u, dvl = _prep(q, k, v, beta, g, do, scale, cfg, bwd=True)
+    hs, _ = _state_fwd(k, w, u, gc, h0, cfg, store_ht=False)
+    dhs = torch.empty(N, NC, H, K, V, dtype=torch.float32, device=dev)
+    dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
+    mod.chunk_state_bwd_kernel[(_cdiv(V, cfg.BV_state), N * H)](
+        q, k, w, dhs if gc is None else gc, do, dhs if dht is None else dht, dvl, dhs, dhs if dh0 is None else dh0,
+        scale, T, NC, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_state,
+        USE_G=g is not None, USE_DHT=dht is not None, STORE_DH0=h0 is not None, INTERP=interpreter_requested(),
+        **in_args, num_warps=cfg.warps_state, num_stages=2,
+    )  # fmt: skip
+    dq, dk, dv, db = (torch.empty_like(x) for x in (q, k, v, beta))
+    dg = torch.empty_like(g) if g is not None else None
+    mod.chunk_grad_kernel[(NC, N * H)](
+        q, k, v, beta, dhs if gc is None else gc, ti, hs, dhs, u, dvl, do, dq, dk, dv, db, dq if dg is None else dg,
+        scale, T, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_grad,
+        USE_G=g is not None, **in_args, num_warps=cfg.warps_grad, num_stages=1,
+    )  # fmt: skip
+    return dq, dk, dv, db, dg, dh0
 
 
 class DeltaRuleTritonFunction(torch.autograd.Function):
@@ -168,7 +219,7 @@ class DeltaRuleTritonFunction(torch.autograd.Function):
         q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
         g = None if g is None else g.contiguous()
         h0 = None if h0 is None else h0.contiguous()
-        o, ht, _ = chunk_fwd(q, k, v, beta, g, h0, scale, cfg)
+        o, ht = chunk_fwd(q, k, v, beta, g, h0, scale, cfg)
         ctx.save_for_backward(q, k, v, beta, g, h0)
         ctx.scale, ctx.cfg = scale, cfg
         return o, ht
@@ -176,21 +227,12 @@ class DeltaRuleTritonFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dht):
         q, k, v, beta, g, h0 = ctx.saved_tensors
-        scale, cfg = ctx.scale, ctx.cfg
-        _, _, hs = chunk_fwd(q, k, v, beta, g, h0, scale, cfg, store_o=False, store_states=True)
-        do = torch.zeros_like(q[..., :1].expand(*q.shape[:-1], v.shape[-1])) if do is None else do.contiguous()
+        N, T, _, H, _ = k.shape
+        do = q.new_zeros(N, T, H, v.shape[-1]) if do is None else do.contiguous()
+        do = do.to(q.dtype)  # a no-op but for odd upstream dtypes: the kernels multiply q and do as they are
         dht = None if dht is None else dht.contiguous()
-        dq, dk, dv, db, dg, dh0 = chunk_bwd(q, k, v, beta, g, hs, do, dht, scale, cfg)
-        return (
-            dq.to(q.dtype),
-            dk.to(k.dtype),
-            dv,
-            db.to(beta.dtype),
-            None if dg is None else dg.to(g.dtype),
-            None if h0 is None else dh0,
-            None,
-            None,
-        )
+        dq, dk, dv, db, dg, dh0 = chunk_bwd(q, k, v, beta, g, h0, do, dht, ctx.scale, ctx.cfg)
+        return dq, dk, dv, db, dg, dh0, None, None
 
 
 # Dynamo cannot trace the kernel launcher inside the autograd.Function (torch.compile of a model failed with an
@@ -205,17 +247,16 @@ def delta_rule_triton(
     scale: float,
     initial_state: torch.Tensor | None,
     *,
-    chunk: int = 32,
+    chunk: int = 64,
     precision: str = "tf32x3",
     block_v: int | None = None,
-    split: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunked delta rule. q [N, T, H, K]; k [N, T, n_h, H, K]; v [N, T, n_h, H, V]; beta [N, T, n_h, H];
     log_decay [N, T, H] or None; initial_state fp32 [N, H, K, V] or None. Returns (o [N, T, H, V] in q's dtype,
     final state fp32 [N, H, K, V]); differentiable in all tensor inputs. CUDA tensors run compiled kernels, others
     run them in Triton's interpreter (slow: for tests). ``chunk``: sub-steps per chunk (16, 32 or 64);
-    ``precision`` of fp32 tl.dot products; ``block_v`` caps the V-block width (default: by register budget);
-    ``split`` the sequential passes from chunk-parallel ones (default: forward for K >= 64, backward always)."""
+    ``precision`` of fp32 tl.dot products (see the module docstring); ``block_v`` caps the V-block widths
+    (default: by register budget and, for the sequential passes, by the number of SMs)."""
     if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         raise TypeError(f"the triton backend takes bf16, fp16 or fp32 inputs, got {q.dtype}")
     N, T, n_h, H, K = k.shape
@@ -223,5 +264,5 @@ def delta_rule_triton(
         o = q.new_zeros(N, 0, H, v.shape[-1])
         ht = initial_state if initial_state is not None else q.new_zeros(N, H, K, v.shape[-1], dtype=torch.float32)
         return o, ht
-    cfg = make_config(n_h, K, v.shape[-1], chunk, precision, block_v, split)
+    cfg = make_config(n_h, K, v.shape[-1], N * H, q.device, chunk, precision, block_v)
     return DeltaRuleTritonFunction.apply(q, k, v, beta, log_decay, initial_state, float(scale), cfg)

@@ -1,0 +1,759 @@
+"""Chunk-parallel Triton kernels of the (gated, multi-Householder) delta rule. Launch code and math: ``chunk.py``.
+
+Only ``@triton.jit`` code (see ``_loader.py``). Layout (after ``api._normalize``): q [N, T, H, K],
+k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H], log-decay g [N, T, H]. Read as [N, T * n_h, H, .],
+k, v and beta form one sequence of sub-steps (NH per token). A chunk is C tokens = L = C * NH sub-steps (padded to
+BL rows, a power of two) and C queries (padded to BC rows); the gate acts at the first sub-step of its token and
+query i reads the state after sub-step last(i) = i * NH + NH - 1. Padded rows load k = v = beta = 0, which
+decouples them: their rows and columns of A are zero, so their rows of T = (I + A)^-1 are unit rows.
+
+Buffers between kernels, all fp32 (the state algebra and the inverse never leave fp32):
+  gc [N, T * NH, H]      cumulative log-gate within the chunk, per sub-step (gated only)
+  Ti [N, NC, H, BL, BL]  the inverse T of each chunk (backward only)
+  w  [N, T, NH, H, K]    T diag(beta * exp(gc)) K;  u [N, T, NH, H, V] = T diag(beta) V, overwritten by
+                         v_new = u - w S0 (the corrected values) in the state pass
+  hs [N, NC + 1, H, K, V] state at the start of every chunk, and the final state in slot NC
+  dhs [N, NC, H, K, V]   dLoss / d(state at the end of chunk c)
+  dvl [N, T, NH, H, V]   dLoss / d v_new: the chunk-local part scale P^T dO, completed in place by the dS pass
+
+Kernels: ``prep`` (grid over chunks: gc, T, w, u and in the backward also dvl), ``state_fwd`` and ``state_bwd``
+(sequential over chunks, grid over sequence x head x V-block), ``out`` (grid over chunks x V-blocks) and ``grad``
+(grid over chunks). Names: b_* register tiles, o_* index vectors, m_* masks, r_* row indices into the
+[N * T * NH, H] sub-step axis. The state passes keep the state as up to four [BK, BV] row blocks of K (BK <= 64),
+so that no tile grows with K. Their chunk loop is a ``for`` loop when compiled (so Triton can prefetch the next
+chunk) and a ``while`` loop in the interpreter, which cannot take a run-time ``range`` bound (numpy >= 2.4).
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _unit_lower_inverse(b_A, BL: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.constexpr, PREC: tl.constexpr):
+    """(I + A)^{-1} in fp32 for a strictly lower-triangular A [BL, BL].
+
+    1. Forward substitution inside the BS x BS diagonal blocks, all BL / BS blocks at once: step i computes row i
+       of every block (the rows sit in disjoint column ranges, so one reduction over the rows serves them all).
+    2. With D = blockdiag inverse and N = D A_off (strictly block-lower, N^NB = 0):
+       (I + A)^{-1} = (I + N)^{-1} D = prod_j (I + (-N)^(2^j)) D, a terminating product of log2(NB) factors whose
+       terms are exactly those of block forward substitution.
+    """
+    o_r = tl.arange(0, BL)
+    blk = o_r // BS
+    same = blk[:, None] == blk[None, :]
+    eye = tl.where(o_r[:, None] == o_r[None, :], 1.0, 0.0)
+    b_Ad = tl.where(same, b_A, 0.0)
+    b_D = eye
+    for i in range(1, BS):  # a run-time loop: unrolled, it multiplies compile time
+        sel = (o_r % BS) == i
+        b_a = tl.sum(tl.where(sel[:, None], b_Ad, 0.0), 0)
+        b_t = -tl.sum(b_a[:, None] * b_D, 0)
+        b_D = tl.where(sel[:, None] & same, b_t[None, :] + eye, b_D)
+    if LOG_NB > 0:
+        b_M = -tl.dot(b_D, tl.where(blk[:, None] > blk[None, :], b_A, 0.0), input_precision=PREC)
+        b_P = eye + b_M
+        for _ in tl.static_range(1, LOG_NB):
+            b_M = tl.dot(b_M, b_M, input_precision=PREC)
+            b_P = b_P + tl.dot(b_P, b_M, input_precision=PREC)
+        b_D = tl.dot(b_P, b_D, input_precision=PREC)
+    return b_D
+
+
+@triton.jit
+def _rows(c, T, n64, i_h, H: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
+    """Row indices and masks of chunk c: sub-steps (r_r, m_r) and queries (r_q into [N * T, H], m_q)."""
+    L: tl.constexpr = C * NH
+    o_r = tl.arange(0, BL)
+    o_i = tl.arange(0, BC)
+    s_r = c * L + o_r
+    m_r = (o_r < L) & (s_r < T * NH)
+    t_q = c * C + o_i
+    m_q = (o_i < C) & (t_q < T)
+    r_r = (n64 * T * NH + s_r) * H + i_h
+    r_q = (n64 * T + t_q) * H + i_h
+    return r_r, m_r, r_q, m_q
+
+
+@triton.jit
+def _gates(gc_ptr, c, T, n64, i_h, H: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BL: tl.constexpr,
+           BC: tl.constexpr):  # fmt: skip
+    """Cumulative log-gates of chunk c: per sub-step [BL], per query [BC], at the chunk's end (scalar). Padded rows
+    get the end value, so every exponent exp(g_a - g_b) the kernels take with a after b is <= 0."""
+    L: tl.constexpr = C * NH
+    o_r = tl.arange(0, BL)
+    o_i = tl.arange(0, BC)
+    base = n64 * T * NH
+    s_r = c * L + o_r
+    m_r = (o_r < L) & (s_r < T * NH)
+    s_q = c * L + o_i * NH + (NH - 1)
+    m_q = (o_i < C) & (s_q < T * NH)
+    s_last = tl.minimum(c * L + L, T * NH) - 1
+    b_gl = tl.load(gc_ptr + (base + s_last) * H + i_h)
+    b_g = tl.load(gc_ptr + (base + s_r) * H + i_h, mask=m_r, other=0.0)
+    b_gq = tl.load(gc_ptr + (base + s_q) * H + i_h, mask=m_q, other=0.0)
+    return tl.where(m_r, b_g, b_gl), tl.where(m_q, b_gq, b_gl), b_gl
+
+
+@triton.jit
+def _masks(b_g, b_gq, NH: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr, USE_G: tl.constexpr):
+    """Decayed masks: E [BL, BL] = exp(g_r - g_s) for s < r (the WY matrix A) and Eq [BC, BL] = exp(gq_i - g_s)
+    for s <= last(i) (the intra-chunk scores); zero elsewhere."""
+    o_r = tl.arange(0, BL)
+    o_i = tl.arange(0, BC)
+    strict = o_r[None, :] < o_r[:, None]
+    causal = o_r[None, :] <= (o_i * NH + (NH - 1))[:, None]
+    if USE_G:
+        # where() after exp: the masked-out exponents may be positive (even inf), and are discarded, not multiplied
+        b_E = tl.where(strict, tl.exp(b_g[:, None] - b_g[None, :]), 0.0)
+        b_Eq = tl.where(causal, tl.exp(b_gq[:, None] - b_g[None, :]), 0.0)
+    else:
+        b_E = tl.where(strict, 1.0, 0.0)
+        b_Eq = tl.where(causal, 1.0, 0.0)
+    return b_E, b_Eq
+
+
+@triton.jit
+def _in(x, IN_CAST: tl.constexpr):
+    """An input tile for a product of two inputs: as loaded, or fp32 under the interpreter (IN_CAST), which keeps
+    bf16 as raw bits that its matmul cannot read."""
+    if IN_CAST:
+        x = x.to(tl.float32)
+    return x
+
+
+@triton.jit(do_not_specialize=["T"])
+def chunk_prep_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    beta_ptr,
+    g_ptr,
+    do_ptr,
+    gc_ptr,
+    ti_ptr,
+    w_ptr,
+    u_ptr,
+    dvl_ptr,
+    scale,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    NH: tl.constexpr,
+    C: tl.constexpr,
+    BL: tl.constexpr,
+    BC: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BS: tl.constexpr,
+    LOG_NB: tl.constexpr,
+    USE_G: tl.constexpr,
+    BWD: tl.constexpr,
+    PREC: tl.constexpr,
+    IN_PREC: tl.constexpr,
+    IN_CAST: tl.constexpr,
+):
+    """Grid (NC, N * H): everything of a chunk that does not depend on the state.
+
+    gc = within-chunk cumsum of the log-gates; A = strict(diag(beta) (K K^T * E)); T = (I + A)^{-1} (fp32);
+    w = T diag(beta * exp(gc)) K; u = T diag(beta) V. BWD (the backward's recompute) also stores T and the
+    chunk-local part of dLoss/dv_new, dvl = scale P^T dO with P = (Q K^T) * Eq.
+    """
+    c = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    n64 = i_n.to(tl.int64)
+    NC = tl.num_programs(0)
+    NK: tl.constexpr = (K + BK - 1) // BK
+    NV: tl.constexpr = (V + BV - 1) // BV
+    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
+    o_r = tl.arange(0, BL)
+    o_i = tl.arange(0, BC)
+    o_k = tl.arange(0, BK)
+    o_v = tl.arange(0, BV)
+
+    b_b = tl.load(beta_ptr + r_r, mask=m_r, other=0.0).to(tl.float32)
+    if USE_G:
+        m_first = m_r & ((o_r % NH) == 0)
+        r_tok = (n64 * T + (c * C + o_r // NH)) * H + i_h
+        b_g = tl.cumsum(tl.load(g_ptr + r_tok, mask=m_first, other=0.0).to(tl.float32), 0)
+        tl.store(gc_ptr + r_r, b_g, mask=m_r)
+        b_gq = tl.sum(tl.where(o_r[None, :] == (o_i * NH + (NH - 1))[:, None], b_g[None, :], 0.0), 1)
+    else:
+        b_g = tl.zeros([BL], dtype=tl.float32)
+        b_gq = tl.zeros([BC], dtype=tl.float32)
+    b_E, b_Eq = _masks(b_g, b_gq, NH, BL, BC, USE_G)
+
+    b_kk = tl.zeros([BL, BL], dtype=tl.float32)
+    for i_k in range(NK):
+        b_k = _in(_blk(k_ptr, r_r, m_r, i_k, K, BK), IN_CAST)
+        b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=IN_PREC)
+    b_T = _unit_lower_inverse(b_b[:, None] * b_kk * b_E, BL, BS, LOG_NB, PREC)
+    if BWD:
+        p_ti = ti_ptr + ((n64 * NC + c) * H + i_h) * BL * BL + o_r[:, None] * BL + o_r[None, :]
+        tl.store(p_ti, b_T)
+
+    if USE_G:
+        b_bw = b_b * tl.exp(b_g)
+    else:
+        b_bw = b_b
+    for i_k in range(NK):
+        m_rk = m_r[:, None] & ((i_k * BK + o_k) < K)[None, :]
+        p_k = r_r[:, None] * K + (i_k * BK + o_k)[None, :]
+        b_k = tl.load(k_ptr + p_k, mask=m_rk, other=0.0).to(tl.float32)
+        tl.store(w_ptr + p_k, tl.dot(b_T, b_bw[:, None] * b_k, input_precision=PREC), mask=m_rk)
+    for i_v in range(NV):
+        m_rv = m_r[:, None] & ((i_v * BV + o_v) < V)[None, :]
+        p_v = r_r[:, None] * V + (i_v * BV + o_v)[None, :]
+        b_v = tl.load(v_ptr + p_v, mask=m_rv, other=0.0).to(tl.float32)
+        tl.store(u_ptr + p_v, tl.dot(b_T, b_b[:, None] * b_v, input_precision=PREC), mask=m_rv)
+
+    if BWD:
+        b_qk = tl.zeros([BC, BL], dtype=tl.float32)
+        for i_k in range(NK):
+            b_k = _in(_blk(k_ptr, r_r, m_r, i_k, K, BK), IN_CAST)
+            b_q = _in(_blk(q_ptr, r_q, m_q, i_k, K, BK), IN_CAST)
+            b_qk += tl.dot(b_q, tl.trans(b_k), input_precision=IN_PREC)
+        b_P = b_qk * b_Eq * scale
+        for i_v in range(NV):
+            m_v = (i_v * BV + o_v) < V
+            p_do = do_ptr + r_q[:, None] * V + (i_v * BV + o_v)[None, :]
+            b_do = tl.load(p_do, mask=m_q[:, None] & m_v[None, :], other=0.0).to(tl.float32)
+            p_dv = dvl_ptr + r_r[:, None] * V + (i_v * BV + o_v)[None, :]
+            b_dv = tl.dot(tl.trans(b_P), b_do, input_precision=PREC)
+            tl.store(p_dv, b_dv, mask=m_r[:, None] & m_v[None, :])
+
+
+@triton.jit
+def _ld(ptr, base, rows, m_rows, ld, cols, m_cols):
+    """fp32 tile [rows, cols] of a row-major matrix with leading dimension ld."""
+    p = ptr + base + rows[:, None] * ld + cols[None, :]
+    return tl.load(p, mask=m_rows[:, None] & m_cols[None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _st(ptr, base, rows, m_rows, ld, cols, m_cols, x):
+    tl.store(ptr + base + rows[:, None] * ld + cols[None, :], x.to(ptr.dtype.element_ty),
+             mask=m_rows[:, None] & m_cols[None, :])  # fmt: skip
+
+
+@triton.jit
+def _blk(ptr, r_x, m_x, j, K: tl.constexpr, BK: tl.constexpr):
+    """K-block j of the rows r_x of a [rows, H, K] tensor, in its own dtype: [len(r_x), BK]."""
+    o_k = j * BK + tl.arange(0, BK)
+    p = ptr + r_x[:, None] * K + o_k[None, :]
+    return tl.load(p, mask=m_x[:, None] & (o_k < K)[None, :], other=0.0)
+
+
+@triton.jit
+def _blkT(ptr, r_x, m_x, j, K: tl.constexpr, BK: tl.constexpr):
+    """The transpose of ``_blk``: [BK, len(r_x)], loaded transposed (no register shuffle)."""
+    o_k = j * BK + tl.arange(0, BK)
+    p = ptr + r_x[None, :] * K + o_k[:, None]
+    return tl.load(p, mask=(o_k < K)[:, None] & m_x[None, :], other=0.0)
+
+
+@triton.jit
+def _ld_state(ptr, base, o_v, m_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, NK: tl.constexpr):
+    """A [K, BV] slice of a state as up to four [BK, BV] row blocks (the unused ones are zeros, never touched)."""
+    o_k = tl.arange(0, BK)
+    b_1 = _ld(ptr, base, o_k, o_k < K, V, o_v, m_v)
+    b_2 = tl.zeros_like(b_1)
+    b_3 = tl.zeros_like(b_1)
+    b_4 = tl.zeros_like(b_1)
+    if NK > 1:
+        b_2 = _ld(ptr, base, BK + o_k, BK + o_k < K, V, o_v, m_v)
+    if NK > 2:
+        b_3 = _ld(ptr, base, 2 * BK + o_k, 2 * BK + o_k < K, V, o_v, m_v)
+    if NK > 3:
+        b_4 = _ld(ptr, base, 3 * BK + o_k, 3 * BK + o_k < K, V, o_v, m_v)
+    return b_1, b_2, b_3, b_4
+
+
+@triton.jit
+def _st_state(ptr, base, b_1, b_2, b_3, b_4, o_v, m_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
+              NK: tl.constexpr):  # fmt: skip
+    o_k = tl.arange(0, BK)
+    _st(ptr, base, o_k, o_k < K, V, o_v, m_v, b_1)
+    if NK > 1:
+        _st(ptr, base, BK + o_k, BK + o_k < K, V, o_v, m_v, b_2)
+    if NK > 2:
+        _st(ptr, base, 2 * BK + o_k, 2 * BK + o_k < K, V, o_v, m_v, b_3)
+    if NK > 3:
+        _st(ptr, base, 3 * BK + o_k, 3 * BK + o_k < K, V, o_v, m_v, b_4)
+
+
+@triton.jit
+def _state_fwd_step(
+    c,
+    b_h1,
+    b_h2,
+    b_h3,
+    b_h4,
+    k_ptr,
+    w_ptr,
+    u_ptr,
+    gc_ptr,
+    hs_ptr,
+    n64,
+    i_h,
+    o_v,
+    m_v,
+    T,
+    NC,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    NH: tl.constexpr,
+    C: tl.constexpr,
+    BL: tl.constexpr,
+    BK: tl.constexpr,
+    NK: tl.constexpr,
+    USE_G: tl.constexpr,
+    STORE_HS: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """One chunk: store S0, v_new = u - W S0 (in place of u), S1 = exp(g_L) S0 + (diag(d) K)^T v_new."""
+    r_r, m_r, _, _ = _rows(c, T, n64, i_h, H, NH, C, BL, 16)
+    if STORE_HS:
+        _st_state(hs_ptr, ((n64 * (NC + 1) + c) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
+    b_x = tl.dot(_blk(w_ptr, r_r, m_r, 0, K, BK).to(tl.float32), b_h1, input_precision=PREC)
+    if NK > 1:
+        b_x += tl.dot(_blk(w_ptr, r_r, m_r, 1, K, BK).to(tl.float32), b_h2, input_precision=PREC)
+    if NK > 2:
+        b_x += tl.dot(_blk(w_ptr, r_r, m_r, 2, K, BK).to(tl.float32), b_h3, input_precision=PREC)
+    if NK > 3:
+        b_x += tl.dot(_blk(w_ptr, r_r, m_r, 3, K, BK).to(tl.float32), b_h4, input_precision=PREC)
+    b_u = _ld(u_ptr, 0, r_r, m_r, V, o_v, m_v) - b_x
+    _st(u_ptr, 0, r_r, m_r, V, o_v, m_v, b_u)
+    if USE_G:
+        b_g, _, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, 16)
+        b_u = b_u * tl.exp(b_gl - b_g)[:, None]
+        b_dec = tl.exp(b_gl)
+        b_h1 = b_h1 * b_dec
+        if NK > 1:
+            b_h2 = b_h2 * b_dec
+        if NK > 2:
+            b_h3 = b_h3 * b_dec
+        if NK > 3:
+            b_h4 = b_h4 * b_dec
+    b_h1 += tl.dot(_blkT(k_ptr, r_r, m_r, 0, K, BK).to(tl.float32), b_u, input_precision=PREC)
+    if NK > 1:
+        b_h2 += tl.dot(_blkT(k_ptr, r_r, m_r, 1, K, BK).to(tl.float32), b_u, input_precision=PREC)
+    if NK > 2:
+        b_h3 += tl.dot(_blkT(k_ptr, r_r, m_r, 2, K, BK).to(tl.float32), b_u, input_precision=PREC)
+    if NK > 3:
+        b_h4 += tl.dot(_blkT(k_ptr, r_r, m_r, 3, K, BK).to(tl.float32), b_u, input_precision=PREC)
+    return b_h1, b_h2, b_h3, b_h4
+
+
+@triton.jit(do_not_specialize=["T", "NC"])
+def chunk_state_fwd_kernel(
+    k_ptr,
+    w_ptr,
+    u_ptr,
+    gc_ptr,
+    h0_ptr,
+    hs_ptr,
+    ht_ptr,
+    T,
+    NC,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    NH: tl.constexpr,
+    C: tl.constexpr,
+    BL: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_G: tl.constexpr,
+    USE_H0: tl.constexpr,
+    STORE_HT: tl.constexpr,
+    INTERP: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Grid (cdiv(V, BV), N * H); walks the chunks in order with the fp32 state slice [K, BV] in registers.
+    Stores hs (slots 0 .. NC) and v_new (over u); the final state also into ht if STORE_HT."""
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    n64 = i_n.to(tl.int64)
+    NK: tl.constexpr = (K + BK - 1) // BK
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    if USE_H0:
+        b_h1, b_h2, b_h3, b_h4 = _ld_state(h0_ptr, (n64 * H + i_h) * K * V, o_v, m_v, K, V, BK, NK)
+    else:
+        b_h1 = tl.zeros([BK, BV], dtype=tl.float32)
+        b_h2 = tl.zeros([BK, BV], dtype=tl.float32)
+        b_h3 = tl.zeros([BK, BV], dtype=tl.float32)
+        b_h4 = tl.zeros([BK, BV], dtype=tl.float32)
+    if INTERP:
+        c = 0
+        while c < NC:
+            b_h1, b_h2, b_h3, b_h4 = _state_fwd_step(
+                c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
+                H, K, V, NH, C, BL, BK, NK, USE_G, True, PREC,
+            )  # fmt: skip
+            c += 1
+    else:
+        for c in range(NC):
+            b_h1, b_h2, b_h3, b_h4 = _state_fwd_step(
+                c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
+                H, K, V, NH, C, BL, BK, NK, USE_G, True, PREC,
+            )  # fmt: skip
+    _st_state(hs_ptr, ((n64 * (NC + 1) + NC) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
+    if STORE_HT:
+        _st_state(ht_ptr, (n64 * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
+
+
+@triton.jit(do_not_specialize=["T"])
+def chunk_out_kernel(
+    q_ptr,
+    k_ptr,
+    vn_ptr,
+    gc_ptr,
+    hs_ptr,
+    o_ptr,
+    scale,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    NH: tl.constexpr,
+    C: tl.constexpr,
+    BL: tl.constexpr,
+    BC: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_G: tl.constexpr,
+    PREC: tl.constexpr,
+    IN_PREC: tl.constexpr,
+    IN_CAST: tl.constexpr,
+):
+    """Grid (cdiv(V, BV), NC, N * H): o = scale (diag(exp gq) Q S0 + (Q K^T * Eq) v_new) for one chunk."""
+    i_v = tl.program_id(0)
+    c = tl.program_id(1)
+    i_nh = tl.program_id(2)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    n64 = i_n.to(tl.int64)
+    NC = tl.num_programs(1)
+    NK: tl.constexpr = (K + BK - 1) // BK
+    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    p_hs = ((n64 * (NC + 1) + c) * H + i_h) * K * V
+    b_o = tl.zeros([BC, BV], dtype=tl.float32)
+    b_qk = tl.zeros([BC, BL], dtype=tl.float32)
+    for i_k in range(NK):
+        b_q = _blk(q_ptr, r_q, m_q, i_k, K, BK)
+        b_k = _blk(k_ptr, r_r, m_r, i_k, K, BK)
+        b_h = _ld(hs_ptr, p_hs, i_k * BK + o_k, i_k * BK + o_k < K, V, o_v, m_v)
+        b_o += tl.dot(b_q.to(tl.float32), b_h, input_precision=PREC)
+        b_qk += tl.dot(_in(b_q, IN_CAST), tl.trans(_in(b_k, IN_CAST)), input_precision=IN_PREC)
+    if USE_G:
+        b_g, b_gq, _ = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
+        b_o = b_o * tl.exp(b_gq)[:, None]
+    else:
+        b_g = tl.zeros([BL], dtype=tl.float32)
+        b_gq = tl.zeros([BC], dtype=tl.float32)
+    _, b_Eq = _masks(b_g, b_gq, NH, BL, BC, USE_G)
+    b_vn = _ld(vn_ptr, 0, r_r, m_r, V, o_v, m_v)
+    b_o = scale * (b_o + tl.dot(b_qk * b_Eq, b_vn, input_precision=PREC))
+    _st(o_ptr, 0, r_q, m_q, V, o_v, m_v, b_o)
+
+
+@triton.jit
+def _state_bwd_step(
+    c,
+    b_d1,
+    b_d2,
+    b_d3,
+    b_d4,
+    q_ptr,
+    k_ptr,
+    w_ptr,
+    gc_ptr,
+    do_ptr,
+    dvl_ptr,
+    dhs_ptr,
+    scale,
+    n64,
+    i_h,
+    o_v,
+    m_v,
+    T,
+    NC,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    NH: tl.constexpr,
+    C: tl.constexpr,
+    BL: tl.constexpr,
+    BC: tl.constexpr,
+    BK: tl.constexpr,
+    NK: tl.constexpr,
+    USE_G: tl.constexpr,
+    PREC: tl.constexpr,
+    IN_PREC: tl.constexpr,
+    IN_CAST: tl.constexpr,
+):
+    """One chunk, walking back with dS = dLoss/d(state at the chunk's end): store dS; complete
+    dv_new = dvl + diag(d) K dS (in place); return dS0 = exp(g_L) dS + scale Q^T diag(exp gq) dO - W^T dv_new."""
+    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
+    _st_state(dhs_ptr, ((n64 * NC + c) * H + i_h) * K * V, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
+    b_x = tl.dot(_blk(k_ptr, r_r, m_r, 0, K, BK).to(tl.float32), b_d1, input_precision=PREC)
+    if NK > 1:
+        b_x += tl.dot(_blk(k_ptr, r_r, m_r, 1, K, BK).to(tl.float32), b_d2, input_precision=PREC)
+    if NK > 2:
+        b_x += tl.dot(_blk(k_ptr, r_r, m_r, 2, K, BK).to(tl.float32), b_d3, input_precision=PREC)
+    if NK > 3:
+        b_x += tl.dot(_blk(k_ptr, r_r, m_r, 3, K, BK).to(tl.float32), b_d4, input_precision=PREC)
+    b_dos = tl.load(do_ptr + r_q[:, None] * V + o_v[None, :], mask=m_q[:, None] & m_v[None, :], other=0.0)
+    if USE_G:
+        b_g, b_gq, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
+        b_x = b_x * tl.exp(b_gl - b_g)[:, None]
+        b_dos = b_dos.to(tl.float32) * (scale * tl.exp(b_gq))[:, None]
+        b_dec = tl.exp(b_gl)
+        b_d1 = b_d1 * b_dec
+        if NK > 1:
+            b_d2 = b_d2 * b_dec
+        if NK > 2:
+            b_d3 = b_d3 * b_dec
+        if NK > 3:
+            b_d4 = b_d4 * b_dec
+    b_dv = _ld(dvl_ptr, 0, r_r, m_r, V, o_v, m_v) + b_x
+    _st(dvl_ptr, 0, r_r, m_r, V, o_v, m_v, b_dv)
+    b_d1 += _qdo(q_ptr, r_q, m_q, 0, b_dos, scale, K, BK, USE_G, PREC, IN_PREC, IN_CAST)
+    b_d1 -= tl.dot(_blkT(w_ptr, r_r, m_r, 0, K, BK), b_dv, input_precision=PREC)
+    if NK > 1:
+        b_d2 += _qdo(q_ptr, r_q, m_q, 1, b_dos, scale, K, BK, USE_G, PREC, IN_PREC, IN_CAST)
+        b_d2 -= tl.dot(_blkT(w_ptr, r_r, m_r, 1, K, BK), b_dv, input_precision=PREC)
+    if NK > 2:
+        b_d3 += _qdo(q_ptr, r_q, m_q, 2, b_dos, scale, K, BK, USE_G, PREC, IN_PREC, IN_CAST)
+        b_d3 -= tl.dot(_blkT(w_ptr, r_r, m_r, 2, K, BK), b_dv, input_precision=PREC)
+    if NK > 3:
+        b_d4 += _qdo(q_ptr, r_q, m_q, 3, b_dos, scale, K, BK, USE_G, PREC, IN_PREC, IN_CAST)
+        b_d4 -= tl.dot(_blkT(w_ptr, r_r, m_r, 3, K, BK), b_dv, input_precision=PREC)
+    return b_d1, b_d2, b_d3, b_d4
+
+
+@triton.jit
+def _qdo(q_ptr, r_q, m_q, j, b_dos, scale, K: tl.constexpr, BK: tl.constexpr, USE_G: tl.constexpr,
+         PREC: tl.constexpr, IN_PREC: tl.constexpr, IN_CAST: tl.constexpr):  # fmt: skip
+    """Row block j of scale Q^T diag(exp gq) dO [BK, BV]. b_dos: dO as loaded (no gate: a product of two inputs,
+    in their dtype on the tensor cores), or fp32 dO * scale exp(gq) (gate: an fp32 product)."""
+    b_qt = _blkT(q_ptr, r_q, m_q, j, K, BK)
+    if USE_G:
+        b_r = tl.dot(b_qt.to(tl.float32), b_dos, input_precision=PREC)
+    else:
+        b_r = scale * tl.dot(_in(b_qt, IN_CAST), _in(b_dos, IN_CAST), input_precision=IN_PREC)
+    return b_r
+
+
+@triton.jit(do_not_specialize=["T", "NC"])
+def chunk_state_bwd_kernel(
+    q_ptr,
+    k_ptr,
+    w_ptr,
+    gc_ptr,
+    do_ptr,
+    dht_ptr,
+    dvl_ptr,
+    dhs_ptr,
+    dh0_ptr,
+    scale,
+    T,
+    NC,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    NH: tl.constexpr,
+    C: tl.constexpr,
+    BL: tl.constexpr,
+    BC: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_G: tl.constexpr,
+    USE_DHT: tl.constexpr,
+    STORE_DH0: tl.constexpr,
+    INTERP: tl.constexpr,
+    PREC: tl.constexpr,
+    IN_PREC: tl.constexpr,
+    IN_CAST: tl.constexpr,
+):
+    """Grid (cdiv(V, BV), N * H); walks the chunks from the last with dS [K, BV] (fp32) in registers.
+    Stores dhs, completes dv_new in dvl, and stores dh0 = dS at the start if STORE_DH0."""
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    n64 = i_n.to(tl.int64)
+    NK: tl.constexpr = (K + BK - 1) // BK
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    if USE_DHT:
+        b_d1, b_d2, b_d3, b_d4 = _ld_state(dht_ptr, (n64 * H + i_h) * K * V, o_v, m_v, K, V, BK, NK)
+    else:
+        b_d1 = tl.zeros([BK, BV], dtype=tl.float32)
+        b_d2 = tl.zeros([BK, BV], dtype=tl.float32)
+        b_d3 = tl.zeros([BK, BV], dtype=tl.float32)
+        b_d4 = tl.zeros([BK, BV], dtype=tl.float32)
+    if INTERP:
+        c = NC - 1
+        while c >= 0:
+            b_d1, b_d2, b_d3, b_d4 = _state_bwd_step(
+                c, b_d1, b_d2, b_d3, b_d4, q_ptr, k_ptr, w_ptr, gc_ptr, do_ptr, dvl_ptr, dhs_ptr, scale,
+                n64, i_h, o_v, m_v, T, NC, H, K, V, NH, C, BL, BC, BK, NK, USE_G, PREC, IN_PREC, IN_CAST,
+            )  # fmt: skip
+            c -= 1
+    else:
+        for cc in range(NC):
+            b_d1, b_d2, b_d3, b_d4 = _state_bwd_step(
+                NC - 1 - cc, b_d1, b_d2, b_d3, b_d4, q_ptr, k_ptr, w_ptr, gc_ptr, do_ptr, dvl_ptr, dhs_ptr, scale,
+                n64, i_h, o_v, m_v, T, NC, H, K, V, NH, C, BL, BC, BK, NK, USE_G, PREC, IN_PREC, IN_CAST,
+            )  # fmt: skip
+    if STORE_DH0:
+        _st_state(dh0_ptr, (n64 * H + i_h) * K * V, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
+
+
+@triton.jit(do_not_specialize=["T"])
+def chunk_grad_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    beta_ptr,
+    gc_ptr,
+    ti_ptr,
+    hs_ptr,
+    dhs_ptr,
+    vn_ptr,
+    dvn_ptr,
+    do_ptr,
+    dq_ptr,
+    dk_ptr,
+    dv_ptr,
+    db_ptr,
+    dg_ptr,
+    scale,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    NH: tl.constexpr,
+    C: tl.constexpr,
+    BL: tl.constexpr,
+    BC: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_G: tl.constexpr,
+    PREC: tl.constexpr,
+    IN_PREC: tl.constexpr,
+    IN_CAST: tl.constexpr,
+):
+    """Grid (NC, N * H): dq, dk, dv, dbeta (and dlog_decay) of one chunk, from S0 = hs[c], dS = dhs[c] (at the
+    chunk's end), v_new and dU = dLoss/dv_new. With X = K S0 and R = diag(beta) (V - Gamma X), v_new = T R:
+      dR = T^T dU, dv = diag(beta) dR, dA = -strict(dR v_new^T), dP = scale dO v_new^T (masked by Eq),
+      Y = dR S0^T = T^T (dU S0^T), dq = (dP * Eq) K + scale diag(exp gq) dO S0^T,
+      dk = -diag(beta Gamma) Y + (B + B^T) K + (dP * Eq)^T Q + diag(d) v_new dS^T,  B = diag(beta) (dA * E),
+      dbeta = rowsum(dR * V) - Gamma rowsum(K * Y) + rowsum(dA * E * K K^T).
+    The gate needs no terms of its own: scaling exp(g_t) scales the state before token t, as scaling the chunk's
+    start state and every v before t would, less those tokens' outputs; so within a chunk
+    dlog_decay_t = <S1, dS> - sum_{t' >= t} (sum_j v_t'j . dv_t'j - q_t' . dq_t'), with S1 = hs[c + 1].
+    """
+    c = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    n64 = i_n.to(tl.int64)
+    NC = tl.num_programs(0)
+    NK: tl.constexpr = (K + BK - 1) // BK
+    NV: tl.constexpr = (V + BV - 1) // BV
+    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
+    o_r = tl.arange(0, BL)
+    o_i = tl.arange(0, BC)
+    o_k = tl.arange(0, BK)
+    o_v = tl.arange(0, BV)
+
+    b_b = tl.load(beta_ptr + r_r, mask=m_r, other=0.0).to(tl.float32)
+    if USE_G:
+        b_g, b_gq, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
+        b_Gam = tl.exp(b_g)
+        b_d = tl.exp(b_gl - b_g)
+        b_Gq = tl.exp(b_gq)
+    else:
+        b_g = tl.zeros([BL], dtype=tl.float32)
+        b_gq = tl.zeros([BC], dtype=tl.float32)
+        b_Gam = tl.full([BL], 1.0, tl.float32)
+        b_d = tl.full([BL], 1.0, tl.float32)
+        b_Gq = tl.full([BC], 1.0, tl.float32)
+    b_E, b_Eq = _masks(b_g, b_gq, NH, BL, BC, USE_G)
+    b_T = tl.load(ti_ptr + ((n64 * NC + c) * H + i_h) * BL * BL + o_r[:, None] * BL + o_r[None, :])
+
+    # over V: dv, and the [L, L] products that sum over V
+    b_dA = tl.zeros([BL, BL], dtype=tl.float32)
+    b_dP = tl.zeros([BC, BL], dtype=tl.float32)
+    b_dbv = tl.zeros([BL], dtype=tl.float32)
+    for i_v in range(NV):
+        o_vv = i_v * BV + o_v
+        m_v = o_vv < V
+        b_dU = _ld(dvn_ptr, 0, r_r, m_r, V, o_vv, m_v)
+        b_vn = _ld(vn_ptr, 0, r_r, m_r, V, o_vv, m_v)
+        b_do = _ld(do_ptr, 0, r_q, m_q, V, o_vv, m_v)
+        b_v = _ld(v_ptr, 0, r_r, m_r, V, o_vv, m_v)
+        b_dR = tl.dot(tl.trans(b_T), b_dU, input_precision=PREC)
+        _st(dv_ptr, 0, r_r, m_r, V, o_vv, m_v, b_b[:, None] * b_dR)
+        b_dbv += tl.sum(b_dR * b_v, 1)
+        b_dA += tl.dot(b_dR, tl.trans(b_vn), input_precision=PREC)
+        b_dP += tl.dot(b_do, tl.trans(b_vn), input_precision=PREC)
+    b_DE = -b_dA * b_E  # dA * E, strictly lower through E
+    b_dPm = scale * b_dP * b_Eq
+    b_B = b_b[:, None] * b_DE
+
+    # over K-blocks: dq, dk; each needs the V-sums dU S0^T, dO S0^T, v_new dS^T of its columns
+    b_db = b_dbv
+    b_qdq = tl.zeros([BC], dtype=tl.float32)
+    b_sds = tl.zeros([BV], dtype=tl.float32)
+    p_h0 = ((n64 * (NC + 1) + c) * H + i_h) * K * V
+    p_dh = ((n64 * NC + c) * H + i_h) * K * V
+    for i_k in range(NK):
+        o_kk = i_k * BK + o_k
+        m_k = o_kk < K
+        b_Y = tl.zeros([BL, BK], dtype=tl.float32)
+        b_D = tl.zeros([BC, BK], dtype=tl.float32)
+        b_Z = tl.zeros([BL, BK], dtype=tl.float32)
+        for i_v in range(NV):
+            o_vv = i_v * BV + o_v
+            m_v = o_vv < V
+            b_S0 = _ld(hs_ptr, p_h0, o_kk, m_k, V, o_vv, m_v)
+            b_dS = _ld(dhs_ptr, p_dh, o_kk, m_k, V, o_vv, m_v)
+            b_Y += tl.dot(_ld(dvn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_S0), input_precision=PREC)
+            b_D += tl.dot(_ld(do_ptr, 0, r_q, m_q, V, o_vv, m_v), tl.trans(b_S0), input_precision=PREC)
+            b_Z += tl.dot(_ld(vn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_dS), input_precision=PREC)
+            if USE_G:
+                b_S1 = _ld(hs_ptr, p_h0 + H * K * V, o_kk, m_k, V, o_vv, m_v)
+                b_sds += tl.sum(b_S1 * b_dS, 0)
+        b_Y = tl.dot(tl.trans(b_T), b_Y, input_precision=PREC)
+        b_kr = _blk(k_ptr, r_r, m_r, i_k, K, BK)
+        b_qr = _blk(q_ptr, r_q, m_q, i_k, K, BK)
+        b_k = b_kr.to(tl.float32)
+        b_q = b_qr.to(tl.float32)
+        b_kk = tl.dot(_in(b_kr, IN_CAST), tl.trans(_in(b_kr, IN_CAST)), input_precision=IN_PREC)
+        b_dq = tl.dot(b_dPm, b_k, input_precision=PREC) + (scale * b_Gq)[:, None] * b_D
+        b_dk = tl.dot(b_B, b_k, input_precision=PREC) + tl.dot(tl.trans(b_B), b_k, input_precision=PREC)
+        b_dk += tl.dot(tl.trans(b_dPm), b_q, input_precision=PREC)
+        b_dk += b_d[:, None] * b_Z - (b_b * b_Gam)[:, None] * b_Y
+        b_db += tl.sum(b_DE * b_kk, 1) - b_Gam * tl.sum(b_k * b_Y, 1)
+        b_qdq += tl.sum(b_q * b_dq, 1)
+        _st(dq_ptr, 0, r_q, m_q, K, o_kk, m_k, b_dq)
+        _st(dk_ptr, 0, r_r, m_r, K, o_kk, m_k, b_dk)
+    tl.store(db_ptr + r_r, b_db.to(db_ptr.dtype.element_ty), mask=m_r)
+    if USE_G:
+        b_vdv = b_b * b_dbv
+        b_dg = tl.sum(b_sds, 0) + tl.sum(tl.where(o_i[None, :] >= o_i[:, None], b_qdq[None, :], 0.0), 1)
+        b_dg -= tl.sum(tl.where(o_r[None, :] >= (o_i * NH)[:, None], b_vdv[None, :], 0.0), 1)
+        tl.store(dg_ptr + r_q, b_dg.to(dg_ptr.dtype.element_ty), mask=m_q)
