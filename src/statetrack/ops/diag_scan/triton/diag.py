@@ -5,14 +5,15 @@ tile's affine maps (a_t, b_t), then the state entering the tile is applied; h is
 state is fp32 throughout. With gradients on, the forward also writes the fp32 state entering every tile
 (ck [B, NT, D], NT = cdiv(T, BT): 4 / (BT * itemsize) of the input's bytes).
 
-Backward, tiles walked from the last: G_t = dL/dh_t in full is a reverse affine scan seeded with the final-state
-gradient; the states h_{t-1} are recomputed from the tile's checkpoint (the same scan as the forward, so the same
-fp32 values, and no second copy of h in fp32 kept alive). It reads a, b, dL/dh and writes da, db: the compulsory
+Backward, tiles walked from the last: G_t = dL/dh_t in full is an affine scan backwards in time seeded with the
+final-state gradient; the states h_{t-1} are recomputed in fp32 from the tile's checkpoint (not read back from h,
+which may be bf16, and no fp32 copy of h is kept alive). It reads a, b, dL/dh and writes da, db: the compulsory
 traffic, as the forward's a, b in and h out.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -42,14 +43,34 @@ class DiagConfig:
     stages_bwd: int = 3
 
 
-def diag_config(D: int, *, block_t: int | None = None, block_d: int | None = None, **kw) -> DiagConfig:
-    """Default tile 32 steps x 64 channels (a narrower one for few channels, so that no lanes idle). One BT serves
-    both directions (the backward restarts from the forward's per-tile states), and the backward holds about twice
-    the forward's registers: on sm_90 (offline compile, 4 warps) 32 x 64 needs 96 / 168 registers per thread and no
-    spills, 64 x 64 needs 158 / 255 (spills at 3 stages). Rows of 64 bf16 channels are 128-byte lines."""
+def diag_config(
+    B: int, D: int, *, n_sm: int | None = None, block_t: int | None = None, block_d: int | None = None, **kw
+) -> DiagConfig:
+    """Default tile 32 steps x 64 channels. One BT serves both directions (the backward restarts from the forward's
+    per-tile states); on sm_90 (offline compile, 4 warps, bf16) 32 x 64 needs 80-96 registers per thread forward and
+    138 backward, no spills; 64 x 64 needs 158 / 237. Rows of 64 bf16 channels are 128-byte lines. Fewer channels,
+    or fewer programs than ``n_sm`` multiprocessors (a short batch), narrow the tile down to 16 channels so that
+    every multiprocessor has work."""
     BT = _pow2(block_t) if block_t else 32
-    BD = _pow2(block_d) if block_d else min(64, max(16, _pow2(D)))
+    if block_d:
+        BD = _pow2(block_d)
+    else:
+        BD = min(64, max(16, _pow2(D)))
+        while n_sm and BD > 16 and B * _cdiv(D, BD) < n_sm:
+            BD //= 2
     return DiagConfig(BT=BT, BD=BD, **kw)
+
+
+@functools.cache
+def _sm_count_cached(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device: torch.device) -> int | None:
+    """Multiprocessors of a CUDA device (None elsewhere: the interpreter has no such limit)."""
+    if device.type != "cuda":
+        return None
+    return _sm_count_cached(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def _fwd(a, b, h0, cfg: DiagConfig, store_ck: bool, out_dtype: torch.dtype):
@@ -59,7 +80,7 @@ def _fwd(a, b, h0, cfg: DiagConfig, store_ck: bool, out_dtype: torch.dtype):
     h = torch.empty(B, T, D, dtype=out_dtype, device=dev)
     ht = torch.empty(B, D, dtype=torch.float32, device=dev)
     ck = torch.empty(B, NT, D, dtype=torch.float32, device=dev) if store_ck else ht
-    kernels_for(dev).diag_fwd_kernel[(_cdiv(D, cfg.BD), B)](
+    kernels_for(dev).diag_fwd_kernel[(_cdiv(D, cfg.BD) * B,)](
         a, b, ht if h0 is None else h0, h, ht, ck, T, D, NT,
         BT=cfg.BT, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_fwd, USE_H0=h0 is not None,
         STORE_CK=store_ck, num_warps=cfg.warps_fwd,
@@ -74,7 +95,7 @@ def _bwd(a, b, ck, g, gt, cfg: DiagConfig, need_da: bool, need_db: bool, b_dtype
     da = torch.empty_like(a) if need_da else None
     db = torch.empty(B, T, D, dtype=b_dtype, device=dev) if need_db else None
     dh0 = torch.empty(B, D, dtype=torch.float32, device=dev)
-    kernels_for(dev).diag_bwd_kernel[(_cdiv(D, cfg.BD), B)](
+    kernels_for(dev).diag_bwd_kernel[(_cdiv(D, cfg.BD) * B,)](
         a, a if b is None else b, dh0 if ck is None else ck, g, dh0 if gt is None else gt,
         dh0 if da is None else da, dh0 if db is None else db, dh0, T, D, NT,
         BT=cfg.BT, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_bwd, USE_GT=gt is not None,
@@ -136,6 +157,6 @@ def diag_scan_triton(
         h = a.new_zeros(a.shape, dtype=out_dtype)
         ht = initial_state if initial_state is not None else a.new_zeros(B, D, dtype=torch.float32)
         return h, ht
-    cfg = diag_config(D, block_t=block_t, block_d=block_d, **config)
+    cfg = diag_config(B, D, n_sm=sm_count(a.device), block_t=block_t, block_d=block_d, **config)
     h0 = None if initial_state is None else initial_state.contiguous()
     return DiagScanTritonFn.apply(a.contiguous(), b.contiguous(), h0, out_dtype, cfg)

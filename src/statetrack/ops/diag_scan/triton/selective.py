@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ._loader import kernels_for, loop_bound
-from .diag import _DTYPES, _cdiv, _pow2
+from .diag import _DTYPES, _cdiv, _pow2, sm_count
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,11 @@ class SelectiveConfig:
 
 
 def selective_config(
+    Bt: int,
     Dm: int,
     N: int,
     *,
+    n_sm: int | None = None,
     block_t: int | None = None,
     block_d: int | None = None,
     block_t_bwd: int | None = None,
@@ -55,13 +57,20 @@ def selective_config(
 ) -> SelectiveConfig:
     """Tiles by register budget: about 4096 state elements per forward tile and 2048 per backward tile (the backward
     holds ~4x the forward's live [BT, BDm, N] tensors), 32 channels wide when N allows (so that u, delta, z rows are
-    64-byte bf16 segments and the dB / dC shares number Dm / 32)."""
+    64-byte bf16 segments and the dB / dC shares number Dm / 32), narrower (down to 8) when there would be fewer
+    programs than ``n_sm`` multiprocessors. On sm_90 (offline compile, 4 warps, N = 16) the forward needs ~126
+    registers per thread, the backward ~245, neither spills."""
     BN = max(2, _pow2(N))
     if BN > 256:
         raise ValueError(f"the triton selective scan takes state sizes N up to 256, got N = {N}")
 
     def tile(elems: int, max_t: int, bt: int | None, bd: int | None) -> tuple[int, int]:
-        BD = _pow2(bd) if bd else min(max(4, _pow2(Dm)), 32, max(4, elems // (4 * BN)))
+        if bd:
+            BD = _pow2(bd)
+        else:
+            BD = min(max(4, _pow2(Dm)), 32, max(4, elems // (4 * BN)))
+            while n_sm and BD > 8 and Bt * _cdiv(Dm, BD) < n_sm:
+                BD //= 2
         BT = _pow2(bt) if bt else max(1, min(max_t, elems // (BD * BN)))
         return BT, BD
 
@@ -81,7 +90,7 @@ def _fwd(u, delta, A, B, C, D, z, h0, lo: float, cfg: SelectiveConfig, store_ck:
     y = torch.empty_like(u)
     ht = torch.empty(Bt, Dm, N, dtype=torch.float32, device=dev)
     ck = torch.empty(Bt, NCK, Dm, N, dtype=torch.float32, device=dev) if store_ck else ht
-    kernels_for(dev).sel_fwd_kernel[(_cdiv(Dm, cfg.BD_fwd), Bt)](
+    kernels_for(dev).sel_fwd_kernel[(_cdiv(Dm, cfg.BD_fwd) * Bt,)](
         u, delta, A, B, C, u if D is None else D, u if z is None else z, ht if h0 is None else h0, y, ht, ck,
         float(lo), T, Dm, N, NT, NCK,
         BT=cfg.BT_fwd, BDm=cfg.BD_fwd, BN=cfg.BN, R=cfg.CK // cfg.BT_fwd, NT_I=loop_bound(NT),
@@ -108,7 +117,7 @@ def _bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg: SelectiveConfig):
     dD = torch.empty(Bt, Dm, dtype=f32, device=dev) if D is not None else None
     dh0 = torch.empty(Bt, Dm, N, dtype=f32, device=dev)
     scr = torch.empty(Bt * NDB * R * cfg.BD_bwd * cfg.BN, dtype=f32, device=dev)
-    kernels_for(dev).sel_bwd_kernel[(NDB, Bt)](
+    kernels_for(dev).sel_bwd_kernel[(NDB * Bt,)](
         u, delta, A, B, C, u if D is None else D, u if z is None else z, ck, dy, dh0 if dht is None else dht, scr,
         du, ddelta, dA, dB, dC, dh0 if dD is None else dD, du if dz is None else dz, dh0,
         float(lo), T, Dm, N, NCK, Bt,
@@ -174,6 +183,6 @@ def selective_scan_triton(
         y = torch.zeros_like(u)
         ht = initial_state if initial_state is not None else u.new_zeros(Bt, Dm, N, dtype=torch.float32)
         return y, ht
-    cfg = selective_config(Dm, N, **config)
+    cfg = selective_config(Bt, Dm, N, n_sm=sm_count(u.device), **config)
     ins = (None if x is None else x.contiguous() for x in (u, delta, A, B, C, D, z, initial_state))
     return SelectiveScanTritonFn.apply(*ins, float(min_eigenvalue), cfg)
