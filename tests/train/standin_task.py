@@ -28,6 +28,10 @@ class TinyParity:
     train_lengths = (3, 12)
     test_lengths = (12, 24)
 
+    def positions(self, length: int) -> int:
+        """Columns of a sequence of ``length`` bits: the bits and the answer position."""
+        return length + 1
+
     def sample(self, batch_size, generator=None, lengths=None) -> Batch:
         if lengths is None:
             lengths = self.train_lengths

@@ -228,7 +228,7 @@ def train(
                 rate = (step - s_last) / max(now - t_last, 1e-9)
                 t_last, s_last = now, step
                 rec = {"kind": "train", "step": step, "loss": lv, "token_accuracy": acc,
-                       "lr": sched.get_last_lr()[0], "steps_per_s": rate}  # fmt: skip
+                       "lr": float(sched.get_last_lr()[0]), "steps_per_s": rate}  # fmt: skip
                 if gnorm is not None:
                     rec["grad_norm"] = float(gnorm)
                 _log(log_f, rec)
