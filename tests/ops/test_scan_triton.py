@@ -237,17 +237,22 @@ def test_diag_api_backend_triton():
 
 
 @kernel_test
-def test_auto_backend_is_torch_on_cpu():
-    if GPU:
-        pytest.skip("CPU tensors only")
+def test_auto_backend_is_triton_on_cuda_only():
+    """ "auto" takes the kernels on CUDA (not for fp64) and the torch path on CPU, even under the interpreter."""
     from statetrack.ops.diag_scan.api import _available
 
-    assert _available(torch.device("cpu"), F32)["triton"]  # under the interpreter only
-    assert not _available(torch.device("cpu"), F64)["triton"]
-    a, b, _ = diag_inputs(5, D=2)
-    h_auto, _ = diag_scan(a.float(), b.float())
-    h_torch, _ = diag_scan(a.float(), b.float(), backend="torch")
-    assert torch.equal(h_auto, h_torch)
+    dev = torch.device(DEVICE)
+    assert _available(dev, F32)["triton"] and _available(dev, torch.bfloat16)["triton"]
+    assert not _available(dev, F64)["triton"]
+    a, b, _ = (x.to(DEVICE, F32) for x in diag_inputs(5, D=2))
+    xs = [x.to(DEVICE, F32) for x in selective_inputs(5, Dm=3, N=2)]
+    h_auto, _ = diag_scan(a, b)
+    y_auto, _ = selective_scan(*xs[:5], D=xs[5], z=xs[6])
+    expected = "triton" if GPU else "torch"
+    assert torch.equal(h_auto, diag_scan(a, b, backend=expected)[0])
+    assert torch.equal(y_auto, selective_scan(*xs[:5], D=xs[5], z=xs[6], backend=expected)[0])
+    h64, _ = diag_scan(a.double(), b.double())  # fp64: torch, on any device
+    assert torch.equal(h64, diag_scan(a.double(), b.double(), backend="torch")[0])
 
 
 # ------------------------------------------------------------------------------------------------- selective_scan
