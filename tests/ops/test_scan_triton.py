@@ -36,8 +36,8 @@ F64, F32 = torch.float64, torch.float32
 if GPU:
     LENGTHS, WIDTH, NS = (1, 100, 1000, 4100), 200, (16, 5, 64)
     DIAG_KW, SEL_KW = {}, {}  # the default tiles
-    # the GPU's exp is ex2.approx (relative error ~2e-7 per call), compounded along T in the selective scan
-    TOL, SEL_TOL = 1e-5, 3e-5
+    # the GPU's exp is ex2.approx (a few 1e-7 relative per call), compounded along T in the selective scan
+    TOL, SEL_TOL = 1e-5, 2e-5
 else:
     LENGTHS, WIDTH, NS = (1, 37), 6, (3,)
     DIAG_KW = dict(block_t=8, block_d=8)
@@ -170,7 +170,8 @@ def test_diag_block_sizes_and_ragged_channels():
 @kernel_test
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_diag_low_precision_inputs(dtype):
-    """bf16/fp16 a, b against the fp64 oracle fed the same rounded inputs: fp32 inside, one rounding of h outside."""
+    """bf16/fp16 a, b against the fp64 oracle fed the same rounded inputs: fp32 inside, one rounding of h outside
+    (to nearest on a GPU; toward zero in Triton's interpreter, about twice the error: 1e-2 covers both)."""
     a, b, h0 = diag_inputs(LENGTHS[-1], seed=6)
     a, b = (x.to(dtype).double() for x in (a, b))
     ref_in = _leaves((a, b, h0), F64, "cpu")
