@@ -40,7 +40,7 @@ SMALL_SHAPES = [(8, 1024, 8, 64), (512, 32, 4, 32)]
 
 LINES: list[str] = []
 DEVICE = "cuda"  # a smoke test on CPU (under TRITON_INTERPRET=1) may set "cpu"
-OURS_KW: dict = {}  # --chunk / --precision / --block-v for our chunked kernels
+OURS_KW: dict = {}  # --chunk / --precision / --block-v / --config for our chunked kernels
 
 
 def say(s: str = "") -> None:
@@ -357,6 +357,9 @@ def main() -> None:
         "--precision", default=None, help="fp32 dot precision of our kernels (tf32x3, ieee, tf32, bf16x6, bf16x3)"
     )
     ap.add_argument("--block-v", type=int, default=None, help="cap on the V-block widths of our chunked kernels")
+    ap.add_argument(
+        "--config", default=None, help="Config overrides of our chunked kernels, e.g. BK_grad=32,bf16_split=3"
+    )
     ap.add_argument("--variants", default="ours,chunk,gated,nh2,fla,sdpa", help="columns of the speed table to run")
     ap.add_argument("--rows", default=None, help="indices of the shapes to run, e.g. 0,3 (default: all)")
     ap.add_argument("--out", default=None)
@@ -366,7 +369,12 @@ def main() -> None:
     import triton
 
     fla, fla_version = (None, "disabled (--no-fla)") if args.no_fla else fla_modules()
-    knobs = (("chunk", args.chunk), ("precision", args.precision), ("block_v", args.block_v))
+    overrides = None
+    if args.config:
+        overrides = {
+            k: int(v) if v.lstrip("-").isdigit() else v for k, v in (kv.split("=") for kv in args.config.split(","))
+        }
+    knobs = (("chunk", args.chunk), ("precision", args.precision), ("block_v", args.block_v), ("config", overrides))
     OURS_KW.update({k: v for k, v in knobs if v is not None})
     say("# statetrack delta-rule kernels vs flash-linear-attention")
     say()

@@ -178,15 +178,16 @@ def test_chunk_gradient_of_one_output(used):
 
 
 @kernel_test
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_chunk_low_precision_inputs(dtype):
-    """Against the fp64 reference fed the same rounded inputs: only o's final rounding and the fp32 math differ."""
+@pytest.mark.parametrize("dtype,split", [(torch.bfloat16, 0), (torch.float16, 0), (torch.bfloat16, 3)])
+def test_chunk_low_precision_inputs(dtype, split):
+    """Against the fp64 reference fed the same rounded inputs: only o's final rounding and the fp32 math differ.
+    split 3: bf16 x fp32 products as three bf16 products, which must keep the state fp32-accurate too."""
     x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], beta_range=(1.9, 2.0), gate=True)
     x = {n: None if t is None else (t.to(dtype).double() if n != "initial_state" else t) for n, t in x.items()}
     ref = _prepare(x, torch.float64, "cpu")
     o_r, s_r = delta_rule_naive(*ref[:5], 0.3, ref[5], torch.float64)
     tri = _prepare(x, dtype, DEVICE)
-    o, s = delta_rule_triton(*tri[:5], 0.3, tri[5])
+    o, s = delta_rule_triton(*tri[:5], 0.3, tri[5], config={"bf16_split": split})
     assert o.dtype == dtype and s.dtype == torch.float32
     assert rel(s.cpu(), s_r) < TOL
     assert rel(o.cpu(), o_r) < 1e-2

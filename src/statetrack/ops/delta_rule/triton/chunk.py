@@ -24,6 +24,7 @@ Q^T dO) run in the inputs' dtype, which is exact for bf16/fp16.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -52,8 +53,9 @@ def _sm_count(index: int) -> int:
 @dataclass(frozen=True)
 class Config:
     """Block sizes of one call. C tokens = C * n_h sub-steps per chunk, padded to BL rows (queries to BC);
-    BS-row diagonal blocks in the inverse (LOG_NB = log2(BL / BS) merge steps); K in blocks of BK <= 64;
-    V-blocks BV_state (sequential passes), BV_par (prep, out), BV_grad (grad)."""
+    BS-row diagonal blocks in the inverse (LOG_NB = log2(BL / BS) merge steps); K in blocks of BK <= 64 (BK_grad
+    in the gradient kernel); V-blocks and warps per kernel. ``bf16_split``: bf16 input x fp32 products as 3 (or 2)
+    bf16 products instead of one fp32 product at ``precision`` (0: off; see kernels_chunk._split_dot)."""
 
     C: int
     BL: int
@@ -61,13 +63,19 @@ class Config:
     BS: int
     LOG_NB: int
     BK: int
-    BV_state: int
-    BV_par: int
+    BK_grad: int
+    BV_prep: int
+    BV_sfwd: int
+    BV_out: int
+    BV_sbwd: int
     BV_grad: int
+    warps_prep: int
     warps_state: int
-    warps_par: int
+    warps_out: int
     warps_grad: int
+    stages_state: int
     precision: str
+    bf16_split: int
 
 
 def make_config(
@@ -79,9 +87,12 @@ def make_config(
     chunk: int = 64,
     precision: str = "tf32x3",
     block_v: int | None = None,
+    overrides: dict | None = None,
 ) -> Config:
-    """Block sizes for N * H = ``programs`` sequence-heads. The sequential passes split V until they have about
-    one program per SM (each program walks all chunks, so fewer programs than SMs leave the GPU idle)."""
+    """Block sizes for N * H = ``programs`` sequence-heads, chosen so that the kernels compiled for sm_90 spill
+    little (ptxas, read ahead of time on a CPU). The sequential passes split V further until they have about one
+    program per SM (each program walks all chunks: fewer programs than SMs leave the GPU idle). ``overrides``:
+    Config fields to set as given (tuning)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if chunk not in (16, 32, 64):
@@ -96,36 +107,57 @@ def make_config(
     BL = max(16, _pow2(C * n_h))
     BS = 16
     BK = min(64, max(16, _pow2(K)))
-    BVmax = max(16, _pow2(V))
-    BV_state = min(BVmax, 64 if BK * _cdiv(K, BK) <= 64 else 32)
+    cap = max(16, _pow2(V))
     if block_v is not None:
-        BV_state = min(BV_state, max(16, _pow2(block_v)))
+        cap = min(cap, max(16, _pow2(block_v)))
     sms = _sm_count(device.index or 0) if device.type == "cuda" else 0
-    while BV_state > 16 and programs * _cdiv(V, BV_state) < sms:
-        BV_state //= 2
-    return Config(
+
+    def seq_bv(bv: int) -> int:
+        bv = min(bv, cap)
+        while bv > 16 and programs * _cdiv(V, bv) < sms:
+            bv //= 2
+        return bv
+
+    cfg = Config(
         C=C,
         BL=BL,
         BC=max(16, _pow2(C)),
         BS=BS,
         LOG_NB=(BL // BS).bit_length() - 1,
         BK=BK,
-        BV_state=BV_state,
-        BV_par=min(BVmax, 64) if block_v is None else min(BVmax, 64, max(16, _pow2(block_v))),
-        BV_grad=min(BVmax, 32) if block_v is None else min(BVmax, 32, max(16, _pow2(block_v))),
+        BK_grad=16,
+        BV_prep=min(cap, 32),
+        BV_sfwd=seq_bv(32 if K <= 128 else 16),
+        BV_out=min(cap, 32),
+        BV_sbwd=seq_bv(32 if K <= 64 else 16),
+        BV_grad=min(cap, 32),
+        warps_prep=4,
         warps_state=4,
-        warps_par=4,
+        warps_out=4,
         warps_grad=8 if BL >= 64 else 4,
+        stages_state=2,
         precision=precision,
+        bf16_split=0,
     )
+    if overrides:
+        bad = set(overrides) - {f.name for f in dataclasses.fields(Config)}
+        if bad:
+            raise ValueError(f"unknown triton config fields {sorted(bad)}")
+        cfg = dataclasses.replace(cfg, **overrides)
+    return cfg
 
 
-def _in_args(dtype: torch.dtype, precision: str) -> dict:
-    """How kernels multiply two input tiles. bf16/fp16 go to the tensor cores as they are (exact products, fp32
-    sums; IN_PREC is then unused but must be valid); fp32 inputs keep ``precision``. The interpreter stores bf16
-    as raw bits its matmul cannot read, so there (IN_CAST) the tiles are cast to fp32 first."""
+def _in_args(dtype: torch.dtype, precision: str, bf16_split: int) -> dict:
+    """How kernels multiply input tiles. Two inputs: bf16/fp16 go to the tensor cores as they are (exact products,
+    fp32 sums; IN_PREC is then unused but must be valid), fp32 inputs keep ``precision``. A bf16 input and an fp32
+    tile: one fp32 product at ``precision`` (SPLIT 0), or with ``bf16_split`` and bf16 inputs the fp32 tile as
+    2 or 3 bf16 pieces (3: fp32-accurate; kernels_chunk._split_dot).
+    The interpreter stores bf16 as raw bits its matmul cannot read, so there (IN_CAST) tiles are cast to fp32."""
     half = dtype in (torch.bfloat16, torch.float16)
-    return dict(IN_PREC="tf32" if half else precision, IN_CAST=dtype == torch.bfloat16 and interpreter_requested())
+    split = bf16_split if dtype == torch.bfloat16 else 0
+    return dict(
+        IN_PREC="tf32" if half else precision, IN_CAST=dtype == torch.bfloat16 and interpreter_requested(), SPLIT=split
+    )
 
 
 def _common(cfg: Config, H: int, K: int, V: int, n_h: int) -> dict:
@@ -133,7 +165,7 @@ def _common(cfg: Config, H: int, K: int, V: int, n_h: int) -> dict:
 
 
 def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
-    """(gc or None, T or None, w, u, dvl or None); see kernels_chunk.chunk_prep_kernel."""
+    """(gc or None, T or None, w, u, dvl or None, qdo or None); see kernels_chunk.chunk_prep_kernel."""
     N, T, n_h, H, K = k.shape
     V = v.shape[-1]
     NC = _cdiv(T, cfg.C)
@@ -143,14 +175,15 @@ def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
     w = torch.empty(N, T, n_h, H, K, **f32)
     u = torch.empty(N, T, n_h, H, V, **f32)
     dvl = torch.empty_like(u) if bwd else None
+    qdo = torch.empty(N, NC, H, K, V, **f32) if bwd else None
     kernels_for(k.device, _MODULE).chunk_prep_kernel[(NC, N * H)](
         q, k, v, beta, w if g is None else g, w if do is None else do, w if gc is None else gc,
-        w if ti is None else ti, w, u, w if dvl is None else dvl, scale, T,
-        **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_par, BS=cfg.BS, LOG_NB=cfg.LOG_NB,
-        USE_G=g is not None, BWD=bwd, **_in_args(q.dtype, cfg.precision),
-        num_warps=cfg.warps_par, num_stages=1,
+        w if ti is None else ti, w, u, w if dvl is None else dvl, w if qdo is None else qdo, scale, T,
+        **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_prep, BS=cfg.BS, LOG_NB=cfg.LOG_NB,
+        USE_G=g is not None, BWD=bwd, **_in_args(q.dtype, cfg.precision, cfg.bf16_split),
+        num_warps=cfg.warps_prep, num_stages=1,
     )  # fmt: skip
-    return gc, ti, w, u, dvl
+    return gc, ti, w, u, dvl, qdo
 
 
 def _state_fwd(k, w, u, gc, h0, cfg: Config, store_ht: bool):
@@ -160,11 +193,12 @@ def _state_fwd(k, w, u, gc, h0, cfg: Config, store_ht: bool):
     NC = _cdiv(T, cfg.C)
     hs = torch.empty(N, NC + 1, H, K, V, dtype=torch.float32, device=k.device)
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
-    kernels_for(k.device, _MODULE).chunk_state_fwd_kernel[(_cdiv(V, cfg.BV_state), N * H)](
+    kernels_for(k.device, _MODULE).chunk_state_fwd_kernel[(_cdiv(V, cfg.BV_sfwd), N * H)](
         k, w, u, hs if gc is None else gc, hs if h0 is None else h0, hs, hs if ht is None else ht, T, NC,
-        **_common(cfg, H, K, V, n_h), BK=cfg.BK, BV=cfg.BV_state, USE_G=gc is not None,
+        **_common(cfg, H, K, V, n_h), BK=cfg.BK, BV=cfg.BV_sfwd, USE_G=gc is not None,
         USE_H0=h0 is not None, STORE_HT=store_ht, INTERP=interpreter_requested(),
-        num_warps=cfg.warps_state, num_stages=2,
+        **{n: a for n, a in _in_args(k.dtype, cfg.precision, cfg.bf16_split).items() if n != "IN_PREC"},
+        num_warps=cfg.warps_state, num_stages=cfg.stages_state,
     )  # fmt: skip
     return hs, ht
 
@@ -174,13 +208,13 @@ def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config):
     N, T, n_h, H, K = k.shape
     V = v.shape[-1]
     NC = _cdiv(T, cfg.C)
-    gc, _, w, u, _ = _prep(q, k, v, beta, g, None, scale, cfg, bwd=False)
+    gc, _, w, u, _, _ = _prep(q, k, v, beta, g, None, scale, cfg, bwd=False)
     hs, ht = _state_fwd(k, w, u, gc, h0, cfg, store_ht=True)
     o = torch.empty(N, T, H, V, dtype=q.dtype, device=q.device)
-    kernels_for(q.device, _MODULE).chunk_out_kernel[(_cdiv(V, cfg.BV_par), NC, N * H)](
+    kernels_for(q.device, _MODULE).chunk_out_kernel[(_cdiv(V, cfg.BV_out), NC, N * H)](
         q, k, u, hs if gc is None else gc, hs, o, scale, T,
-        **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_par, USE_G=g is not None,
-        **_in_args(q.dtype, cfg.precision), num_warps=cfg.warps_par, num_stages=1,
+        **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_out, USE_G=g is not None,
+        **_in_args(q.dtype, cfg.precision, cfg.bf16_split), num_warps=cfg.warps_out, num_stages=1,
     )  # fmt: skip
     return o, ht
 
@@ -192,22 +226,22 @@ def chunk_bwd(q, k, v, beta, g, h0, do, dht, scale, cfg: Config):
     NC = _cdiv(T, cfg.C)
     dev = q.device
     mod = kernels_for(dev, _MODULE)
-    in_args = _in_args(q.dtype, cfg.precision)
-    gc, ti, w, u, dvl = _prep(q, k, v, beta, g, do, scale, cfg, bwd=True)
+    in_args = _in_args(q.dtype, cfg.precision, cfg.bf16_split)
+    gc, ti, w, u, dvl, dhs = _prep(q, k, v, beta, g, do, scale, cfg, bwd=True)
     hs, _ = _state_fwd(k, w, u, gc, h0, cfg, store_ht=False)
-    dhs = torch.empty(N, NC, H, K, V, dtype=torch.float32, device=dev)
     dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
-    mod.chunk_state_bwd_kernel[(_cdiv(V, cfg.BV_state), N * H)](
-        q, k, w, dhs if gc is None else gc, do, dhs if dht is None else dht, dvl, dhs, dhs if dh0 is None else dh0,
-        scale, T, NC, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_state,
-        USE_G=g is not None, USE_DHT=dht is not None, STORE_DH0=h0 is not None, INTERP=interpreter_requested(),
-        **in_args, num_warps=cfg.warps_state, num_stages=2,
+    mod.chunk_state_bwd_kernel[(_cdiv(V, cfg.BV_sbwd), N * H)](
+        k, w, dhs if gc is None else gc, dhs if dht is None else dht, dvl, dhs, dhs if dh0 is None else dh0,
+        T, NC, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_sbwd, USE_G=g is not None,
+        USE_DHT=dht is not None, STORE_DH0=h0 is not None, INTERP=interpreter_requested(),
+        **{n: a for n, a in in_args.items() if n != "IN_PREC"}, num_warps=cfg.warps_state,
+        num_stages=cfg.stages_state,
     )  # fmt: skip
     dq, dk, dv, db = (torch.empty_like(x) for x in (q, k, v, beta))
     dg = torch.empty_like(g) if g is not None else None
     mod.chunk_grad_kernel[(NC, N * H)](
         q, k, v, beta, dhs if gc is None else gc, ti, hs, dhs, u, dvl, do, dq, dk, dv, db, dq if dg is None else dg,
-        scale, T, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_grad,
+        scale, T, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK_grad, BV=cfg.BV_grad,
         USE_G=g is not None, **in_args, num_warps=cfg.warps_grad, num_stages=1,
     )  # fmt: skip
     return dq, dk, dv, db, dg, dh0
@@ -250,13 +284,15 @@ def delta_rule_triton(
     chunk: int = 64,
     precision: str = "tf32x3",
     block_v: int | None = None,
+    config: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunked delta rule. q [N, T, H, K]; k [N, T, n_h, H, K]; v [N, T, n_h, H, V]; beta [N, T, n_h, H];
     log_decay [N, T, H] or None; initial_state fp32 [N, H, K, V] or None. Returns (o [N, T, H, V] in q's dtype,
     final state fp32 [N, H, K, V]); differentiable in all tensor inputs. CUDA tensors run compiled kernels, others
     run them in Triton's interpreter (slow: for tests). ``chunk``: sub-steps per chunk (16, 32 or 64);
     ``precision`` of fp32 tl.dot products (see the module docstring); ``block_v`` caps the V-block widths
-    (default: by register budget and, for the sequential passes, by the number of SMs)."""
+    (default: by register budget and, for the sequential passes, by the number of SMs); ``config``: fields of
+    ``Config`` to override (tuning, e.g. {"BK_grad": 32, "bf16_split": 3})."""
     if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         raise TypeError(f"the triton backend takes bf16, fp16 or fp32 inputs, got {q.dtype}")
     N, T, n_h, H, K = k.shape
@@ -264,5 +300,5 @@ def delta_rule_triton(
         o = q.new_zeros(N, 0, H, v.shape[-1])
         ht = initial_state if initial_state is not None else q.new_zeros(N, H, K, v.shape[-1], dtype=torch.float32)
         return o, ht
-    cfg = make_config(n_h, K, v.shape[-1], N * H, q.device, chunk, precision, block_v)
+    cfg = make_config(n_h, K, v.shape[-1], N * H, q.device, chunk, precision, block_v, config)
     return DeltaRuleTritonFunction.apply(q, k, v, beta, log_decay, initial_state, float(scale), cfg)

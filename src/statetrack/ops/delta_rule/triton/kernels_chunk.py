@@ -121,6 +121,41 @@ def _in(x, IN_CAST: tl.constexpr):
     return x
 
 
+@triton.jit
+def _split_dot(a, b, acc, SPLIT: tl.constexpr, PREC: tl.constexpr, IN_CAST: tl.constexpr, A_FP32: tl.constexpr):
+    """acc + a @ b where one operand is an input tile in its own dtype and the other is fp32 (A_FP32: a is).
+
+    SPLIT = 0: both as fp32, one tl.dot at PREC. SPLIT = 2 or 3 (bf16 inputs): the fp32 tile as a sum of 2 or 3
+    bf16 pieces (hi + mid + lo, 8 more mantissa bits each, so 3 pieces carry all 24 of fp32), each multiplied
+    with the bf16 input exactly into fp32 sums: as accurate as an fp32 product with 3 bf16 MMAs (tf32x3 costs 3
+    tf32 MMAs, twice the time), and the input tile keeps half the registers of an fp32 copy."""
+    if SPLIT == 0:
+        if A_FP32:
+            acc = tl.dot(a, b.to(tl.float32), acc, input_precision=PREC)
+        else:
+            acc = tl.dot(a.to(tl.float32), b, acc, input_precision=PREC)
+    else:
+        x = a if A_FP32 else b
+        x1 = x.to(tl.bfloat16)
+        x = x - x1.to(tl.float32)
+        x2 = x.to(tl.bfloat16)
+        if SPLIT > 2:
+            x3 = (x - x2.to(tl.float32)).to(tl.bfloat16)
+            acc = _dot_piece(a, b, x3, acc, A_FP32, IN_CAST)
+        acc = _dot_piece(a, b, x2, acc, A_FP32, IN_CAST)
+        acc = _dot_piece(a, b, x1, acc, A_FP32, IN_CAST)
+    return acc
+
+
+@triton.jit
+def _dot_piece(a, b, piece, acc, A_FP32: tl.constexpr, IN_CAST: tl.constexpr):
+    if A_FP32:
+        acc = tl.dot(_in(piece, IN_CAST), _in(b, IN_CAST), acc)
+    else:
+        acc = tl.dot(_in(a, IN_CAST), _in(piece, IN_CAST), acc)
+    return acc
+
+
 @triton.jit(do_not_specialize=["T"])
 def chunk_prep_kernel(
     q_ptr,
@@ -134,6 +169,7 @@ def chunk_prep_kernel(
     w_ptr,
     u_ptr,
     dvl_ptr,
+    qdo_ptr,
     scale,
     T,
     H: tl.constexpr,
@@ -149,6 +185,7 @@ def chunk_prep_kernel(
     LOG_NB: tl.constexpr,
     USE_G: tl.constexpr,
     BWD: tl.constexpr,
+    SPLIT: tl.constexpr,
     PREC: tl.constexpr,
     IN_PREC: tl.constexpr,
     IN_CAST: tl.constexpr,
@@ -157,7 +194,9 @@ def chunk_prep_kernel(
 
     gc = within-chunk cumsum of the log-gates; A = strict(diag(beta) (K K^T * E)); T = (I + A)^{-1} (fp32);
     w = T diag(beta * exp(gc)) K; u = T diag(beta) V. BWD (the backward's recompute) also stores T and the
-    chunk-local part of dLoss/dv_new, dvl = scale P^T dO with P = (Q K^T) * Eq.
+    chunk-local parts of the gradients the state pass needs: dLoss/dv_new, dvl = scale P^T dO with
+    P = (Q K^T) * Eq, and dLoss/dS0 through o, scale Q^T diag(exp gq) dO [K, V] per chunk, into qdo (the dhs
+    buffer, which the state pass reads and then overwrites).
     """
     c = tl.program_id(0)
     i_nh = tl.program_id(1)
@@ -215,14 +254,21 @@ def chunk_prep_kernel(
             b_k = _in(_blk(k_ptr, r_r, m_r, i_k, K, BK), IN_CAST)
             b_q = _in(_blk(q_ptr, r_q, m_q, i_k, K, BK), IN_CAST)
             b_qk += tl.dot(b_q, tl.trans(b_k), input_precision=IN_PREC)
-        b_P = b_qk * b_Eq * scale
+        b_Pt = tl.trans(b_qk * b_Eq * scale)
+        p_qdo = ((n64 * NC + c) * H + i_h) * K * V
         for i_v in range(NV):
-            m_v = (i_v * BV + o_v) < V
-            p_do = do_ptr + r_q[:, None] * V + (i_v * BV + o_v)[None, :]
-            b_do = tl.load(p_do, mask=m_q[:, None] & m_v[None, :], other=0.0).to(tl.float32)
-            p_dv = dvl_ptr + r_r[:, None] * V + (i_v * BV + o_v)[None, :]
-            b_dv = tl.dot(tl.trans(b_P), b_do, input_precision=PREC)
-            tl.store(p_dv, b_dv, mask=m_r[:, None] & m_v[None, :])
+            o_vv = i_v * BV + o_v
+            m_v = o_vv < V
+            b_do = tl.load(do_ptr + r_q[:, None] * V + o_vv[None, :], mask=m_q[:, None] & m_v[None, :], other=0.0)
+            b_dv = _split_dot(b_Pt, b_do, tl.zeros([BL, BV], tl.float32), SPLIT, PREC, IN_CAST, True)
+            _st(dvl_ptr, 0, r_r, m_r, V, o_vv, m_v, b_dv)
+            if USE_G:
+                b_dos = b_do.to(tl.float32) * (scale * tl.exp(b_gq))[:, None]
+            else:
+                b_dos = b_do
+            for i_k in range(NK):
+                b_qdo = _qdo(q_ptr, r_q, m_q, i_k, b_dos, scale, K, BK, BV, USE_G, SPLIT, PREC, IN_PREC, IN_CAST)
+                _st(qdo_ptr, p_qdo, i_k * BK + o_k, i_k * BK + o_k < K, V, o_vv, m_v, b_qdo)
 
 
 @triton.jit
@@ -311,13 +357,13 @@ def _state_fwd_step(
     BK: tl.constexpr,
     NK: tl.constexpr,
     USE_G: tl.constexpr,
-    STORE_HS: tl.constexpr,
+    SPLIT: tl.constexpr,
     PREC: tl.constexpr,
+    IN_CAST: tl.constexpr,
 ):
     """One chunk: store S0, v_new = u - W S0 (in place of u), S1 = exp(g_L) S0 + (diag(d) K)^T v_new."""
     r_r, m_r, _, _ = _rows(c, T, n64, i_h, H, NH, C, BL, 16)
-    if STORE_HS:
-        _st_state(hs_ptr, ((n64 * (NC + 1) + c) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
+    _st_state(hs_ptr, ((n64 * (NC + 1) + c) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
     b_x = tl.dot(_blk(w_ptr, r_r, m_r, 0, K, BK).to(tl.float32), b_h1, input_precision=PREC)
     if NK > 1:
         b_x += tl.dot(_blk(w_ptr, r_r, m_r, 1, K, BK).to(tl.float32), b_h2, input_precision=PREC)
@@ -338,13 +384,13 @@ def _state_fwd_step(
             b_h3 = b_h3 * b_dec
         if NK > 3:
             b_h4 = b_h4 * b_dec
-    b_h1 += tl.dot(_blkT(k_ptr, r_r, m_r, 0, K, BK).to(tl.float32), b_u, input_precision=PREC)
+    b_h1 = _split_dot(_blkT(k_ptr, r_r, m_r, 0, K, BK), b_u, b_h1, SPLIT, PREC, IN_CAST, False)
     if NK > 1:
-        b_h2 += tl.dot(_blkT(k_ptr, r_r, m_r, 1, K, BK).to(tl.float32), b_u, input_precision=PREC)
+        b_h2 = _split_dot(_blkT(k_ptr, r_r, m_r, 1, K, BK), b_u, b_h2, SPLIT, PREC, IN_CAST, False)
     if NK > 2:
-        b_h3 += tl.dot(_blkT(k_ptr, r_r, m_r, 2, K, BK).to(tl.float32), b_u, input_precision=PREC)
+        b_h3 = _split_dot(_blkT(k_ptr, r_r, m_r, 2, K, BK), b_u, b_h3, SPLIT, PREC, IN_CAST, False)
     if NK > 3:
-        b_h4 += tl.dot(_blkT(k_ptr, r_r, m_r, 3, K, BK).to(tl.float32), b_u, input_precision=PREC)
+        b_h4 = _split_dot(_blkT(k_ptr, r_r, m_r, 3, K, BK), b_u, b_h4, SPLIT, PREC, IN_CAST, False)
     return b_h1, b_h2, b_h3, b_h4
 
 
@@ -371,7 +417,9 @@ def chunk_state_fwd_kernel(
     USE_H0: tl.constexpr,
     STORE_HT: tl.constexpr,
     INTERP: tl.constexpr,
+    SPLIT: tl.constexpr,
     PREC: tl.constexpr,
+    IN_CAST: tl.constexpr,
 ):
     """Grid (cdiv(V, BV), N * H); walks the chunks in order with the fp32 state slice [K, BV] in registers.
     Stores hs (slots 0 .. NC) and v_new (over u); the final state also into ht if STORE_HT."""
@@ -395,14 +443,14 @@ def chunk_state_fwd_kernel(
         while c < NC:
             b_h1, b_h2, b_h3, b_h4 = _state_fwd_step(
                 c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
-                H, K, V, NH, C, BL, BK, NK, USE_G, True, PREC,
+                H, K, V, NH, C, BL, BK, NK, USE_G, SPLIT, PREC, IN_CAST,
             )  # fmt: skip
             c += 1
     else:
         for c in range(NC):
             b_h1, b_h2, b_h3, b_h4 = _state_fwd_step(
                 c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
-                H, K, V, NH, C, BL, BK, NK, USE_G, True, PREC,
+                H, K, V, NH, C, BL, BK, NK, USE_G, SPLIT, PREC, IN_CAST,
             )  # fmt: skip
     _st_state(hs_ptr, ((n64 * (NC + 1) + NC) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
     if STORE_HT:
@@ -429,6 +477,7 @@ def chunk_out_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     USE_G: tl.constexpr,
+    SPLIT: tl.constexpr,
     PREC: tl.constexpr,
     IN_PREC: tl.constexpr,
     IN_CAST: tl.constexpr,
@@ -453,7 +502,7 @@ def chunk_out_kernel(
         b_q = _blk(q_ptr, r_q, m_q, i_k, K, BK)
         b_k = _blk(k_ptr, r_r, m_r, i_k, K, BK)
         b_h = _ld(hs_ptr, p_hs, i_k * BK + o_k, i_k * BK + o_k < K, V, o_v, m_v)
-        b_o += tl.dot(b_q.to(tl.float32), b_h, input_precision=PREC)
+        b_o = _split_dot(b_q, b_h, b_o, SPLIT, PREC, IN_CAST, False)
         b_qk += tl.dot(_in(b_q, IN_CAST), tl.trans(_in(b_k, IN_CAST)), input_precision=IN_PREC)
     if USE_G:
         b_g, b_gq, _ = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
@@ -474,14 +523,11 @@ def _state_bwd_step(
     b_d2,
     b_d3,
     b_d4,
-    q_ptr,
     k_ptr,
     w_ptr,
     gc_ptr,
-    do_ptr,
     dvl_ptr,
     dhs_ptr,
-    scale,
     n64,
     i_h,
     o_v,
@@ -496,28 +542,31 @@ def _state_bwd_step(
     BL: tl.constexpr,
     BC: tl.constexpr,
     BK: tl.constexpr,
+    BV: tl.constexpr,
     NK: tl.constexpr,
     USE_G: tl.constexpr,
+    SPLIT: tl.constexpr,
     PREC: tl.constexpr,
-    IN_PREC: tl.constexpr,
     IN_CAST: tl.constexpr,
 ):
-    """One chunk, walking back with dS = dLoss/d(state at the chunk's end): store dS; complete
-    dv_new = dvl + diag(d) K dS (in place); return dS0 = exp(g_L) dS + scale Q^T diag(exp gq) dO - W^T dv_new."""
-    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
-    _st_state(dhs_ptr, ((n64 * NC + c) * H + i_h) * K * V, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
-    b_x = tl.dot(_blk(k_ptr, r_r, m_r, 0, K, BK).to(tl.float32), b_d1, input_precision=PREC)
+    """One chunk, walking back with dS = dLoss/d(state at the chunk's end): store dS (over the chunk's
+    scale Q^T diag(exp gq) dO, read first); complete dv_new = dvl + diag(d) K dS (in place); return
+    dS0 = exp(g_L) dS + scale Q^T diag(exp gq) dO - W^T dv_new."""
+    r_r, m_r, _, _ = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
+    p_dhs = ((n64 * NC + c) * H + i_h) * K * V
+    b_q1, b_q2, b_q3, b_q4 = _ld_state(dhs_ptr, p_dhs, o_v, m_v, K, V, BK, NK)  # scale Q^T diag(exp gq) dO
+    _st_state(dhs_ptr, p_dhs, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
+    b_x = tl.zeros([BL, BV], tl.float32)
+    b_x = _split_dot(_blk(k_ptr, r_r, m_r, 0, K, BK), b_d1, b_x, SPLIT, PREC, IN_CAST, False)
     if NK > 1:
-        b_x += tl.dot(_blk(k_ptr, r_r, m_r, 1, K, BK).to(tl.float32), b_d2, input_precision=PREC)
+        b_x = _split_dot(_blk(k_ptr, r_r, m_r, 1, K, BK), b_d2, b_x, SPLIT, PREC, IN_CAST, False)
     if NK > 2:
-        b_x += tl.dot(_blk(k_ptr, r_r, m_r, 2, K, BK).to(tl.float32), b_d3, input_precision=PREC)
+        b_x = _split_dot(_blk(k_ptr, r_r, m_r, 2, K, BK), b_d3, b_x, SPLIT, PREC, IN_CAST, False)
     if NK > 3:
-        b_x += tl.dot(_blk(k_ptr, r_r, m_r, 3, K, BK).to(tl.float32), b_d4, input_precision=PREC)
-    b_dos = tl.load(do_ptr + r_q[:, None] * V + o_v[None, :], mask=m_q[:, None] & m_v[None, :], other=0.0)
+        b_x = _split_dot(_blk(k_ptr, r_r, m_r, 3, K, BK), b_d4, b_x, SPLIT, PREC, IN_CAST, False)
     if USE_G:
-        b_g, b_gq, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
+        b_g, _, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
         b_x = b_x * tl.exp(b_gl - b_g)[:, None]
-        b_dos = b_dos.to(tl.float32) * (scale * tl.exp(b_gq))[:, None]
         b_dec = tl.exp(b_gl)
         b_d1 = b_d1 * b_dec
         if NK > 1:
@@ -528,28 +577,29 @@ def _state_bwd_step(
             b_d4 = b_d4 * b_dec
     b_dv = _ld(dvl_ptr, 0, r_r, m_r, V, o_v, m_v) + b_x
     _st(dvl_ptr, 0, r_r, m_r, V, o_v, m_v, b_dv)
-    b_d1 += _qdo(q_ptr, r_q, m_q, 0, b_dos, scale, K, BK, USE_G, PREC, IN_PREC, IN_CAST)
+    b_d1 += b_q1
     b_d1 -= tl.dot(_blkT(w_ptr, r_r, m_r, 0, K, BK), b_dv, input_precision=PREC)
     if NK > 1:
-        b_d2 += _qdo(q_ptr, r_q, m_q, 1, b_dos, scale, K, BK, USE_G, PREC, IN_PREC, IN_CAST)
+        b_d2 += b_q2
         b_d2 -= tl.dot(_blkT(w_ptr, r_r, m_r, 1, K, BK), b_dv, input_precision=PREC)
     if NK > 2:
-        b_d3 += _qdo(q_ptr, r_q, m_q, 2, b_dos, scale, K, BK, USE_G, PREC, IN_PREC, IN_CAST)
+        b_d3 += b_q3
         b_d3 -= tl.dot(_blkT(w_ptr, r_r, m_r, 2, K, BK), b_dv, input_precision=PREC)
     if NK > 3:
-        b_d4 += _qdo(q_ptr, r_q, m_q, 3, b_dos, scale, K, BK, USE_G, PREC, IN_PREC, IN_CAST)
+        b_d4 += b_q4
         b_d4 -= tl.dot(_blkT(w_ptr, r_r, m_r, 3, K, BK), b_dv, input_precision=PREC)
     return b_d1, b_d2, b_d3, b_d4
 
 
 @triton.jit
-def _qdo(q_ptr, r_q, m_q, j, b_dos, scale, K: tl.constexpr, BK: tl.constexpr, USE_G: tl.constexpr,
-         PREC: tl.constexpr, IN_PREC: tl.constexpr, IN_CAST: tl.constexpr):  # fmt: skip
+def _qdo(q_ptr, r_q, m_q, j, b_dos, scale, K: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+         USE_G: tl.constexpr, SPLIT: tl.constexpr, PREC: tl.constexpr, IN_PREC: tl.constexpr,
+         IN_CAST: tl.constexpr):  # fmt: skip
     """Row block j of scale Q^T diag(exp gq) dO [BK, BV]. b_dos: dO as loaded (no gate: a product of two inputs,
     in their dtype on the tensor cores), or fp32 dO * scale exp(gq) (gate: an fp32 product)."""
     b_qt = _blkT(q_ptr, r_q, m_q, j, K, BK)
     if USE_G:
-        b_r = tl.dot(b_qt.to(tl.float32), b_dos, input_precision=PREC)
+        b_r = _split_dot(b_qt, b_dos, tl.zeros([BK, BV], tl.float32), SPLIT, PREC, IN_CAST, False)
     else:
         b_r = scale * tl.dot(_in(b_qt, IN_CAST), _in(b_dos, IN_CAST), input_precision=IN_PREC)
     return b_r
@@ -557,16 +607,13 @@ def _qdo(q_ptr, r_q, m_q, j, b_dos, scale, K: tl.constexpr, BK: tl.constexpr, US
 
 @triton.jit(do_not_specialize=["T", "NC"])
 def chunk_state_bwd_kernel(
-    q_ptr,
     k_ptr,
     w_ptr,
     gc_ptr,
-    do_ptr,
     dht_ptr,
     dvl_ptr,
     dhs_ptr,
     dh0_ptr,
-    scale,
     T,
     NC,
     H: tl.constexpr,
@@ -582,8 +629,8 @@ def chunk_state_bwd_kernel(
     USE_DHT: tl.constexpr,
     STORE_DH0: tl.constexpr,
     INTERP: tl.constexpr,
+    SPLIT: tl.constexpr,
     PREC: tl.constexpr,
-    IN_PREC: tl.constexpr,
     IN_CAST: tl.constexpr,
 ):
     """Grid (cdiv(V, BV), N * H); walks the chunks from the last with dS [K, BV] (fp32) in registers.
@@ -607,15 +654,15 @@ def chunk_state_bwd_kernel(
         c = NC - 1
         while c >= 0:
             b_d1, b_d2, b_d3, b_d4 = _state_bwd_step(
-                c, b_d1, b_d2, b_d3, b_d4, q_ptr, k_ptr, w_ptr, gc_ptr, do_ptr, dvl_ptr, dhs_ptr, scale,
-                n64, i_h, o_v, m_v, T, NC, H, K, V, NH, C, BL, BC, BK, NK, USE_G, PREC, IN_PREC, IN_CAST,
+                c, b_d1, b_d2, b_d3, b_d4, k_ptr, w_ptr, gc_ptr, dvl_ptr, dhs_ptr,
+                n64, i_h, o_v, m_v, T, NC, H, K, V, NH, C, BL, BC, BK, BV, NK, USE_G, SPLIT, PREC, IN_CAST,
             )  # fmt: skip
             c -= 1
     else:
         for cc in range(NC):
             b_d1, b_d2, b_d3, b_d4 = _state_bwd_step(
-                NC - 1 - cc, b_d1, b_d2, b_d3, b_d4, q_ptr, k_ptr, w_ptr, gc_ptr, do_ptr, dvl_ptr, dhs_ptr, scale,
-                n64, i_h, o_v, m_v, T, NC, H, K, V, NH, C, BL, BC, BK, NK, USE_G, PREC, IN_PREC, IN_CAST,
+                NC - 1 - cc, b_d1, b_d2, b_d3, b_d4, k_ptr, w_ptr, gc_ptr, dvl_ptr, dhs_ptr,
+                n64, i_h, o_v, m_v, T, NC, H, K, V, NH, C, BL, BC, BK, BV, NK, USE_G, SPLIT, PREC, IN_CAST,
             )  # fmt: skip
     if STORE_DH0:
         _st_state(dh0_ptr, (n64 * H + i_h) * K * V, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
@@ -651,6 +698,7 @@ def chunk_grad_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     USE_G: tl.constexpr,
+    SPLIT: tl.constexpr,
     PREC: tl.constexpr,
     IN_PREC: tl.constexpr,
     IN_CAST: tl.constexpr,
