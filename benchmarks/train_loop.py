@@ -25,12 +25,13 @@ from statetrack.train import load_config, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rate(mixer: str, graph: str, steps: int, device: str, out: Path) -> tuple[float, float]:
+def rate(mixer: str, graph: str, steps: int, device: str, out: Path, compile_: bool = False) -> tuple[float, float]:
     cfg_file = ROOT / "configs" / f"parity_{mixer}.yaml"
     base = [] if cfg_file.exists() else [f"model.mixer={mixer}"]
     cfg = load_config(cfg_file if cfg_file.exists() else ROOT / "configs" / "parity_deltanet.yaml", [
         *base, f"train.steps={steps}", "train.eval_every=0", f"train.log_every={steps // 6}", "train.eval_samples=64",
         f"train.device={device}", f"train.cuda_graph={graph}", "train.progress=false", f"train.out_dir={out}",
+        f"train.compile={str(compile_).lower()}",
     ])  # fmt: skip
     t0 = time.perf_counter()
     train(cfg)
@@ -48,6 +49,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--modes", default="on,off")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model as well")
+    ap.add_argument("--profile", default="", help="print the top CUDA kernels of eager steps of this mixer")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     lines = [
@@ -58,6 +61,8 @@ def main() -> int:
         f"- versions: python {platform.python_version()}, torch {torch.__version__}",
         "- anchor: flash-linear-attention 0.6.0 DeltaNet model, same size, H100: 36 steps/s; target 180 steps/s",
         "",
+        f"- torch.compile: {args.compile}",
+        "",
         "| mixer | CUDA graph | steps/s | wall s (incl. start-up) |",
         "|---|---|---:|---:|",
     ]
@@ -66,7 +71,7 @@ def main() -> int:
         for mode in args.modes.split(","):
             with tempfile.TemporaryDirectory() as d:
                 try:
-                    r, wall = rate(mixer, mode, args.steps, args.device, Path(d))
+                    r, wall = rate(mixer, mode, args.steps, args.device, Path(d), args.compile)
                     row = f"| {mixer} | {mode} | {r:.1f} | {wall:.1f} |"
                 except Exception as e:  # noqa: BLE001 - report and go on
                     row = f"| {mixer} | {mode} | failed: {type(e).__name__}: {str(e)[:80]} | |"
@@ -74,7 +79,45 @@ def main() -> int:
             lines.append(row)
             if args.out:
                 args.out.write_text("\n".join(lines) + "\n")
+    if args.profile:
+        print(profile(args.profile, args.device))
     return 0
+
+
+def profile(mixer: str, device: str, steps: int = 10) -> str:
+    """Top CUDA kernels of ``steps`` eager training steps (graphs hide their kernels from the profiler)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof_ctx
+
+    from statetrack.tasks import get_task
+    from statetrack.train.loop import masked_cross_entropy, param_groups
+
+    cfg = load_config(ROOT / "configs" / "parity_deltanet.yaml", [f"model.mixer={mixer}"])
+    task = get_task("parity")
+    cfg.model.vocab_size = task.vocab_size
+    from statetrack.models import TokenClassifier
+
+    model = TokenClassifier(cfg.model).to(device)
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, fused=True)
+    b = task.sample(1024, generator=0, lengths=(40, 40))
+    x, y, m = (t.to(device) for t in (b.input, b.target, b.mask))
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(x)
+        loss = masked_cross_entropy(logits.float(), y, m)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with prof_ctx(activities=[ProfilerActivity.CUDA]) as p:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    return p.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70)
 
 
 if __name__ == "__main__":

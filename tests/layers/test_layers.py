@@ -117,3 +117,28 @@ def test_bf16_autocast_forward_backward_and_step(case):
     y.float().sum().backward()
     assert torch.isfinite(y.float()).all() and torch.isfinite(y1.float()).all()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+@pytest.mark.parametrize("W,with_cache", [(4, False), (4, True), (1, False), (3, True)])
+def test_causal_conv_equals_conv1d(W, with_cache):
+    """The shifted multiply-add convolution equals F.conv1d on the left-padded [B, C, T] input, values and
+    gradients, and hands on the last W - 1 inputs as the cache."""
+    from statetrack.layers.base import causal_conv
+
+    g = torch.Generator().manual_seed(0)
+    B, T, C = 2, 9, 5
+    x = torch.randn(B, T, C, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(C, W, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(C, generator=g, dtype=torch.float64, requires_grad=True)
+    cache = torch.randn(B, C, W - 1, generator=g, dtype=torch.float64) if with_cache else None
+    y, new = causal_conv(x, w, b, cache)
+    left = cache if with_cache else torch.zeros(B, C, W - 1, dtype=torch.float64)
+    full = torch.cat([left, x.transpose(1, 2)], 2)
+    ref = torch.nn.functional.silu(torch.nn.functional.conv1d(full, w[:, None], b, groups=C)).transpose(1, 2)
+    assert torch.allclose(y, ref, atol=1e-12)
+    assert torch.equal(new, full[:, :, full.shape[2] - (W - 1) :])
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    assert all(
+        torch.allclose(a, r, atol=1e-12)
+        for a, r in zip(torch.autograd.grad(y, (x, w, b), gy), torch.autograd.grad(ref, (x, w, b), gy), strict=True)
+    )

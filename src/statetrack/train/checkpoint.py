@@ -20,11 +20,12 @@ def rng_states() -> dict:
 
 
 def set_rng_states(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
+    # a checkpoint loaded with map_location="cuda" brings the (CPU byte tensor) RNG states along to the GPU
+    torch.set_rng_state(st["torch"].cpu())
     random.setstate(st["python"])
     np.random.set_state(st["numpy"])  # noqa: NPY002
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:

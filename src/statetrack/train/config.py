@@ -38,7 +38,8 @@ class TrainConfig:
         device: "auto" | "cpu" | "cuda" | "cuda:N"; amp: "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" |
             "none"; compile: torch.compile the model; progress: show a progress bar.
         cuda_graph: "auto" (on for CUDA without compile) | "on" | "off": run each training step as one
-            replayed CUDA graph (batches padded to the longest training length; same results as eager).
+            replayed CUDA graph (batches padded to the longest training length; same results as eager); "on"
+            with compile captures the compiled step.
         prefetch: threads that draw the next batches while the model trains (-1 = 2 on CUDA, 0 on CPU).
         threads: torch CPU threads (0 = torch's default). Small models step faster on one thread: their ops
             are too short to split, and idle OpenMP threads slow everything down on a busy machine.
@@ -101,8 +102,6 @@ class TrainConfig:
         )
         if self.cuda_graph not in ("auto", "on", "off"):
             bad("cuda_graph", "must be 'auto', 'on' or 'off'")
-        if self.cuda_graph == "on" and self.compile:
-            bad("cuda_graph", "cannot be 'on' together with compile = true")
         if self.eval_size not in ("small", "paper"):
             bad("eval_size", "must be 'small' or 'paper'")
         return self

@@ -176,7 +176,7 @@ def train(
         (out / "config.yaml").write_text(dump_config(cfg))
         _truncate_metrics(out / METRICS, step)
 
-    fwd = torch.compile(model, dynamic=True) if tc.compile else model
+    fwd = torch.compile(model, dynamic=not graphed) if tc.compile else model  # a graph has one shape
     evalset = eval_batch(cfg, task)
     prefix = getattr(task, "kind", "chomsky") == "group"
     end = tc.steps if stop_after is None else min(tc.steps, stop_after)

@@ -124,6 +124,7 @@ class _Recurrent(torch.autograd.Function):
         )  # fmt: skip
 
 
+@torch.compiler.disable  # compiled models launch the kernels eagerly (inductor would re-trace the Triton code)
 def delta_rule_recurrent_triton(
     q: torch.Tensor,
     k: torch.Tensor,
