@@ -12,7 +12,8 @@ its token's last sub-step); the next start state S1 = exp(g_L) S0 + (diag(exp(g_
 
 Forward:  prep (chunk-parallel: gc, T, w, u) -> state_fwd (sequential over chunks: S0 of every chunk, v_new, final
           state) -> out (chunk-parallel: o).
-Backward: prep again (+ T itself and the chunk-local dLoss/dv_new) -> state_fwd again (S0's and v_new; nothing
+Backward: prep again (+ T, the chunk-local dLoss/dv_new and scale Q^T diag(exp gq) dO) -> state_fwd again (the
+          S0's and v_new; nothing
           of the forward is kept but the inputs) -> state_bwd (sequential, from the last chunk: dLoss/dS at every
           chunk end, dLoss/dv_new, d initial_state) -> grad (chunk-parallel: dq, dk, dv, dbeta, dlog_decay).
 

@@ -13,7 +13,8 @@ Buffers between kernels, all fp32 (the state algebra and the inverse never leave
   w  [N, T, NH, H, K]    T diag(beta * exp(gc)) K;  u [N, T, NH, H, V] = T diag(beta) V, overwritten by
                          v_new = u - w S0 (the corrected values) in the state pass
   hs [N, NC + 1, H, K, V] state at the start of every chunk, and the final state in slot NC
-  dhs [N, NC, H, K, V]   dLoss / d(state at the end of chunk c)
+  dhs [N, NC, H, K, V]   first scale Q^T diag(exp gq) dO of chunk c (prep), then dLoss / d(state at the end of
+                         chunk c) (state_bwd reads the one and writes the other)
   dvl [N, T, NH, H, V]   dLoss / d v_new: the chunk-local part scale P^T dO, completed in place by the dS pass
 
 Kernels: ``prep`` (grid over chunks: gc, T, w, u and in the backward also dvl), ``state_fwd`` and ``state_bwd``
