@@ -13,9 +13,9 @@ its token's last sub-step); the next start state S1 = exp(g_L) S0 + (diag(exp(g_
 Forward:  prep (chunk-parallel: gc, T, w, u) -> state_fwd (sequential over chunks: S0 of every chunk, v_new, final
           state) -> out (chunk-parallel: o).
 Backward: prep again (+ T, the chunk-local dLoss/dv_new and scale Q^T diag(exp gq) dO) -> state_fwd again (the
-          S0's and v_new; nothing
-          of the forward is kept but the inputs) -> state_bwd (sequential, from the last chunk: dLoss/dS at every
-          chunk end, dLoss/dv_new, d initial_state) -> grad (chunk-parallel: dq, dk, dv, dbeta, dlog_decay).
+          S0's and v_new; nothing of the forward is kept but the inputs) -> state_bwd (sequential, from the last
+          chunk: dLoss/dS at every chunk end, dLoss/dv_new, d initial_state) -> grad (chunk-parallel: dq, dk, dv,
+          dbeta, dlog_decay).
 
 The state, every product that touches it, the inverse and the buffers between kernels are fp32 (``precision``
 picks how tl.dot multiplies fp32 tiles: "tf32x3" (default) and "bf16x6" are fp32-accurate on tensor cores,
