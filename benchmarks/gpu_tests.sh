@@ -9,4 +9,4 @@ export STATETRACK_TEST_DEVICE=cuda
 unset TRITON_INTERPRET
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
-python3 -m pytest tests/ops/test_delta_rule_triton.py tests/ops/test_scan_triton.py -q -p no:cacheprovider -p no:xdist "$@"
+python3 -m pytest tests/ops/test_delta_rule_triton.py tests/ops/test_delta_rule_recurrent_triton.py tests/ops/test_scan_triton.py tests/train/test_graphed.py -q -p no:cacheprovider -p no:xdist "$@"
