@@ -253,15 +253,15 @@ def section_speed(args, fla, bw):
 
 
 DIAG_SWEEP = [
-    dict(block_t=32, block_d=64),
-    dict(block_t=64, block_d=64),
-    dict(block_t=16, block_d=64),
-    dict(block_t=32, block_d=32),
-    dict(block_t=32, block_d=128, warps_fwd=8, warps_bwd=8),
-    dict(block_t=64, block_d=64, warps_fwd=8, warps_bwd=8),
-    dict(block_t=32, block_d=64, stages_fwd=2, stages_bwd=2),
-    dict(block_t=32, block_d=64, stages_fwd=4, stages_bwd=4),
-    dict(block_t=64, block_d=32, stages_fwd=4, stages_bwd=2),
+    dict(),
+    dict(block_t=32),
+    dict(block_t=64, block_d=32, warps_fwd=2, warps_bwd=2),
+    dict(block_t=32, block_d=64, warps_fwd=2, warps_bwd=2),
+    dict(block_t=64, segment=8),
+    dict(block_t=64, segment=2),
+    dict(block_t=64, block_d=128, warps_fwd=8, warps_bwd=8),
+    dict(stages_fwd=2, stages_bwd=2),
+    dict(stages_fwd=4, stages_bwd=3),
 ]
 SEL_SWEEP = [
     dict(),

@@ -4,7 +4,7 @@ Two ways to run:
 * CPU (CI): Triton's interpreter. It must be switched on before triton is imported, for the whole process, so
   ``test_kernels_in_interpreter`` runs this file again in a fresh subprocess with ``TRITON_INTERPRET=1`` (nothing
   leaks into other test modules or xdist workers). Tiny shapes and tiles (the interpreter scans element by element):
-  T <= 37 with 8-step tiles, so every case has several tiles and a ragged last one.
+  T <= 37 with 8-step tiles (diag: 2 segments of 4), so every case has several tiles and a ragged last one.
 * GPU: ``STATETRACK_TEST_DEVICE=cuda pytest tests/ops/test_scan_triton.py`` (benchmarks/gpu_tests.sh) runs the same
   tests compiled, with the default tiles, at larger shapes (T up to 4100, 200 channels, N up to 64).
 The kernel tests skip in a normal CPU process (the subprocess test covers them) and when triton is not installed.
@@ -161,10 +161,11 @@ def test_diag_one_input_needs_grad():
 
 @kernel_test
 def test_diag_block_sizes_and_ragged_channels():
-    """One tile of one step, a tile wider than D, and tiles not dividing T or D."""
+    """One tile of one step, a tile wider than D, tiles not dividing T or D, one segment per tile (R = BT) and
+    one step per segment (R = 1)."""
     a, b, h0 = diag_inputs(LENGTHS[-1] - 4, D=WIDTH + 3, seed=5)
-    for bt, bd in ((1, 4), (64, 64), (16, 8)):
-        diag_check(a, b, h0, block_t=bt, block_d=bd)
+    for bt, bd, r in ((1, 4, None), (64, 64, None), (16, 8, 2), (8, 8, 8), (8, 4, 1)):
+        diag_check(a, b, h0, block_t=bt, block_d=bd, segment=r)
 
 
 @kernel_test

@@ -1,7 +1,8 @@
 """Signed diagonal scan on Triton: one forward launch, one backward launch.
 
 Forward, per (sequence, block of BD channels), tiles of BT steps walked in order: an associative scan over the
-tile's affine maps (a_t, b_t), then the state entering the tile is applied; h is written in the output dtype, the
+tile's affine maps (a_t, b_t) (in two levels: in segments of R steps held in registers, then over the segments),
+then the state entering the tile is applied; h is written in the output dtype, the
 state is fp32 throughout. With gradients on, the forward also writes the fp32 state entering every tile
 (ck [B, NT, D], NT = cdiv(T, BT): 4 / (BT * itemsize) of the input's bytes).
 
@@ -33,32 +34,47 @@ def _pow2(x: int) -> int:
 
 @dataclass(frozen=True)
 class DiagConfig:
-    """BT steps x BD channels per tile; warps and software-pipeline stages of the forward and backward launches."""
+    """Tiles of BT = S * R steps (S segments of R steps, see ``kernels.diag_fwd_kernel``) x BD channels; warps and
+    software-pipeline stages of the forward and backward launches."""
 
-    BT: int = 32
+    R: int = 4
+    S: int = 16
     BD: int = 64
     warps_fwd: int = 4
     warps_bwd: int = 4
     stages_fwd: int = 3
-    stages_bwd: int = 3
+    stages_bwd: int = 2
+
+    @property
+    def BT(self) -> int:
+        return self.R * self.S
 
 
 def diag_config(
-    B: int, D: int, *, n_sm: int | None = None, block_t: int | None = None, block_d: int | None = None, **kw
+    B: int,
+    D: int,
+    *,
+    n_sm: int | None = None,
+    block_t: int | None = None,
+    block_d: int | None = None,
+    segment: int | None = None,
+    **kw,
 ) -> DiagConfig:
-    """Default tile 32 steps x 64 channels. One BT serves both directions (the backward restarts from the forward's
-    per-tile states); on sm_90 (offline compile, 4 warps, bf16) 32 x 64 needs 80-96 registers per thread forward and
-    138 backward, no spills; 64 x 64 needs 158 / 237. Rows of 64 bf16 channels are 128-byte lines. Fewer channels,
+    """Default tile 64 steps (16 segments of 4) x 64 channels. One BT serves both directions (the backward restarts
+    from the forward's per-tile states). On sm_90 (offline compile, 4 warps, bf16) this needs 168 registers per
+    thread forward and 227 backward, no spills, and 48 / 80 KiB of shared memory for the pipelined loads (3 / 2
+    stages); about 26 / 82 instructions per element. Rows of 64 bf16 channels are 128-byte lines. Fewer channels,
     or fewer programs than ``n_sm`` multiprocessors (a short batch), narrow the tile down to 16 channels so that
     every multiprocessor has work."""
-    BT = _pow2(block_t) if block_t else 32
+    BT = _pow2(block_t) if block_t else 64
+    R = min(_pow2(segment) if segment else 4, BT)
     if block_d:
         BD = _pow2(block_d)
     else:
         BD = min(64, max(16, _pow2(D)))
         while n_sm and BD > 16 and B * _cdiv(D, BD) < n_sm:
             BD //= 2
-    return DiagConfig(BT=BT, BD=BD, **kw)
+    return DiagConfig(R=R, S=BT // R, BD=BD, **kw)
 
 
 @functools.cache
@@ -82,7 +98,7 @@ def _fwd(a, b, h0, cfg: DiagConfig, store_ck: bool, out_dtype: torch.dtype):
     ck = torch.empty(B, NT, D, dtype=torch.float32, device=dev) if store_ck else ht
     kernels_for(dev).diag_fwd_kernel[(_cdiv(D, cfg.BD) * B,)](
         a, b, ht if h0 is None else h0, h, ht, ck, T, D, NT,
-        BT=cfg.BT, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_fwd, USE_H0=h0 is not None,
+        R=cfg.R, S=cfg.S, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_fwd, USE_H0=h0 is not None,
         STORE_CK=store_ck, num_warps=cfg.warps_fwd,
     )  # fmt: skip
     return h, ht, (ck if store_ck else None)
@@ -98,7 +114,7 @@ def _bwd(a, b, ck, g, gt, cfg: DiagConfig, need_da: bool, need_db: bool, b_dtype
     kernels_for(dev).diag_bwd_kernel[(_cdiv(D, cfg.BD) * B,)](
         a, a if b is None else b, dh0 if ck is None else ck, g, dh0 if gt is None else gt,
         dh0 if da is None else da, dh0 if db is None else db, dh0, T, D, NT,
-        BT=cfg.BT, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_bwd, USE_GT=gt is not None,
+        R=cfg.R, S=cfg.S, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_bwd, USE_GT=gt is not None,
         NEED_DA=need_da, NEED_DB=need_db, num_warps=cfg.warps_bwd,
     )  # fmt: skip
     return da, db, dh0
@@ -135,6 +151,7 @@ def diag_scan_triton(
     *,
     block_t: int | None = None,
     block_d: int | None = None,
+    segment: int | None = None,
     **config,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """h_t = a_t * h_{t-1} + b_t on Triton, fp32 accumulation.
@@ -142,7 +159,8 @@ def diag_scan_triton(
     a, b: [B, T, D] bf16 / fp16 / fp32 (may differ; h takes the promoted dtype); initial_state: [B, D] fp32 or None.
     Returns (h [B, T, D] in the promoted dtype, final state [B, D] fp32), differentiable in a, b and
     initial_state. CUDA tensors run compiled kernels, CPU tensors only under TRITON_INTERPRET=1 (slow: for tests).
-    ``block_t`` / ``block_d`` set the tile; ``config`` the other :class:`DiagConfig` fields (warps, stages).
+    ``block_t`` / ``block_d`` / ``segment`` set the tile (steps, channels, steps per segment); ``config`` the other
+    :class:`DiagConfig` fields (warps_fwd, warps_bwd, stages_fwd, stages_bwd).
     Inputs are assumed validated by ``api.diag_scan`` (shapes, ranges); dtypes are checked here."""
     for name, x in (("a", a), ("b", b)):
         if x.dtype not in _DTYPES:
@@ -157,6 +175,6 @@ def diag_scan_triton(
         h = a.new_zeros(a.shape, dtype=out_dtype)
         ht = initial_state if initial_state is not None else a.new_zeros(B, D, dtype=torch.float32)
         return h, ht
-    cfg = diag_config(B, D, n_sm=sm_count(a.device), block_t=block_t, block_d=block_d, **config)
+    cfg = diag_config(B, D, n_sm=sm_count(a.device), block_t=block_t, block_d=block_d, segment=segment, **config)
     h0 = None if initial_state is None else initial_state.contiguous()
     return DiagScanTritonFn.apply(a.contiguous(), b.contiguous(), h0, out_dtype, cfg)
