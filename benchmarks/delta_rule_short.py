@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--no-chunk", action="store_true", help="leave out our chunked kernels")
     args = ap.parse_args()
     t0 = time.time()
     import triton
@@ -90,7 +91,7 @@ def main() -> None:
         r, t_r = cell(ours_recurrent, x, names)
         rg, _ = cell(ours_recurrent, xg, gnames)
         r2, _ = cell(ours_recurrent, x2, names)
-        c, _ = cell(ours_chunk, x, names)
+        c, _ = ("-", None) if args.no_chunk else cell(ours_chunk, x, names)
         tc, _ = cell(torch_chunk, x, names)
         fr, t_fr = cell(lambda z: kb.fla_recurrent(fla, z), x, names) if fla else ("-", None)
         fc, t_fc = cell(lambda z: kb.fla_chunk(fla, z), x, names) if fla else ("-", None)

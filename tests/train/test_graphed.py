@@ -8,7 +8,7 @@ import torch
 
 from statetrack.layers import MIXERS
 from statetrack.models import ModelConfig, TokenClassifier
-from statetrack.train import load_config, train
+from statetrack.train import load_checkpoint, load_config, train
 from statetrack.train.graphed import pad_batch
 from statetrack.train.loop import masked_cross_entropy
 
@@ -73,3 +73,8 @@ def test_graphed_run_follows_eager_and_resumes(tmp_path):
     rest = train(cfg_for(tmp_path / "r", *GPU_RUN, "train.cuda_graph=on"), task=TinyParity(), resume=True)
     assert part.step == 10 and rest.step == 30
     assert torch.allclose(torch.tensor(rest.losses), torch.tensor(graph.losses), rtol=1e-3, atol=1e-4)
+    # AdamW's state lives on across replays: its step count is the run's (a state created during capture would
+    # be reset by every replay)
+    for run in ("g", "r"):
+        ck = load_checkpoint(tmp_path / run / "checkpoint.pt")
+        assert all(float(st["step"]) == 30 for st in ck["optimizer"]["state"].values())

@@ -89,19 +89,31 @@ class GraphedStep:
 
 
 def snapshot(model, opt) -> tuple:
-    return copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), torch.cuda.get_rng_state()
+    """Copies of the model's and optimiser's tensors, the lrs and the CUDA RNG state."""
+    state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()} for p, st in opt.state.items()}
+    lrs = [float(g["lr"]) for g in opt.param_groups]
+    return copy.deepcopy(model.state_dict()), state, lrs, torch.cuda.get_rng_state()
 
 
 def restore(model, opt, saved: tuple) -> None:
-    """Back to a :func:`snapshot`, keeping the optimiser's lr tensors (the graph and the scheduler hold them)."""
+    """Back to a :func:`snapshot`, in place: the graph, and the scheduler, hold these very tensors.
+
+    An optimiser state that did not exist at the snapshot (a fresh run: AdamW creates it at its first step) is
+    zeroed, which is what that creation would do. Creating it during capture instead would put its zero fill
+    into the graph, and every replay would start Adam's moments and step count afresh.
+    """
     model.load_state_dict(saved[0])
-    lrs = [g["lr"] for g in opt.param_groups]
-    opt.load_state_dict(saved[1])
-    for g, lr in zip(opt.param_groups, lrs, strict=True):
-        if isinstance(lr, torch.Tensor):
-            lr.copy_(g["lr"]) if isinstance(g["lr"], torch.Tensor) else lr.fill_(float(g["lr"]))
+    for p, st in opt.state.items():
+        old = saved[1].get(p)
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                v.copy_(old[k]) if old is not None else v.zero_()
+    for g, lr in zip(opt.param_groups, saved[2], strict=True):
+        if torch.is_tensor(g["lr"]):
+            g["lr"].fill_(lr)
+        else:
             g["lr"] = lr
-    torch.cuda.set_rng_state(saved[2])
+    torch.cuda.set_rng_state(saved[3])
 
 
 def build_step(model, forward, opt, loss_fn, grad_clip: float, autocast_factory, example=None) -> StepFn:

@@ -791,12 +791,14 @@ def chunk_grad_kernel(
         b_qr = _blk(q_ptr, r_q, m_q, i_k, K, BK)
         b_k = b_kr.to(tl.float32)
         b_q = b_qr.to(tl.float32)
-        b_kk = tl.dot(_in(b_kr, IN_CAST), tl.trans(_in(b_kr, IN_CAST)), input_precision=IN_PREC)
+
         b_dq = tl.dot(b_dPm, b_k, input_precision=PREC) + (scale * b_Gq)[:, None] * b_D
         b_dk = tl.dot(b_B, b_k, input_precision=PREC) + tl.dot(tl.trans(b_B), b_k, input_precision=PREC)
         b_dk += tl.dot(tl.trans(b_dPm), b_q, input_precision=PREC)
         b_dk += b_d[:, None] * b_Z - (b_b * b_Gam)[:, None] * b_Y
-        b_db += tl.sum(b_DE * b_kk, 1) - b_Gam * tl.sum(b_k * b_Y, 1)
+        # sum_j DE_ij (k_i . k_j) as k_i . (DE K)_i: no [L, L] K K^T tile (its dot read shared memory out of
+        # bounds on sm_90 with fp32 inputs, compute-sanitizer, triton 3.6), one more [L, L] x [L, BK] product
+        b_db += tl.sum(b_k * tl.dot(b_DE, b_k, input_precision=PREC), 1) - b_Gam * tl.sum(b_k * b_Y, 1)
         b_qdq += tl.sum(b_q * b_dq, 1)
         _st(dq_ptr, 0, r_q, m_q, K, o_kk, m_k, b_dq)
         _st(dk_ptr, 0, r_r, m_r, K, o_kk, m_k, b_dk)
