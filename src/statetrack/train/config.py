@@ -37,9 +37,9 @@ class TrainConfig:
         out_dir: where metrics.jsonl, config.yaml and checkpoint.pt go (empty = runs/<name>).
         device: "auto" | "cpu" | "cuda" | "cuda:N"; amp: "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" |
             "none"; compile: torch.compile the model; progress: show a progress bar.
-        cuda_graph: "auto" (on for CUDA without compile) | "on" | "off": run each training step as one
-            replayed CUDA graph (batches padded to the longest training length; same results as eager); "on"
-            with compile captures the compiled step.
+        cuda_graph: "auto" (on for CUDA) | "on" | "off": run each training step as one replayed CUDA graph
+            (batches padded to the longest training length; same results as eager), the compiled step with
+            compile = true: the fastest way to train small models on a GPU.
         prefetch: threads that draw the next batches while the model trains (-1 = 2 on CUDA, 0 on CPU).
         threads: torch CPU threads (0 = torch's default). Small models step faster on one thread: their ops
             are too short to split, and idle OpenMP threads slow everything down on a busy machine.

@@ -53,7 +53,7 @@ def uses_cuda_graph(tc: TrainConfig, device: torch.device) -> bool:
     """Whether the training step runs as a CUDA graph (``train.cuda_graph``)."""
     if tc.cuda_graph == "on" and device.type != "cuda":
         raise ValueError(f"train.cuda_graph = 'on' needs a CUDA device, got train.device = {tc.device!r}")
-    return tc.cuda_graph == "on" or (tc.cuda_graph == "auto" and device.type == "cuda" and not tc.compile)
+    return tc.cuda_graph == "on" or (tc.cuda_graph == "auto" and device.type == "cuda")
 
 
 def get_task(name: str, args: dict | None = None):
