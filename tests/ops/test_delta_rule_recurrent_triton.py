@@ -175,3 +175,6 @@ def test_gate_grad_identity_matches_autograd():
 def test_short_sequences_go_token_by_token():
     assert prefers_recurrent(40, 32) and prefers_recurrent(128 * 2, 64)
     assert not prefers_recurrent(4096, 64) and not prefers_recurrent(40, 512)
+    # long sequences go token by token only when many (sequence, head) programs fill the GPU
+    assert prefers_recurrent(512, 32, programs=2048) and not prefers_recurrent(512, 32, programs=64)
+    assert not prefers_recurrent(4096, 32, programs=2048)

@@ -125,11 +125,11 @@ def delta_rule(
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     # Which Triton kernel: token by token for short sequences (launch-bound shapes), chunked for long ones
     steps = (q.shape[1] if cu_seqlens is None else _longest(cu_seqlens)) * k.shape[2]
-    recurrent = prefers_recurrent(steps, k.shape[-1])
-    # On CUDA the Triton kernels lead, except the chunked ones with a gate: their gated backward is still 4-10x
-    # slower than the chunked torch path (benchmarks/results/delta_rule_kernels_h100_run4.md)
-    gpu_first = ("triton", "torch") if log_decay is None or recurrent else ("torch", "triton")
-    auto = (*gpu_first, "naive") if q.device.type == "cuda" else ("torch", "naive")
+    n_seq = q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
+    recurrent = prefers_recurrent(steps, k.shape[-1], n_seq * q.shape[2])
+    # On CUDA the Triton kernels lead, gated or not (chunk-parallel gated kernels: 1.1x the ungated time at
+    # (8, 1024, 8, 64), benchmarks/results/delta_rule_kernels_h100_run5.md)
+    auto = ("triton", "torch", "naive") if q.device.type == "cuda" else ("torch", "naive")
     name = resolve_backend(backend, _available(q.device, q.dtype), q.device, auto)
     if name == "fla":  # fla handles cu_seqlens itself
         o, final = delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens)

@@ -14,14 +14,21 @@ from ._loader import kernels_for
 _MODULE = "kernels_recurrent"
 BLOCK_T = 8  # tokens whose inputs are loaded at once (the kernels pick rows out of registers); 8 beat 16 and 32
 
-# Sub-steps (tokens x n_h) up to which the token-by-token kernels beat the chunked ones on an H100
-# (benchmarks/kernels.py); beyond, the chunked kernels' parallelism over time wins.
+# Sub-steps (tokens x n_h) up to which the token-by-token kernels beat the chunked ones on an H100, and up to
+# which they still do when there are enough (sequence, head) programs to fill the GPU: at (B, T, H, D) =
+# (512, 512, 4, 32) token by token takes 3.2 ms, chunked 11.9 (benchmarks/results/delta_rule_short_h100*.md,
+# delta_rule_kernels_h100_run5.md); with 64 programs at T = 1024 the chunked kernels win.
 RECURRENT_MAX_STEPS = 256
+RECURRENT_MAX_STEPS_WIDE = 1024
+WIDE_PROGRAMS = 1024
 
 
-def prefers_recurrent(steps: int, K: int) -> bool:
-    """Whether ``backend="triton"`` runs a sequence of ``steps`` sub-steps with key dim K token by token."""
-    return steps <= RECURRENT_MAX_STEPS and K <= 256
+def prefers_recurrent(steps: int, K: int, programs: int = 1) -> bool:
+    """Whether ``backend="triton"`` runs sequences of ``steps`` sub-steps with key dim K token by token, given
+    ``programs`` = sequences x heads."""
+    if K > 256:
+        return False
+    return steps <= RECURRENT_MAX_STEPS or (programs >= WIDE_PROGRAMS and steps <= RECURRENT_MAX_STEPS_WIDE)
 
 
 def _cdiv(a: int, b: int) -> int:

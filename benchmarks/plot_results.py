@@ -1,0 +1,90 @@
+"""Bar charts of the stored H100 results (the numbers come from the Markdown tables under benchmarks/results/).
+
+    python benchmarks/plot_results.py [--out benchmarks/results/h100_summary.png]
+
+Left: training steps/s of the paper's parity model per mixer (CUDA graph, with and without torch.compile),
+with flash-linear-attention's DeltaNet model and the 180 steps/s target as lines. Right: forward+backward ms
+of the delta rule at the issue's shapes, ours (backend="triton") against fla's best path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def tables(path: Path) -> list[list[list[str]]]:
+    """The Markdown tables of a file, as rows of cells (header first, separator dropped)."""
+    out, cur = [], []
+    for line in path.read_text().splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                cur.append(cells)
+        elif cur:
+            out.append(cur)
+            cur = []
+    if cur:
+        out.append(cur)
+    return out
+
+
+def first_ms(cell: str) -> float | None:
+    m = re.match(r"\s*([0-9.]+)", cell)
+    return float(m.group(1)) if m else None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=RESULTS / "h100_summary.png")
+    args = ap.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graph, compiled = tables(RESULTS / "train_loop_h100.md")[:2]
+    mixers = [r[0] for r in graph[1:]]
+    rate_g = [float(r[2]) for r in graph[1:]]
+    rate_c = [float(r[2]) for r in compiled[1:]]
+
+    speed = tables(RESULTS / "delta_rule_kernels_h100_run5.md")[1]
+    head = speed[0]
+    col = {name: i for i, name in enumerate(head)}
+    shapes, ours, fla = [], [], []
+    for r in speed[1:]:
+        best = [v for v in (first_ms(r[col["fla chunk"]]), first_ms(r[col["fla fused_recurrent"]])) if v]
+        if best:
+            shapes.append(r[0])
+            ours.append(first_ms(r[col["ours"]]))
+            fla.append(min(best))
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    x = range(len(mixers))
+    a.bar([i - 0.2 for i in x], rate_g, 0.4, label="CUDA graph")
+    a.bar([i + 0.2 for i in x], rate_c, 0.4, label="CUDA graph + torch.compile")
+    a.axhline(36, color="gray", ls="--", label="fla DeltaNet model (36)")
+    a.axhline(180, color="red", ls=":", label="target for DeltaNet (180)")
+    a.set_xticks(list(x), mixers, rotation=20)
+    a.set_ylabel("training steps / s")
+    a.set_title("parity model, batch 1024, T <= 40 (H100)")
+    a.legend(fontsize=8)
+    x = range(len(shapes))
+    b.bar([i - 0.2 for i in x], ours, 0.4, label="ours (triton)")
+    b.bar([i + 0.2 for i in x], fla, 0.4, label="fla, best path")
+    b.set_xticks(list(x), shapes, rotation=15, fontsize=8)
+    b.set_ylabel("forward + backward ms (lower is better)")
+    b.set_title("delta rule, bf16 (H100)")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
