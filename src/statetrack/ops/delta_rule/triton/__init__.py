@@ -2,7 +2,7 @@
 (short sequences, decoding). They run compiled on CUDA tensors, and in Triton's interpreter on CPU tensors
 (for tests)."""
 
-from ._loader import interpreter_requested, triton_installed
+from ..._triton import interpreter_requested, triton_installed
 from .chunk import delta_rule_triton
 from .recurrent import delta_rule_recurrent_triton, prefers_recurrent
 

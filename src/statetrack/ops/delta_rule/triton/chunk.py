@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ._loader import interpreter_requested, kernels_for
+from ..._triton import interpreter_requested, kernels_for
 
-_MODULE = "kernels_chunk"
+_MODULE = f"{__package__}.kernels_chunk"
 PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16x6", "bf16x3")
 _F32_EXACT = {"bf16x3": "ieee", "bf16x6": "ieee"}  # the interpreter knows only tf32, tf32x3 and ieee
 

@@ -1,6 +1,6 @@
 """Chunk-parallel Triton kernels of the (gated, multi-Householder) delta rule. Launch code and math: ``chunk.py``.
 
-Only ``@triton.jit`` code (see ``_loader.py``). Layout (after ``api._normalize``): q [N, T, H, K],
+Only ``@triton.jit`` code (see ``statetrack/ops/_triton.py``). Layout (after ``api._normalize``): q [N, T, H, K],
 k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H], log-decay g [N, T, H]. Read as [N, T * n_h, H, .],
 k, v and beta form one sequence of sub-steps (NH per token). A chunk is C tokens = L = C * NH sub-steps (padded to
 BL rows, a power of two) and C queries (padded to BC rows); the gate acts at the first sub-step of its token and

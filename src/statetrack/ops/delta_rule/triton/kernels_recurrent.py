@@ -1,7 +1,7 @@
 """Fused recurrent delta rule: forward and backward, one token after another with the state in registers.
 
-Only ``@triton.jit`` code (see ``_loader.py``). For short sequences (the state-tracking tasks: T ~ 40-256, many
-sequences, small heads), where a chunked pipeline's launches and setup cost more than the recurrence itself.
+Only ``@triton.jit`` code (see ``ops/_triton.py``). For short sequences (the state-tracking tasks: T ~ 40-256,
+many sequences, small heads), where a chunked pipeline's launches and setup cost more than the recurrence itself.
 
 Layout (after ``api._normalize``): q [N, T, H, K], k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H],
 g = log-decay [N, T, H]; with ``cu_seqlens`` (USE_CU) N = 1 and sequence i is rows cu[i] .. cu[i+1] of T.

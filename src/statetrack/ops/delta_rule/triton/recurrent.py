@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ._loader import kernels_for
+from ..._triton import kernels_for
 
-_MODULE = "kernels_recurrent"
+_MODULE = f"{__package__}.kernels_recurrent"
 BLOCK_T = 8  # tokens whose inputs are loaded at once (the kernels pick rows out of registers); 8 beat 16 and 32
 
 # Sub-steps (tokens x n_h) up to which the token-by-token kernels beat the chunked ones on an H100, and up to

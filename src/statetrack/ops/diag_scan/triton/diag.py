@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ._loader import kernels_for, loop_bound
+from ..._triton import kernels_for, loop_bound
+
+_MODULE = f"{__package__}.kernels"  # the @triton.jit code, imported on first use
 
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -96,7 +98,7 @@ def _fwd(a, b, h0, cfg: DiagConfig, store_ck: bool, out_dtype: torch.dtype):
     h = torch.empty(B, T, D, dtype=out_dtype, device=dev)
     ht = torch.empty(B, D, dtype=torch.float32, device=dev)
     ck = torch.empty(B, NT, D, dtype=torch.float32, device=dev) if store_ck else ht
-    kernels_for(dev).diag_fwd_kernel[(_cdiv(D, cfg.BD) * B,)](
+    kernels_for(dev, _MODULE).diag_fwd_kernel[(_cdiv(D, cfg.BD) * B,)](
         a, b, ht if h0 is None else h0, h, ht, ck, T, D, NT,
         R=cfg.R, S=cfg.S, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_fwd, USE_H0=h0 is not None,
         STORE_CK=store_ck, num_warps=cfg.warps_fwd,
@@ -111,7 +113,7 @@ def _bwd(a, b, ck, g, gt, cfg: DiagConfig, need_da: bool, need_db: bool, b_dtype
     da = torch.empty_like(a) if need_da else None
     db = torch.empty(B, T, D, dtype=b_dtype, device=dev) if need_db else None
     dh0 = torch.empty(B, D, dtype=torch.float32, device=dev)
-    kernels_for(dev).diag_bwd_kernel[(_cdiv(D, cfg.BD) * B,)](
+    kernels_for(dev, _MODULE).diag_bwd_kernel[(_cdiv(D, cfg.BD) * B,)](
         a, a if b is None else b, dh0 if ck is None else ck, g, dh0 if gt is None else gt,
         dh0 if da is None else da, dh0 if db is None else db, dh0, T, D, NT,
         R=cfg.R, S=cfg.S, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_bwd, USE_GT=gt is not None,

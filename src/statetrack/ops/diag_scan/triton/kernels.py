@@ -1,7 +1,7 @@
 """Triton kernels of the signed diagonal scan and of Mamba-1's selective scan (forward and backward).
 
-This module holds only ``@triton.jit`` code and imports nothing from the package (``_loader.py`` imports it once the
-device is known to be able to run it). Math and launch layout: ``../triton/diag.py`` and ``../triton/selective.py``.
+This module holds only ``@triton.jit`` code and imports nothing from the package (``ops._triton.kernels_for``
+imports it once the device is known to be able to run it). Math and launch layout: ``diag.py`` and ``selective.py``.
 
 One program owns one block of channels of one sequence and walks time in tiles of BT steps: forward from the first
 tile, backward from the last. Inside a tile the recurrence h_t = a_t h_{t-1} + b_t is an associative scan along time
@@ -18,7 +18,7 @@ come from L2); the selective backward cannot (a shifted tile would cost another 
 
 Names: b_* register tiles are avoided in favour of plain math letters; o_* index vectors, m_* masks, *_ptr pointers.
 Loops over tiles use ``tl.range`` with a bound that is a compile-time constant under the interpreter only
-(see ``_loader.loop_bound``); 64-bit offsets come from the (int64) sequence index, so T * D may exceed 2^31.
+(see ``ops._triton.loop_bound``); 64-bit offsets come from the (int64) sequence index, so T * D may exceed 2^31.
 """
 
 import triton

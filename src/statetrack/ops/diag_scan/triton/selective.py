@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ._loader import kernels_for, loop_bound
+from ..._triton import kernels_for, loop_bound
 from .diag import _DTYPES, _cdiv, _pow2, sm_count
+
+_MODULE = f"{__package__}.kernels"  # the @triton.jit code, imported on first use
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def _fwd(u, delta, A, B, C, D, z, h0, lo: float, cfg: SelectiveConfig, store_ck:
     y = torch.empty_like(u)
     ht = torch.empty(Bt, Dm, N, dtype=torch.float32, device=dev)
     ck = torch.empty(Bt, NCK, Dm, N, dtype=torch.float32, device=dev) if store_ck else ht
-    kernels_for(dev).sel_fwd_kernel[(_cdiv(Dm, cfg.BD_fwd) * Bt,)](
+    kernels_for(dev, _MODULE).sel_fwd_kernel[(_cdiv(Dm, cfg.BD_fwd) * Bt,)](
         u, delta, A, B, C, u if D is None else D, u if z is None else z, ht if h0 is None else h0, y, ht, ck,
         float(lo), T, Dm, N, NT, NCK,
         BT=cfg.BT_fwd, BDm=cfg.BD_fwd, BN=cfg.BN, R=cfg.CK // cfg.BT_fwd, NT_I=loop_bound(NT),
@@ -117,7 +119,7 @@ def _bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg: SelectiveConfig):
     dD = torch.empty(Bt, Dm, dtype=f32, device=dev) if D is not None else None
     dh0 = torch.empty(Bt, Dm, N, dtype=f32, device=dev)
     scr = torch.empty(Bt * NDB * R * cfg.BD_bwd * cfg.BN, dtype=f32, device=dev)
-    kernels_for(dev).sel_bwd_kernel[(NDB * Bt,)](
+    kernels_for(dev, _MODULE).sel_bwd_kernel[(NDB * Bt,)](
         u, delta, A, B, C, u if D is None else D, u if z is None else z, ck, dy, dh0 if dht is None else dht, scr,
         du, ddelta, dA, dB, dC, dh0 if dD is None else dD, du if dz is None else dz, dh0,
         float(lo), T, Dm, N, NCK, Bt,
