@@ -7,10 +7,6 @@ compiled on a GPU at larger shapes (benchmarks/gpu_tests.sh).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -21,12 +17,10 @@ from statetrack.ops.delta_rule.triton import delta_rule_recurrent_triton, prefer
 from statetrack.ops.delta_rule.triton.recurrent import gate_grad
 
 from .delta_rule_inputs import make_inputs, rel
+from .interpreter import DEVICE, GPU, RUNNABLE, rerun_in_interpreter
 
 pytest.importorskip("triton")
 
-DEVICE = os.environ.get("STATETRACK_TEST_DEVICE", "cpu")
-GPU = DEVICE == "cuda"
-RUNNABLE = GPU or os.environ.get("TRITON_INTERPRET", "0") == "1"
 kernel_test = pytest.mark.skipif(not RUNNABLE, reason="covered by the interpreter subprocess (or set up a GPU)")
 T_SHORT, T_LONG, D = (9, 20, 16) if not GPU else (40, 300, 64)
 TOL = 1e-5 if not GPU else 1e-4
@@ -34,11 +28,7 @@ TOL = 1e-5 if not GPU else 1e-4
 
 @pytest.mark.skipif(RUNNABLE, reason="already inside the interpreter (or on a GPU)")
 def test_recurrent_kernels_in_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1", STATETRACK_TEST_DEVICE="cpu", OMP_NUM_THREADS="1")
-    env.pop("PYTEST_XDIST_WORKER", None)
-    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "-x"]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    rerun_in_interpreter(__file__)
 
 
 def _leaves(x: dict, dtype, device, cu=None) -> list:

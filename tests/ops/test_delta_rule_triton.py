@@ -11,10 +11,6 @@ The kernel tests skip in a normal CPU process (the subprocess test covers them) 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -24,14 +20,11 @@ from statetrack.ops.delta_rule.naive import delta_rule_naive
 from statetrack.ops.delta_rule.triton import delta_rule_recurrent_triton, delta_rule_triton
 
 from .delta_rule_inputs import make_inputs, rel
+from .interpreter import DEVICE, GPU, RUNNABLE, rerun_in_interpreter
 
 pytest.importorskip("triton")
 
-DEVICE = os.environ.get("STATETRACK_TEST_DEVICE", "cpu")
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-GPU = DEVICE == "cuda"
-RUNNABLE = GPU or INTERPRET
-kernel_test = pytest.mark.skipif(not RUNNABLE, reason="covered by test_kernels_in_interpreter (or set up a GPU)")
+kernel_test = pytest.mark.skipif(not RUNNABLE, reason="covered by the interpreter subprocess (or set up a GPU)")
 
 if GPU:
     LENGTHS, DIMS, TOL = (1, 100, 600), (32, 64), 2e-4
@@ -41,11 +34,7 @@ else:
 
 @pytest.mark.skipif(RUNNABLE, reason="already inside the interpreter (or on a GPU)")
 def test_kernels_in_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1", STATETRACK_TEST_DEVICE="cpu", OMP_NUM_THREADS="1")
-    env.pop("PYTEST_XDIST_WORKER", None)
-    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "-x"]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    rerun_in_interpreter(__file__)
 
 
 def _prepare(x, dtype, device):
