@@ -75,7 +75,7 @@ def _describe(job, res) -> str:
 def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str = "auto", workers: int | None = None,
               per_gpu: int = 4, shard: str | None = None, report_only: bool = False, steps: int | None = None,
               progress: bool = True, keep_checkpoints: bool = False, argv: list[str] | None = None,
-              log=print) -> dict:  # fmt: skip
+              log=print, compile_model: bool = False) -> dict:  # fmt: skip
     """Run (what is not cached of) ``experiment`` at ``budget_name`` under ``out`` and write its outputs.
 
     Returns {"exit_code", "folder", "files", "missing", "failed", "trained", "claims"}: exit code 0 when every
@@ -98,7 +98,7 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
         f"{0 if report_only else len(pending)} to train on {', '.join(devices)} with {workers} worker(s)")  # fmt: skip
     stats = SweepStats()
     if pending and not report_only:
-        jobs = [_job(r, out, experiment, keep_checkpoints) for r in pending]
+        jobs = [_job(r, out, experiment, keep_checkpoints, compile_model) for r in pending]
         stats = run_jobs(jobs, devices=devices, workers=workers, total=len(results) + len(jobs), progress=progress,
                          describe=_describe)  # fmt: skip
         results = {r.key: res for r in runs if (res := load_result(out, r.key)) is not None}
@@ -125,9 +125,10 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
             "failed": stats.failed, "trained": stats.trained, "claims": claims}  # fmt: skip
 
 
-def _job(r: RunSpec, out: Path, experiment: str, keep_checkpoint: bool) -> dict:
+def _job(r: RunSpec, out: Path, experiment: str, keep_checkpoint: bool, compile_model: bool = False) -> dict:
     return {"key": r.key, "config": r.config.to_dict(), "precision": r.precision, "labels": r.labels,
-            "experiment": experiment, "out": str(out), "device": None, "keep_checkpoint": keep_checkpoint}  # fmt: skip
+            "experiment": experiment, "out": str(out), "device": None, "keep_checkpoint": keep_checkpoint,
+            "compile": compile_model}  # fmt: skip
 
 
 def _write_outputs(experiment, runs, results, budget_name, note, prov, folder: Path):

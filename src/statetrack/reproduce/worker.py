@@ -45,7 +45,8 @@ def execute(job: dict) -> dict:
     """Train and evaluate the run ``job`` and write its result; return the result.
 
     job keys: key, config (ExperimentConfig dict), precision, labels, experiment, out (sweep folder), device
-    ("cpu", "cuda:N"; None = this worker's device), threads, keep_checkpoint.
+    ("cpu", "cuda:N"; None = this worker's device), threads, keep_checkpoint, compile (torch.compile the model on
+    a GPU: the same run, faster once compiled; not part of the key).
     A run whose loss becomes non-finite is a finished run with status "diverged" (it would diverge again).
     A run killed midway continues from its last checkpoint when rerun.
     """
@@ -58,6 +59,7 @@ def execute(job: dict) -> dict:
     cfg.train.device, cfg.train.out_dir, cfg.train.progress = device, str(folder), False
     if threads:
         cfg.train.threads = int(threads)
+    cfg.train.compile = bool(job.get("compile")) and device.startswith("cuda")
     ckpt = folder / CHECKPOINT
     status, error, final, history, steps = "ok", "", None, [], 0
     try:
