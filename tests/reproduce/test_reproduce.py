@@ -206,3 +206,23 @@ def test_figure8_with_two_worker_processes(tmp_path, capsys):
     assert main(["reproduce", "figure8", "--budget", "smoke", "--out", str(tmp_path), "--device", "cpu",
                  "--dry-run"]) == 0  # fmt: skip
     assert "14 runs (14 cached)" in capsys.readouterr().out
+
+
+def test_compile_option_reaches_gpu_runs_only_and_leaves_keys_alone(tmp_path, monkeypatch):
+    """--compile is recorded in the command line and handed to each job; a worker compiles only on a GPU, and the
+    cache key (the run's identity) does not change with it."""
+    from statetrack.commands.reproduce import command_line
+    from statetrack.reproduce.runner import _job
+
+    seen = []
+    monkeypatch.setattr(worker_mod, "train", lambda cfg, **k: seen.append(cfg.train.compile) or 1 / 0)
+    run = build_runs("figure1", get_budget("figure1", "smoke"))[0]
+    job = _job(run, tmp_path, "figure1", False, compile_model=True)
+    assert job["compile"] is True and job["key"] == _job(run, tmp_path, "figure1", False)["key"]
+    with pytest.raises(ZeroDivisionError):  # the stand-in trainer stops the job once it has seen the config
+        worker_mod.execute({**job, "device": "cpu"})
+    assert seen == [False]  # no compile on a CPU
+    ns = type("A", (), {"experiment": "table3", "budget": "quick", "out": "o", "device": "cuda", "workers": None,
+                        "per_gpu": 4, "steps": None, "shard": None, "report_only": False, "keep_checkpoints": False,
+                        "no_progress": False, "compile": True})()  # fmt: skip
+    assert "--compile" in command_line(ns)
