@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from statetrack.tasks.metrics import prefix_accuracy
+
 
 @dataclass
 class EvalResult:
@@ -73,7 +75,7 @@ def evaluate(model, batch, chance: float, *, batch_size: int = 512, device=None,
     seq_ok = torch.zeros(N, dtype=torch.bool)
     tok_right = tok_total = 0
     loss_sum = 0.0
-    prefix_ok = torch.zeros(N, T, dtype=torch.bool) if prefix else None
+    pred = torch.full((N, T), -1, dtype=torch.long) if prefix else None  # positions never run stay unlabelled
     for s in range(0, N, batch_size):
         idx = order[s : s + batch_size]
         t_end = max(int(need[idx].max()), 1)
@@ -87,8 +89,7 @@ def evaluate(model, batch, chance: float, *, batch_size: int = 512, device=None,
         tok_total += int(m.sum())
         loss_sum += float(F.cross_entropy(logits[m], y[m], reduction="sum"))
         if prefix:
-            # position t is "prefix-correct" when positions 0..t are all right
-            prefix_ok[idx, :t_end] = (right.int().cumprod(1) > 0).cpu()
+            pred[idx, :t_end] = logits.argmax(-1).cpu()
     if was_training:
         model.train()
     acc = float(seq_ok.float().mean()) if N else float("nan")
@@ -105,13 +106,8 @@ def evaluate(model, batch, chance: float, *, batch_size: int = 512, device=None,
         res.per_length[int(L)] = a
         res.scaled_per_length[int(L)] = scaled(a, chance)
         res.count_per_length[int(L)] = int(sel.sum())
-    if prefix:
-        # among the sequences that have a label at position t: all right up to t; keyed by t, which is the prefix
-        # length l for group tasks (<bos> at 0), as in statetrack.tasks.metrics.prefix_accuracy
-        has = mask
-        ok = (prefix_ok & has).sum(0).float()
-        cnt = has.sum(0).clamp_min(1).float()
-        for t in range(T):
-            if has[:, t].any():
-                res.prefix_accuracy[t] = float(ok[t] / cnt[t])
+    if prefix:  # keyed by position, the prefix length for group tasks (<bos> at 0)
+        curve = prefix_accuracy(pred, tgt, mask)
+        points = zip(curve.x.tolist(), curve.acc.tolist(), curve.n.tolist(), strict=True)
+        res.prefix_accuracy = {x: a for x, a, n in points if n}
     return res
