@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import statistics
 
+import torch
+
+from statetrack.tasks import metrics
 from statetrack.tasks.metrics import median_mad
 
 from .experiments import RunSpec
@@ -72,13 +75,11 @@ def prefix_curve(res: dict) -> dict[int, float]:
 
 
 def l_tau(curve: dict[int, float], tau: float = 0.9) -> int:
-    """Longest L such that the curve is >= tau at every length up to L (0 if it starts below)."""
-    best = 0
-    for L in sorted(curve):
-        if curve[L] < tau:
-            break
-        best = L
-    return best
+    """Longest L such that the curve is >= tau at every length up to L (0 if it starts below):
+    :func:`statetrack.tasks.metrics.l_tau` on a {length: accuracy} curve."""
+    xs = sorted(curve)
+    acc = torch.tensor([curve[x] for x in xs], dtype=torch.float64)
+    return metrics.l_tau(metrics.Curve(torch.tensor(xs), acc, torch.ones(len(xs), dtype=torch.long), acc, acc), tau)
 
 
 def group_cells(runs: list[RunSpec], results: dict[str, dict], tau: float = 0.9) -> dict[tuple[str, str], dict]:
