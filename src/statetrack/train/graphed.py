@@ -131,8 +131,9 @@ def build_step(model, forward, opt, loss_fn, grad_clip: float, autocast_factory,
         return step
 
 
-def graph_autocast(enabled: bool):
-    """bf16 autocast for a captured step: its weight-cast cache must be off inside a CUDA graph."""
-    if not enabled:
+def autocast_factory(device_type: str, amp: bool, graphed: bool):
+    """A no-argument callable giving the step's autocast context: bf16 when ``amp``; inside a CUDA graph with
+    the weight-cast cache off (cached casts would be captured once and go stale)."""
+    if not amp:
         return contextlib.nullcontext
-    return lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return lambda: torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=not graphed)

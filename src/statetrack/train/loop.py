@@ -27,7 +27,7 @@ from statetrack.ops import value_checks
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .config import ExperimentConfig, TrainConfig, dump_config
 from .evaluate import EvalResult, evaluate
-from .graphed import build_step, graph_autocast, pad_batch
+from .graphed import autocast_factory, build_step, pad_batch
 from .schedule import make_scheduler
 
 CHECKPOINT = "checkpoint.pt"
@@ -191,8 +191,7 @@ def train(
     train_lengths = _lengths(tc.train_lengths)
     n_prefetch = tc.prefetch if tc.prefetch >= 0 else (2 if device.type == "cuda" else 0)
     batches = Prefetcher(task, tc.batch_size, tc.seed, train_lengths, end, n_prefetch)
-    autocast = graph_autocast(amp) if graphed else (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext)  # fmt: skip
+    autocast = autocast_factory(device.type, amp, graphed)
     width = fixed_width(task, train_lengths) if graphed else None
     run_step = None
     t_last, s_last = time.perf_counter(), step
