@@ -136,6 +136,25 @@ def test_recurrent_prefill_then_token_steps_equals_full():
 
 
 @kernel_test
+@pytest.mark.parametrize("use", ["o", "final_state"])
+def test_recurrent_grads_from_one_output(use):
+    """A loss on the outputs alone (the final state's gradient is then None, not zeros) or on the final state."""
+    x = make_inputs(B=2, T=T_SHORT, H=2, K=D, V=D, n_h=2, gate=True)
+    grads = []
+    for leaves, fn in ((_leaves(x, torch.float64, "cpu"), "naive"), (_leaves(x, torch.float32, DEVICE), "triton")):
+        if fn == "naive":
+            o, s = delta_rule_naive(*leaves[:5], 0.3, leaves[5], torch.float64)
+        else:
+            o, s = delta_rule_recurrent_triton(*leaves[:5], 0.3, leaves[5])
+        out = o if use == "o" else s
+        w = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape).to(out.device)
+        g = torch.autograd.grad((out.double() * w).sum(), leaves, allow_unused=True)  # q: unused by the state
+        grads.append([torch.zeros_like(t) if d is None else d for t, d in zip(leaves, g, strict=True)])
+    for a, b in zip(grads[1], grads[0], strict=True):
+        assert (a.cpu().double() - b).norm() <= TOL * max(b.norm(), 1.0)
+
+
+@kernel_test
 def test_recurrent_keeps_nothing_for_inference():
     """Under no_grad no residual buffer is written or kept: the result carries no graph."""
     x = _leaves(make_inputs(B=1, T=4, H=1, K=D, V=D), torch.float32, DEVICE)

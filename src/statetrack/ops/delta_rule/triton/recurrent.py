@@ -94,6 +94,7 @@ class _Recurrent(torch.autograd.Function):
         if grad:
             ctx.save_for_backward(q, k, v, beta, g, h0, cu, r)
             ctx.scale, ctx.blocks = scale, (BK, BV, warps)
+            ctx.set_materialize_grads(False)  # an unused final state (the usual case) costs no zero tensor
         return o, ht
 
     @staticmethod
@@ -111,7 +112,7 @@ class _Recurrent(torch.autograd.Function):
         db = torch.empty(NV, N, T, n_h, H, **f32)
         dv = torch.empty(N, T, n_h, H, V, **f32)
         dh0 = torch.empty(NS, H, K, V, **f32) if h0 is not None else dv
-        do = do.contiguous()
+        do = torch.zeros(N, T, H, V, dtype=q.dtype, device=dev) if do is None else do.contiguous()
         kernels_for(dev, _MODULE).recurrent_bwd_kernel[(NV, NS * H)](
             q, k, beta, dv if g is None else g, dv if h0 is None else h0, dv if cu is None else cu, r,
             do, dv if dht is None else dht.contiguous(), dq, dk, dv, db, dh0, float(ctx.scale), T, N * T,
