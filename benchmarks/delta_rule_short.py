@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kernels as kb  # noqa: E402 - the shared runners, inputs and timer of benchmarks/kernels.py
+from report import save_to  # noqa: E402
 from statetrack.ops import delta_rule, value_checks  # noqa: E402
 from statetrack.ops.delta_rule.api import _normalize  # noqa: E402
 from statetrack.ops.delta_rule.triton import delta_rule_recurrent_triton, delta_rule_triton  # noqa: E402
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--no-chunk", action="store_true", help="leave out our chunked kernels")
     args = ap.parse_args()
+    save_to(args.out)  # the report file grows line by line: a run cut short keeps what it measured
     t0 = time.time()
     import triton
 
@@ -100,7 +102,6 @@ def main() -> None:
         kb.say(f"| {B}, {T}, {H}, {D} | {r} | {rg} | {r2} | {c} | {tc} | {fr} | {fc} | {ratio} |")
         del x, xg, x2
         torch.cuda.empty_cache()
-        save(args.out)  # row by row: a run cut short keeps what it measured
     if args.tune:
         kb.say()
         kb.say("## Recurrent kernel blocks (BV, warps) at B=1024, T=40, H=4, D=32 and B=64, T=256, H=8, D=64")
@@ -120,7 +121,6 @@ def main() -> None:
                         s, _ = cell(ours_recurrent, x, ["q", "k", "v", "beta"])
                         kb.say(f"| {B}, {T}, {H}, {D} | {bt} | {bv} | {warps} | {s} |")
             rec._blocks, rec.BLOCK_T = default, default_bt
-        save(args.out)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -140,13 +140,6 @@ def main() -> None:
         kb.say("```")
     kb.say()
     kb.say(f"total {time.time() - t0:.0f} s")
-    save(args.out)
-
-
-def save(path: Path | None) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(kb.LINES) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,15 +18,14 @@ import argparse
 import datetime
 import importlib
 import math
-import os
 import platform
 import sys
 import time
-import traceback
 
 import torch
 import torch.nn.functional as F
 
+from report import run_sections, save_to, say  # benchmarks/report.py (this script's folder is on sys.path)
 from statetrack.ops import delta_rule
 from statetrack.ops._checks import value_checks
 
@@ -38,14 +37,8 @@ ISSUE_SHAPES = [(512, 32, 4, 32), (1024, 40, 4, 32), (512, 512, 4, 32), (8, 1024
 ISSUE_SHAPES += [(2, 8192, 16, 128)]
 SMALL_SHAPES = [(8, 1024, 8, 64), (512, 32, 4, 32)]
 
-LINES: list[str] = []
 DEVICE = "cuda"  # a smoke test on CPU (under TRITON_INTERPRET=1) may set "cpu"
 OURS_KW: dict = {}  # --chunk / --precision / --block-v / --config for our chunked kernels
-
-
-def say(s: str = "") -> None:
-    print(s, flush=True)
-    LINES.append(s)
 
 
 def fla_modules():
@@ -364,6 +357,7 @@ def main() -> None:
     ap.add_argument("--rows", default=None, help="indices of the shapes to run, e.g. 0,3 (default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    save_to(args.out)  # the report file grows line by line: a run cut short keeps what it measured
     if not torch.cuda.is_available():
         sys.exit("benchmarks/kernels.py needs a CUDA GPU")
     import triton
@@ -389,24 +383,15 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     t0 = time.time()
     secs = args.sections.split(",")
-    for name, fn in (
+    run_sections([(name, fn) for name, fn in (
         ("accuracy", lambda: section_accuracy(fla, [int(t) for t in args.accuracy_T.split(",")])),
         ("grads", lambda: section_grads(fla)),
         (
             "speed",
             lambda: section_speed(fla, _shapes(args), args.deadline, args.variants.split(",")),
         ),
-    ):
-        if name in secs:
-            try:
-                fn()
-            except Exception:  # noqa: BLE001 - keep the other sections
-                say(f"section {name} failed:\n```\n{traceback.format_exc()[-3000:]}```")
+    ) if name in secs])  # fmt: skip
     say(f"total {time.time() - t0:.0f} s")
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write("\n".join(LINES) + "\n")
 
 
 if __name__ == "__main__":

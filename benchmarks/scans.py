@@ -21,27 +21,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
-import os
 import platform
 import statistics
 import sys
 import time
-import traceback
 
 import torch
 import torch.nn.functional as F
 
+from report import run_sections, save_to, say  # benchmarks/report.py (this script's folder is on sys.path)
 from statetrack.ops import diag_scan, selective_scan
 from statetrack.ops._checks import value_checks
 from statetrack.ops.diag_scan.triton import diag_scan_triton, interpreter_requested, selective_scan_triton
 
-LINES: list[str] = []
 DEV = "cuda"
-
-
-def say(s: str = "") -> None:
-    print(s, flush=True)
-    LINES.append(s)
 
 
 def bench(fn) -> float:
@@ -334,6 +327,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, to check the script")
     ap.add_argument("--out", default=None, help="also write the Markdown report here")
     args = ap.parse_args()
+    save_to(args.out)  # the report file grows line by line: a run cut short keeps what it measured
     if args.smoke:
         DEV = "cpu"
         args.B, args.T, args.D, args.N, args.copy_mib = 2, 40, 16, 4, 16
@@ -365,16 +359,8 @@ def main() -> None:
     if args.sweep and (DEV == "cuda" or interpreter_requested()):
         sections.append(("sweep", lambda: section_sweep(args, bw)))
     with value_checks(False):
-        for name, fn in sections:
-            try:
-                fn()
-            except Exception:  # noqa: BLE001 - keep the other sections
-                say(f"section {name} failed:\n```\n{traceback.format_exc()[-3000:]}```")
+        run_sections(sections)
     say(f"total {time.time() - t0:.0f} s")
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write("\n".join(LINES) + "\n")
 
 
 if __name__ == "__main__":
