@@ -155,6 +155,24 @@ def test_recurrent_grads_from_one_output(use):
 
 
 @kernel_test
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_recurrent_low_precision_inputs(dtype):
+    """bf16/fp16 inputs against the fp64 loop fed the same rounded inputs: the state stays fp32-exact, o differs by
+    its final rounding, gradients come back finite in the inputs' dtype and close to the reference's."""
+    x = make_inputs(B=2, T=T_SHORT, H=2, K=D, V=D, n_h=2, beta_range=(1.9, 2.0), gate=True)
+    x = {n: t if n == "initial_state" else t.to(dtype).double() for n, t in x.items()}
+    ref = _leaves(x, torch.float64, "cpu")
+    o_r, s_r = delta_rule_naive(*ref[:5], 0.3, ref[5], torch.float64)
+    ours = _leaves(x, dtype, DEVICE)
+    o, s = delta_rule_recurrent_triton(*ours[:5], 0.3, ours[5])
+    assert o.dtype == dtype and s.dtype == torch.float32
+    assert rel(s.cpu(), s_r) < TOL and rel(o.cpu(), o_r) < 1e-2
+    for t, g, r in zip(ours, _loss_grads(o, s, ours), _loss_grads(o_r, s_r, ref), strict=True):
+        assert g.dtype == t.dtype and torch.isfinite(g.float()).all()
+        assert rel(g.cpu(), r) < 2e-2
+
+
+@kernel_test
 def test_recurrent_keeps_nothing_for_inference():
     """Under no_grad no residual buffer is written or kept: the result carries no graph."""
     x = _leaves(make_inputs(B=1, T=4, H=1, K=D, V=D), torch.float32, DEVICE)
