@@ -56,6 +56,42 @@ def test_value_checks_can_be_switched_off():
         delta_rule(**x)
 
 
+def test_value_checks_switch_is_per_thread_and_set_value_checks_per_process():
+    """A run inside ``value_checks(False)`` in one thread leaves another thread's checks on (runs trained side
+    by side in threads); ``set_value_checks`` sets the default every thread starts from."""
+    import threading
+
+    from statetrack.ops import set_value_checks
+
+    x = case(beta=X["beta"] + 2.5)
+
+    def in_other_thread() -> list[Exception]:
+        errors = []
+
+        def run():
+            try:
+                delta_rule(**x, backend="torch")
+            except ValueError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(10)
+        return errors
+
+    with value_checks(False):
+        delta_rule(**x, backend="torch")  # this thread: off
+        errors = in_other_thread()
+    assert len(errors) == 1 and "beta" in str(errors[0])  # the other thread: still on
+    set_value_checks(False)
+    try:
+        assert in_other_thread() == []  # off by default now
+        with value_checks(True), pytest.raises(ValueError, match="beta"):
+            delta_rule(**x, backend="torch")
+    finally:
+        set_value_checks(True)
+
+
 def test_cu_seqlens_errors():
     x = make_inputs(B=1, T=10, H=2, K=4, V=3, h0=False)
     for cu, err, msg in [

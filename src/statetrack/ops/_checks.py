@@ -9,33 +9,41 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 
 import torch
 
 _FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
-_value_checks = os.environ.get("STATETRACK_VALUE_CHECKS", "1") not in ("0", "false", "False")
+_default_checks = os.environ.get("STATETRACK_VALUE_CHECKS", "1") not in ("0", "false", "False")
+# value_checks(...) overrides the default for the calling thread only: runs trained side by side in threads
+# must not switch each other's checks (a host sync inside a CUDA-graph capture breaks the capture)
+_thread = threading.local()
 
 
 def set_value_checks(enabled: bool) -> None:
-    """Turn the value-range checks of every op on or off for this process."""
-    global _value_checks
-    _value_checks = bool(enabled)
+    """Turn the value-range checks of every op on or off for this process (threads inside ``value_checks``
+    keep their own setting)."""
+    global _default_checks
+    _default_checks = bool(enabled)
 
 
 def value_checks_enabled() -> bool:
-    return _value_checks
+    return getattr(_thread, "enabled", _default_checks)
 
 
 @contextlib.contextmanager
 def value_checks(enabled: bool) -> Iterator[None]:
-    """Context manager: ``with value_checks(False): ...`` skips the range checks inside."""
-    global _value_checks
-    old, _value_checks = _value_checks, bool(enabled)
+    """Context manager: ``with value_checks(False): ...`` skips the range checks inside, in this thread."""
+    old = getattr(_thread, "enabled", None)
+    _thread.enabled = bool(enabled)
     try:
         yield
     finally:
-        _value_checks = old
+        if old is None:
+            del _thread.enabled
+        else:
+            _thread.enabled = old
 
 
 def require_float(name: str, x: object) -> torch.Tensor:
@@ -66,7 +74,7 @@ def require_same_device(**tensors: torch.Tensor | None) -> torch.device:
 
 def require_range(name: str, x: torch.Tensor, lo: float | None, hi: float | None) -> None:
     """Raise if any entry of ``x`` is outside [lo, hi] or not finite (skipped when value checks are off)."""
-    if not _value_checks or x.numel() == 0:
+    if not value_checks_enabled() or x.numel() == 0:
         return
     with torch.no_grad():
         # one pass for min and max (NaN propagates into both); the full mask only to write the message
