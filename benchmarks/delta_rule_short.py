@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kernels as kb  # noqa: E402 - the shared runners, inputs and timer of benchmarks/kernels.py
 from report import save_to  # noqa: E402
 from statetrack.ops import delta_rule, value_checks  # noqa: E402
+from statetrack.ops._triton import pow2  # noqa: E402
 from statetrack.ops.delta_rule.api import _normalize  # noqa: E402
 from statetrack.ops.delta_rule.triton import delta_rule_recurrent_triton, delta_rule_triton  # noqa: E402
 from statetrack.ops.delta_rule.triton import recurrent as rec  # noqa: E402
@@ -116,7 +117,7 @@ def main() -> None:
                     for warps in (1, 2, 4):
                         if bv > D:
                             continue
-                        rec._blocks = lambda K, V, p, bv=bv, w=warps: (max(16, rec._pow2(K)), bv, w)
+                        rec._blocks = lambda K, V, p, bv=bv, w=warps: (max(16, pow2(K)), bv, w)
                         rec.BLOCK_T = bt
                         s, _ = cell(ours_recurrent, x, ["q", "k", "v", "beta"])
                         kb.say(f"| {B}, {T}, {H}, {D} | {bt} | {bv} | {warps} | {s} |")

@@ -8,6 +8,7 @@ modules hold only ``@triton.jit`` code and are imported on first use, through :f
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -32,6 +33,37 @@ def kernels_for(device: torch.device, module: str) -> ModuleType:
             "(set TRITON_INTERPRET=1 before triton is imported)"
         )
     return importlib.import_module(module)
+
+
+KERNEL_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def require_kernel_dtypes(**tensors: torch.Tensor | None) -> None:
+    """The kernels take bf16, fp16 or fp32 tensors (fp64 stays on the torch paths); None entries are skipped."""
+    for name, x in tensors.items():
+        if x is not None and x.dtype not in KERNEL_DTYPES:
+            raise TypeError(f"the triton backend takes bf16, fp16 or fp32 {name}, got {x.dtype}")
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def pow2(x: int) -> int:
+    """The smallest power of two >= x (1 for x <= 1)."""
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device: torch.device) -> int | None:
+    """Multiprocessors of a CUDA device (None elsewhere: the interpreter has no such limit)."""
+    if device.type != "cuda":
+        return None
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def loop_bound(n: int) -> int:

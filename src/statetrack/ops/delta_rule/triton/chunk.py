@@ -26,29 +26,15 @@ Q^T dO) run in the inputs' dtype, which is exact for bf16/fp16.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 
 import torch
 
-from ..._triton import interpreter_requested, kernels_for
+from ..._triton import cdiv, interpreter_requested, kernels_for, pow2, require_kernel_dtypes, sm_count
 
 _MODULE = f"{__package__}.kernels_chunk"
 PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16x6", "bf16x3")
 _F32_EXACT = {"bf16x3": "ieee", "bf16x6": "ieee"}  # the interpreter knows only tf32, tf32x3 and ieee
-
-
-def _pow2(x: int) -> int:
-    return 1 << max(0, int(x) - 1).bit_length()
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-@functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 @dataclass(frozen=True)
@@ -106,29 +92,29 @@ def make_config(
         raise ValueError(f"chunk (sub-steps per chunk of the triton backend) must be 16, 32 or 64, got {chunk}")
     if n_h > chunk:
         raise ValueError(f"the triton backend takes at most {chunk} Householders per token, got n_h = {n_h}")
-    if _pow2(K) > 256:
+    if pow2(K) > 256:
         raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
     if device.type != "cuda":
         precision = _F32_EXACT.get(precision, precision)
     C = chunk // n_h
-    BL = max(16, _pow2(C * n_h))
+    BL = max(16, pow2(C * n_h))
     BS = 16
-    BK = min(64, max(16, _pow2(K)))
-    cap = max(16, _pow2(V))
+    BK = min(64, max(16, pow2(K)))
+    cap = max(16, pow2(V))
     if block_v is not None:
-        cap = min(cap, max(16, _pow2(block_v)))
-    sms = _sm_count(device.index or 0) if device.type == "cuda" else 0
+        cap = min(cap, max(16, pow2(block_v)))
+    sms = sm_count(device) or 0
 
     def seq_bv(bv: int) -> int:
         bv = min(bv, cap)
-        while bv > 16 and programs * _cdiv(V, bv) < sms:
+        while bv > 16 and programs * cdiv(V, bv) < sms:
             bv //= 2
         return bv
 
     cfg = Config(
         C=C,
         BL=BL,
-        BC=max(16, _pow2(C)),
+        BC=max(16, pow2(C)),
         BS=BS,
         LOG_NB=(BL // BS).bit_length() - 1,
         BK=BK,
@@ -175,7 +161,7 @@ def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
     """(gc or None, T or None, w, u, dvl or None, qdo or None); see kernels_chunk.chunk_prep_kernel."""
     N, T, n_h, H, K = k.shape
     V = v.shape[-1]
-    NC = _cdiv(T, cfg.C)
+    NC = cdiv(T, cfg.C)
     f32 = dict(dtype=torch.float32, device=k.device)
     gc = torch.empty(N, T, n_h, H, **f32) if g is not None else None
     ti = torch.empty(N, NC, H, cfg.BL, cfg.BL, **f32) if bwd else None
@@ -197,10 +183,10 @@ def _state_fwd(k, w, u, gc, h0, cfg: Config, store_ht: bool):
     """(hs [N, NC + 1, H, K, V], final state or None); v_new overwrites u."""
     N, T, n_h, H, K = k.shape
     V = u.shape[-1]
-    NC = _cdiv(T, cfg.C)
+    NC = cdiv(T, cfg.C)
     hs = torch.empty(N, NC + 1, H, K, V, dtype=torch.float32, device=k.device)
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
-    kernels_for(k.device, _MODULE).chunk_state_fwd_kernel[(_cdiv(V, cfg.BV_sfwd), N * H)](
+    kernels_for(k.device, _MODULE).chunk_state_fwd_kernel[(cdiv(V, cfg.BV_sfwd), N * H)](
         k, w, u, hs if gc is None else gc, hs if h0 is None else h0, hs, hs if ht is None else ht, T, NC,
         **_common(cfg, H, K, V, n_h), BK=cfg.BK, BV=cfg.BV_sfwd, USE_G=gc is not None,
         USE_H0=h0 is not None, STORE_HT=store_ht, INTERP=interpreter_requested(),
@@ -214,11 +200,11 @@ def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config):
     """(o [N, T, H, V] in q's dtype, final state fp32 [N, H, K, V])."""
     N, T, n_h, H, K = k.shape
     V = v.shape[-1]
-    NC = _cdiv(T, cfg.C)
+    NC = cdiv(T, cfg.C)
     gc, _, w, u, _, _ = _prep(q, k, v, beta, g, None, scale, cfg, bwd=False)
     hs, ht = _state_fwd(k, w, u, gc, h0, cfg, store_ht=True)
     o = torch.empty(N, T, H, V, dtype=q.dtype, device=q.device)
-    kernels_for(q.device, _MODULE).chunk_out_kernel[(_cdiv(V, cfg.BV_out), NC, N * H)](
+    kernels_for(q.device, _MODULE).chunk_out_kernel[(cdiv(V, cfg.BV_out), NC, N * H)](
         q, k, u, hs if gc is None else gc, hs, o, scale, T,
         **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_out, USE_G=g is not None,
         **_in_args(q.dtype, cfg.precision, cfg.bf16_split), num_warps=cfg.warps_out, num_stages=1,
@@ -230,14 +216,14 @@ def chunk_bwd(q, k, v, beta, g, h0, do, dht, scale, cfg: Config):
     """(dq, dk, dv, dbeta, dlog_decay or None) in the inputs' dtypes, and d initial_state (fp32) or None."""
     N, T, n_h, H, K = k.shape
     V = v.shape[-1]
-    NC = _cdiv(T, cfg.C)
+    NC = cdiv(T, cfg.C)
     dev = q.device
     mod = kernels_for(dev, _MODULE)
     in_args = _in_args(q.dtype, cfg.precision, cfg.bf16_split)
     gc, ti, w, u, dvl, dhs = _prep(q, k, v, beta, g, do, scale, cfg, bwd=True)
     hs, _ = _state_fwd(k, w, u, gc, h0, cfg, store_ht=False)
     dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
-    mod.chunk_state_bwd_kernel[(_cdiv(V, cfg.BV_sbwd), N * H)](
+    mod.chunk_state_bwd_kernel[(cdiv(V, cfg.BV_sbwd), N * H)](
         k, w, dhs if gc is None else gc, dhs if dht is None else dht, dvl, dhs, dhs if dh0 is None else dh0,
         T, NC, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_sbwd, USE_G=g is not None,
         USE_DHT=dht is not None, STORE_DH0=h0 is not None, INTERP=interpreter_requested(),
@@ -300,8 +286,7 @@ def delta_rule_triton(
     ``precision`` of fp32 tl.dot products (see the module docstring); ``block_v`` caps the V-block widths
     (default: by register budget and, for the sequential passes, by the number of SMs); ``config``: fields of
     ``Config`` to override (tuning, e.g. {"BK_grad": 32, "bf16_split": 3, "prep_split": True})."""
-    if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
-        raise TypeError(f"the triton backend takes bf16, fp16 or fp32 inputs, got {q.dtype}")
+    require_kernel_dtypes(q=q)
     N, T, n_h, H, K = k.shape
     if T == 0:
         o = q.new_zeros(N, 0, H, v.shape[-1])

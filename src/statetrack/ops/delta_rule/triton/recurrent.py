@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..._triton import kernels_for
+from ..._triton import cdiv, kernels_for, pow2, require_kernel_dtypes
 
 _MODULE = f"{__package__}.kernels_recurrent"
 BLOCK_T = 8  # tokens whose inputs are loaded at once (the kernels pick rows out of registers); 8 beat 16 and 32
@@ -31,25 +31,17 @@ def prefers_recurrent(steps: int, K: int, programs: int = 1) -> bool:
     return steps <= RECURRENT_MAX_STEPS or (programs >= WIDE_PROGRAMS and steps <= RECURRENT_MAX_STEPS_WIDE)
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _pow2(x: int) -> int:
-    return 1 << max(0, int(x) - 1).bit_length()
-
-
 def _blocks(K: int, V: int, programs: int) -> tuple[int, int, int]:
     """(BK, BV, num_warps). The state slice [BK, BV] lives in registers, in as few warps as fit it: a step's
     reductions then stay inside a warp, and many small programs share an SM. V is split further when there are
     few (sequence, head) programs to fill the GPU (V-blocks are independent; only dq/dk partials add up).
     H100 sweep (benchmarks/results/delta_rule_short_h100.md): 1 warp and BV = 32 were best at D = 32 and 64,
     2 and 4 warps up to 4x slower."""
-    BK = max(16, _pow2(K))
+    BK = max(16, pow2(K))
     if BK > 256:
         raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
-    BV = min(max(16, _pow2(V)), max(16, 2048 // BK))
-    while BV > 16 and programs * _cdiv(V, BV) < 512:
+    BV = min(max(16, pow2(V)), max(16, 2048 // BK))
+    while BV > 16 and programs * cdiv(V, BV) < 512:
         BV //= 2
     return BK, BV, max(1, BK * BV // 2048)
 
@@ -84,11 +76,11 @@ class _Recurrent(torch.autograd.Function):
         o = torch.empty(N, T, H, V, dtype=q.dtype, device=dev)
         ht = torch.empty(NS, H, K, V, dtype=torch.float32, device=dev)
         r = torch.empty(N, T, n_h, H, V, dtype=torch.float32, device=dev) if grad else ht
-        kernels_for(dev, _MODULE).recurrent_fwd_kernel[(_cdiv(V, BV), NS * H)](
+        kernels_for(dev, _MODULE).recurrent_fwd_kernel[(cdiv(V, BV), NS * H)](
             q, k, v, beta, ht if g is None else g, ht if h0 is None else h0, ht if cu is None else cu,
             o, ht, r, float(scale), T,
             H=H, K=K, V=V, NH=n_h, BK=BK, BV=BV, USE_G=g is not None, USE_H0=h0 is not None,
-            BT=BLOCK_T, BR=_pow2(BLOCK_T * n_h), USE_CU=cu is not None, STORE_HT=True, STORE_R=grad,
+            BT=BLOCK_T, BR=pow2(BLOCK_T * n_h), USE_CU=cu is not None, STORE_HT=True, STORE_R=grad,
             num_warps=warps,
         )  # fmt: skip
         if grad:
@@ -104,7 +96,7 @@ class _Recurrent(torch.autograd.Function):
         N, T, n_h, H, K = k.shape
         V = v.shape[-1]
         NS = N if cu is None else cu.numel() - 1
-        NV = _cdiv(V, BV)
+        NV = cdiv(V, BV)
         dev = q.device
         f32 = dict(dtype=torch.float32, device=dev)
         dq = torch.empty(NV, N, T, H, K, **f32)
@@ -117,7 +109,7 @@ class _Recurrent(torch.autograd.Function):
             q, k, beta, dv if g is None else g, dv if h0 is None else h0, dv if cu is None else cu, r,
             do, dv if dht is None else dht.contiguous(), dq, dk, dv, db, dh0, float(ctx.scale), T, N * T,
             H=H, K=K, V=V, NH=n_h, BK=BK, BV=BV, USE_G=g is not None, USE_H0=h0 is not None,
-            BT=BLOCK_T, BR=_pow2(BLOCK_T * n_h), USE_CU=cu is not None, USE_DHT=dht is not None,
+            BT=BLOCK_T, BR=pow2(BLOCK_T * n_h), USE_CU=cu is not None, USE_DHT=dht is not None,
             num_warps=warps,
         )  # fmt: skip
         dq, dk, db = (x[0] if NV == 1 else x.sum(0) for x in (dq, dk, db))
@@ -147,8 +139,7 @@ def delta_rule_recurrent_triton(
     q [N, T, H, K], k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H], log_decay [N, T, H] or None,
     initial_state fp32 [NS, H, K, V] or None; with cu_seqlens [NS + 1] (int), N = 1 and the sequences are packed
     along T. Returns (o [N, T, H, V] in q's dtype, final state fp32 [NS, H, K, V])."""
-    if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
-        raise TypeError(f"the triton backend takes bf16, fp16 or fp32 inputs, got {q.dtype}")
+    require_kernel_dtypes(q=q)
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     g = None if log_decay is None else log_decay.contiguous()
     h0 = None if initial_state is None else initial_state.contiguous()

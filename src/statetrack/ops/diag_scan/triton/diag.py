@@ -14,24 +14,13 @@ traffic, as the forward's a, b in and h out.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 
-from ..._triton import kernels_for, loop_bound
+from ..._triton import cdiv, kernels_for, loop_bound, pow2, require_kernel_dtypes, sm_count
 
 _MODULE = f"{__package__}.kernels"  # the @triton.jit code, imported on first use
-
-_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _pow2(x: int) -> int:
-    return 1 << max(0, int(x) - 1).bit_length()
 
 
 @dataclass(frozen=True)
@@ -68,37 +57,25 @@ def diag_config(
     stages); about 26 / 82 instructions per element. Rows of 64 bf16 channels are 128-byte lines. Fewer channels,
     or fewer programs than ``n_sm`` multiprocessors (a short batch), narrow the tile down to 16 channels so that
     every multiprocessor has work."""
-    BT = _pow2(block_t) if block_t else 64
-    R = min(_pow2(segment) if segment else 4, BT)
+    BT = pow2(block_t) if block_t else 64
+    R = min(pow2(segment) if segment else 4, BT)
     if block_d:
-        BD = _pow2(block_d)
+        BD = pow2(block_d)
     else:
-        BD = min(64, max(16, _pow2(D)))
-        while n_sm and BD > 16 and B * _cdiv(D, BD) < n_sm:
+        BD = min(64, max(16, pow2(D)))
+        while n_sm and BD > 16 and B * cdiv(D, BD) < n_sm:
             BD //= 2
     return DiagConfig(R=R, S=BT // R, BD=BD, **kw)
 
 
-@functools.cache
-def _sm_count_cached(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def sm_count(device: torch.device) -> int | None:
-    """Multiprocessors of a CUDA device (None elsewhere: the interpreter has no such limit)."""
-    if device.type != "cuda":
-        return None
-    return _sm_count_cached(device.index if device.index is not None else torch.cuda.current_device())
-
-
 def _fwd(a, b, h0, cfg: DiagConfig, store_ck: bool, out_dtype: torch.dtype):
     B, T, D = a.shape
-    NT = _cdiv(T, cfg.BT)
+    NT = cdiv(T, cfg.BT)
     dev = a.device
     h = torch.empty(B, T, D, dtype=out_dtype, device=dev)
     ht = torch.empty(B, D, dtype=torch.float32, device=dev)
     ck = torch.empty(B, NT, D, dtype=torch.float32, device=dev) if store_ck else ht
-    kernels_for(dev, _MODULE).diag_fwd_kernel[(_cdiv(D, cfg.BD) * B,)](
+    kernels_for(dev, _MODULE).diag_fwd_kernel[(cdiv(D, cfg.BD) * B,)](
         a, b, ht if h0 is None else h0, h, ht, ck, T, D, NT,
         R=cfg.R, S=cfg.S, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_fwd, USE_H0=h0 is not None,
         STORE_CK=store_ck, num_warps=cfg.warps_fwd,
@@ -108,12 +85,12 @@ def _fwd(a, b, h0, cfg: DiagConfig, store_ck: bool, out_dtype: torch.dtype):
 
 def _bwd(a, b, ck, g, gt, cfg: DiagConfig, need_da: bool, need_db: bool, b_dtype: torch.dtype):
     B, T, D = a.shape
-    NT = _cdiv(T, cfg.BT)
+    NT = cdiv(T, cfg.BT)
     dev = a.device
     da = torch.empty_like(a) if need_da else None
     db = torch.empty(B, T, D, dtype=b_dtype, device=dev) if need_db else None
     dh0 = torch.empty(B, D, dtype=torch.float32, device=dev)
-    kernels_for(dev, _MODULE).diag_bwd_kernel[(_cdiv(D, cfg.BD) * B,)](
+    kernels_for(dev, _MODULE).diag_bwd_kernel[(cdiv(D, cfg.BD) * B,)](
         a, a if b is None else b, dh0 if ck is None else ck, g, dh0 if gt is None else gt,
         dh0 if da is None else da, dh0 if db is None else db, dh0, T, D, NT,
         R=cfg.R, S=cfg.S, BD=cfg.BD, NT_I=loop_bound(NT), STAGES=cfg.stages_bwd, USE_GT=gt is not None,
@@ -164,9 +141,7 @@ def diag_scan_triton(
     ``block_t`` / ``block_d`` / ``segment`` set the tile (steps, channels, steps per segment); ``config`` the other
     :class:`DiagConfig` fields (warps_fwd, warps_bwd, stages_fwd, stages_bwd).
     Inputs are assumed validated by ``api.diag_scan`` (shapes, ranges); dtypes are checked here."""
-    for name, x in (("a", a), ("b", b)):
-        if x.dtype not in _DTYPES:
-            raise TypeError(f"the triton backend takes bf16, fp16 or fp32 {name}, got {x.dtype}")
+    require_kernel_dtypes(a=a, b=b)
     if initial_state is not None and initial_state.dtype != torch.float32:
         raise TypeError(f"initial_state must be fp32 for the triton backend, got {initial_state.dtype}")
     if a.dim() != 3 or b.shape != a.shape:

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..._triton import kernels_for, loop_bound
-from .diag import _DTYPES, _cdiv, _pow2, sm_count
+from ..._triton import cdiv, kernels_for, loop_bound, pow2, require_kernel_dtypes, sm_count
 
 _MODULE = f"{__package__}.kernels"  # the @triton.jit code, imported on first use
 
@@ -62,24 +61,24 @@ def selective_config(
     64-byte bf16 segments and the dB / dC shares number Dm / 32), narrower (down to 8) when there would be fewer
     programs than ``n_sm`` multiprocessors. On sm_90 (offline compile, 4 warps, N = 16) the forward needs ~126
     registers per thread, the backward ~245, neither spills."""
-    BN = max(2, _pow2(N))
+    BN = max(2, pow2(N))
     if BN > 256:
         raise ValueError(f"the triton selective scan takes state sizes N up to 256, got N = {N}")
 
     def tile(elems: int, max_t: int, bt: int | None, bd: int | None) -> tuple[int, int]:
         if bd:
-            BD = _pow2(bd)
+            BD = pow2(bd)
         else:
-            BD = min(max(4, _pow2(Dm)), 32, max(4, elems // (4 * BN)))
-            while n_sm and BD > 8 and Bt * _cdiv(Dm, BD) < n_sm:
+            BD = min(max(4, pow2(Dm)), 32, max(4, elems // (4 * BN)))
+            while n_sm and BD > 8 and Bt * cdiv(Dm, BD) < n_sm:
                 BD //= 2
-        BT = _pow2(bt) if bt else max(1, min(max_t, elems // (BD * BN)))
+        BT = pow2(bt) if bt else max(1, min(max_t, elems // (BD * BN)))
         return BT, BD
 
     # each thread holds whole columns of time (the scans are in-register), so BT is capped too
     BT_f, BD_f = tile(4096, 16, block_t, block_d)
     BT_b, BD_b = tile(2048, 8, block_t_bwd, block_d_bwd)
-    CK = max(_pow2(checkpoint), BT_f, BT_b)
+    CK = max(pow2(checkpoint), BT_f, BT_b)
     return SelectiveConfig(BN=BN, BT_fwd=BT_f, BD_fwd=BD_f, BT_bwd=BT_b, BD_bwd=BD_b, CK=CK, **kw)
 
 
@@ -87,12 +86,12 @@ def _fwd(u, delta, A, B, C, D, z, h0, lo: float, cfg: SelectiveConfig, store_ck:
     Bt, T, Dm = u.shape
     N = A.shape[1]
     dev = u.device
-    NT = _cdiv(T, cfg.BT_fwd)
-    NCK = _cdiv(T, cfg.CK)
+    NT = cdiv(T, cfg.BT_fwd)
+    NCK = cdiv(T, cfg.CK)
     y = torch.empty_like(u)
     ht = torch.empty(Bt, Dm, N, dtype=torch.float32, device=dev)
     ck = torch.empty(Bt, NCK, Dm, N, dtype=torch.float32, device=dev) if store_ck else ht
-    kernels_for(dev, _MODULE).sel_fwd_kernel[(_cdiv(Dm, cfg.BD_fwd) * Bt,)](
+    kernels_for(dev, _MODULE).sel_fwd_kernel[(cdiv(Dm, cfg.BD_fwd) * Bt,)](
         u, delta, A, B, C, u if D is None else D, u if z is None else z, ht if h0 is None else h0, y, ht, ck,
         float(lo), T, Dm, N, NT, NCK,
         BT=cfg.BT_fwd, BDm=cfg.BD_fwd, BN=cfg.BN, R=cfg.CK // cfg.BT_fwd, NT_I=loop_bound(NT),
@@ -109,7 +108,7 @@ def _bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg: SelectiveConfig):
     dev = u.device
     f32 = torch.float32
     NCK = ck.shape[1]
-    NDB = _cdiv(Dm, cfg.BD_bwd)
+    NDB = cdiv(Dm, cfg.BD_bwd)
     R = cfg.CK // cfg.BT_bwd
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
@@ -173,10 +172,7 @@ def selective_scan_triton(
     state [Bt, Dm, N] fp32), differentiable in every tensor input. ``config``: :func:`selective_config` keywords
     (block_t, block_d, block_t_bwd, block_d_bwd, checkpoint, warps_*, stages_*). Inputs are assumed validated by
     ``api.selective_scan`` (shapes, ranges); dtypes are checked here."""
-    named = (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z))
-    for name, x in named:
-        if x is not None and x.dtype not in _DTYPES:
-            raise TypeError(f"the triton backend takes bf16, fp16 or fp32 {name}, got {x.dtype}")
+    require_kernel_dtypes(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z)
     if initial_state is not None and initial_state.dtype != torch.float32:
         raise TypeError(f"initial_state must be fp32 for the triton backend, got {initial_state.dtype}")
     Bt, T, Dm = u.shape
