@@ -13,7 +13,6 @@ Anchor (H100, measured by the lead): flash-linear-attention 0.6.0's DeltaNet mod
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from statetrack.layers import MIXERS
 from statetrack.models import ModelConfig, TokenClassifier
 from statetrack.ops import value_checks
 from statetrack.tasks import get_task
+from statetrack.train.graphed import autocast_factory, build_step
 from statetrack.train.loop import masked_cross_entropy, param_groups
 
 ANCHOR = "flash-linear-attention 0.6.0 DeltaNet model, same size, H100: 36 steps/s (27.6 ms/step)"
@@ -39,42 +39,16 @@ def bench(mixer: str, batches, device, compile_: bool, steps: int, warmup: int, 
                       backend=backend)  # fmt: skip
     model = TokenClassifier(cfg).to(device)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, fused=device.type == "cuda", capturable=cuda_graph)
-    fwd = torch.compile(model, dynamic=True) if compile_ else model
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    fwd = torch.compile(model, dynamic=not cuda_graph) if compile_ else model
+    # the training loop's own step (statetrack.train.graphed), captured as one CUDA graph with --cuda-graph
+    run = build_step(model, fwd, opt, masked_cross_entropy, 0.0,
+                     autocast_factory(device.type, device.type == "cuda", cuda_graph),
+                     example=batches[0] if cuda_graph else None)  # fmt: skip
 
     def step(b):
-        x, y, m = b
-        with amp:
-            logits = fwd(x)
-        loss = masked_cross_entropy(logits.float(), y, m)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss
+        return run(*b)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if cuda_graph:  # the whole step (forward, backward, AdamW) as one CUDA graph over static batch buffers
-        static = [t.clone() for t in batches[0]]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), value_checks(False):
-            for i in range(max(warmup, 3)):
-                step(batches[i % len(batches)])
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph), value_checks(False):
-            x, y, m = static
-            with amp:
-                logits = fwd(x)
-            masked_cross_entropy(logits.float(), y, m).backward()
-            opt.step()
-
-        def step(b):  # noqa: F811 - replaces the eager step
-            for dst, src in zip(static, b, strict=True):
-                dst.copy_(src)
-            graph.replay()
-
     for i in range(warmup):
         step(batches[i % len(batches)])
     sync()
