@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import math
 import platform
 import sys
@@ -25,6 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+import report
 from report import run_sections, save_to, say  # benchmarks/report.py (this script's folder is on sys.path)
 from statetrack.ops import delta_rule
 from statetrack.ops._checks import value_checks
@@ -42,13 +42,7 @@ OURS_KW: dict = {}  # --chunk / --precision / --block-v / --config for our chunk
 
 
 def fla_modules():
-    try:
-        fla = importlib.import_module("fla")
-        ops = importlib.import_module("fla.ops.delta_rule")
-        gated = importlib.import_module("fla.ops.gated_delta_rule")
-    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
-        return None, f"not available ({type(e).__name__}: {e})"
-    return (ops, gated), getattr(fla, "__version__", "?")
+    return report.fla_modules("fla.ops.delta_rule", "fla.ops.gated_delta_rule")
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

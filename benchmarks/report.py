@@ -4,6 +4,7 @@ reported in place, the others still run)."""
 
 from __future__ import annotations
 
+import importlib
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,17 @@ def say(s: str = "") -> None:
     LINES.append(s)
     for path in _OUT:
         path.write_text("\n".join(LINES) + "\n")
+
+
+def fla_modules(*names: str) -> tuple[tuple | None, str]:
+    """flash-linear-attention's modules ``names`` (e.g. "fla.ops.delta_rule") and its version, or (None, why)
+    when fla is not importable here: the anchors are optional, ours run either way."""
+    try:
+        fla = importlib.import_module("fla")
+        mods = tuple(importlib.import_module(n) for n in names)
+    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
+        return None, f"not available ({type(e).__name__}: {e})"
+    return mods, getattr(fla, "__version__", "?")
 
 
 def run_sections(sections: list[tuple[str, Callable[[], object]]]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import platform
 import statistics
 import sys
@@ -29,6 +28,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+import report
 from report import run_sections, save_to, say  # benchmarks/report.py (this script's folder is on sys.path)
 from statetrack.ops import diag_scan, selective_scan
 from statetrack.ops._checks import value_checks
@@ -83,13 +83,7 @@ def copy_bandwidth(mib: int) -> float:
 
 
 def fla_ops():
-    try:
-        fla = importlib.import_module("fla")
-        hgrn = importlib.import_module("fla.ops.hgrn")
-        gla = importlib.import_module("fla.ops.simple_gla")
-    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
-        return None, f"not available ({type(e).__name__})"
-    return (hgrn, gla), getattr(fla, "__version__", "?")
+    return report.fla_modules("fla.ops.hgrn", "fla.ops.simple_gla")
 
 
 # ---------------------------------------------------------------------------------------------------------- inputs
