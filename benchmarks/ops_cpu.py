@@ -6,11 +6,23 @@ Cases (issue "core recurrences"): delta_rule at B=8, T=2048, H=4, D=64 and diag_
 fp32. Both paths get the same inputs and the same dense upstream gradient (a random dL/dout, not the stride-0
 gradient of a sum), run alternately so that a change of machine load hits both, and are timed in wall-clock and
 process CPU seconds (CPU time is the steadier number on a shared machine). Target: fast path >= 20x the loop.
+
+Each case also gets this machine's floor, measured in the same run, and the best ratio any implementation of
+that algorithm could reach against the loop (naive / floor):
+  delta_rule: the multiply-adds of one chunked forward + backward (counted with torch's FlopCounterMode over the
+      "torch" backend: bmm, baddbmm and the triangular solve) divided by the fastest measured torch.bmm rate at
+      the chunk's shapes ([B*H, C, K] x [B*H, K, V], the sequential state loop, and [NC*B*H, ...], the batched
+      intra-chunk work; fastest of 9 calls). Elementwise work, copies and the Python loops are left out: a lower
+      bound for this algorithm at this chunk size.
+  diag_scan: the compulsory memory traffic of forward + backward (see ``diag_scan_floor``) divided by the
+      fastest measured streaming rate (a 256 MB copy_ and a torch.add(out=) of that size, bytes read + written,
+      fastest of 9 calls). Also a lower bound.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -19,8 +31,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from statetrack.ops import delta_rule, diag_scan
+from statetrack.ops.delta_rule.chunk import default_chunk_size
 
 
 def _load() -> str:
@@ -62,6 +76,69 @@ def compare(name: str, inputs: dict, run, backends=("naive", "torch"), repeats: 
     }
 
 
+def _fastest_seconds(fn, repeats: int = 9) -> float:
+    """Fastest of ``repeats`` timed calls: a floor takes the machine at its best."""
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def _solve_flops(a_shape, b_shape, *args, out_shape=None, left=True, unitriangular=False, **kwargs) -> int:
+    """linalg_solve_triangular (FlopCounterMode counts no solves): n(n-1)/2 (unit) or n(n+1)/2 MACs per column."""
+    n = a_shape[-1]
+    cols = b_shape[-1] if left else b_shape[-2]
+    return math.prod(out_shape[:-2]) * cols * (n * (n - 1) if unitriangular else n * (n + 1))
+
+
+def _baddbmm_flops(self_shape, b1_shape, b2_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(b1_shape) * b2_shape[-1]  # the in-place form is not in FlopCounterMode's table
+
+
+def delta_rule_floor(inputs: dict) -> dict:
+    """Matmul work of one chunked fwd+bwd (MACs) and the fastest bmm rate at the chunk's shapes (MAC/s)."""
+    chunk_size = default_chunk_size(inputs["q"].device)  # what the timed call (no chunk_size) uses
+    mapping = {torch.ops.aten.linalg_solve_triangular: _solve_flops, torch.ops.aten.baddbmm_: _baddbmm_flops}
+    q, v = inputs["q"], inputs["v"]
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        out = delta_rule(**inputs, backend="torch", chunk_size=chunk_size)[0]
+        out.backward(torch.randn_like(out))
+    for x in inputs.values():
+        x.grad = None
+    macs = counter.get_total_flops() / 2
+    B, T, H, K = q.shape
+    C, V, NC = min(chunk_size, T), v.shape[-1], -(-T // chunk_size)
+    rates = {}
+    for n in (B * H, NC * B * H):
+        x, y, out = torch.randn(n, C, K), torch.randn(n, K, V), torch.empty(n, C, V)
+        seconds = _fastest_seconds(lambda x=x, y=y, out=out: torch.bmm(x, y, out=out))
+        rates[f"bmm [{n},{C},{K}]x[{n},{K},{V}]"] = n * C * K * V / seconds
+    best = max(rates, key=rates.get)
+    return {"work": macs, "rate": rates[best], "floor": macs / rates[best], "rates": rates}
+
+
+def diag_scan_floor(inputs: dict) -> dict:
+    """Compulsory bytes of one fwd+bwd and the fastest measured streaming rate (bytes read + written per second).
+
+    Forward reads a and b and writes h; backward reads the upstream dL/dh, a and h (h_{t-1} gives dL/da) and
+    writes dL/da and dL/db: 8 passes over a [B, T, D] tensor. Everything else (the final state, the carries)
+    is one time step, and intermediates that fit in cache are free here."""
+    a = inputs["a"]
+    work = 8 * a.numel() * a.element_size()
+    n = (256 << 20) // 4  # 256 MB of fp32, far beyond the caches
+    x, y, z = torch.rand(n), torch.rand(n), torch.empty(n)
+    z.copy_(x)  # touch every page of the destination first
+    rates = {
+        "copy_ 256 MB": 2 * 4 * n / _fastest_seconds(lambda: z.copy_(x)),
+        "add(out=) 256 MB": 3 * 4 * n / _fastest_seconds(lambda: torch.add(x, y, out=z)),
+    }
+    best = max(rates, key=rates.get)
+    return {"work": work, "rate": rates[best], "floor": work / rates[best], "rates": rates}
+
+
 def delta_rule_case(B=8, T=2048, H=4, D=64):
     g = torch.Generator().manual_seed(0)
     x = {
@@ -100,18 +177,32 @@ def main() -> None:
         f"load average before: {_load()}",
         "fp32, forward + backward, median of alternating runs; wall ms (process CPU ms)",
         "",
-        f"{'case':<42} {'naive':>18} {'torch (chunked)':>18} {'ratio wall':>11} {'ratio cpu':>10}",
+        f"{'case':<42} {'naive':>18} {'torch (chunked)':>18} {'ratio wall':>11} {'ratio cpu':>10} "
+        f"{'floor ms':>9} {'best possible ratio':>20}",
     ]
     print("\n".join(lines))
-    for make in (delta_rule_case, diag_scan_case):
-        r = compare(*make(), repeats=args.repeats)
+    notes = []
+    for make, floor_of, unit in (
+        (delta_rule_case, delta_rule_floor, ("GMAC of matmul work", "GMAC/s")),
+        (diag_scan_case, diag_scan_floor, ("GB of compulsory memory traffic", "GB/s")),
+    ):
+        name, inputs, run = make()
+        r = compare(name, inputs, run, repeats=args.repeats)
+        f = floor_of(inputs)
         (nw, nc), (tw, tc) = r["wall"]["naive"], r["wall"]["torch"]
         row = (
             f"{r['case']:<42} {f'{1e3 * nw:.0f} ({1e3 * nc:.0f})':>18} {f'{1e3 * tw:.0f} ({1e3 * tc:.0f})':>18} "
-            f"{r['ratio']:10.1f}x {r['ratio_cpu']:9.1f}x"
+            f"{r['ratio']:10.1f}x {r['ratio_cpu']:9.1f}x {1e3 * f['floor']:9.1f} {nw / f['floor']:19.1f}x"
         )
         print(row)
         lines.append(row)
+        rates = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in f["rates"].items())
+        notes.append(
+            f"  {name.split()[0]}: {f['work'] / 1e9:.2f} {unit[0]} / {f['rate'] / 1e9:.1f} {unit[1]} "
+            f"(best of: {rates} {unit[1]}) = {1e3 * f['floor']:.1f} ms; chunked = {tw / f['floor']:.1f}x its floor"
+        )
+    lines += ["floors (measured in this run; best possible ratio = naive wall / floor):", *notes]
+    print("\n".join(lines[-1 - len(notes) :]))
     lines.append(f"load average after: {_load()}")
     print(lines[-1])
     if args.out:

@@ -15,7 +15,7 @@ from .._checks import (
     state_dtype_for,
 )
 from .._varlen import Varlen
-from .chunk import delta_rule_chunk
+from .chunk import default_chunk_size, delta_rule_chunk
 from .fla_backend import delta_rule_fla, fla_available
 from .naive import delta_rule_naive, delta_rule_step_core
 from .triton import (
@@ -93,7 +93,7 @@ def delta_rule(
     output_final_state: bool = False,
     cu_seqlens: torch.Tensor | None = None,
     backend: str = "auto",
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gated multi-Householder delta rule (DeltaNet, Gated DeltaNet, DeltaProduct) over whole sequences.
 
@@ -114,14 +114,16 @@ def delta_rule(
         output_final_state: also return the final state [N, H, K, V].
         cu_seqlens: [N + 1] int offsets of packed sequences in a B = 1 batch (FlashAttention convention).
         backend: "auto" | "naive" | "torch" | "triton" | "fla".
-        chunk_size: tokens per chunk of the "torch" backend.
+        chunk_size: tokens per chunk of the "torch" backend; None: 32 for CPU inputs, 64 on other devices.
 
     Returns:
         (o [B, T, H, V] in q's dtype, final state [N, H, K, V] or None).
     """
     k, v, beta, sdt = _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens)
+    if chunk_size is None:
+        chunk_size = default_chunk_size(q.device)
     if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     # Which Triton kernel: token by token for short sequences (launch-bound shapes), chunked for long ones
     steps = (q.shape[1] if cu_seqlens is None else _longest(cu_seqlens)) * k.shape[2]

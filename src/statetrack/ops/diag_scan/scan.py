@@ -31,16 +31,29 @@ _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 _HUGE = 1 << 24  # bytes; below this the allocation is cheap anyway
 
 
-def _empty_like(x: torch.Tensor) -> torch.Tensor:
-    """Uninitialised contiguous tensor like ``x``; large CPU buffers come from NumPy.
+def empty_buffer(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Uninitialised contiguous tensor; large CPU buffers come from NumPy (also used by the chunked delta rule).
 
     NumPy asks Linux for transparent huge pages on large allocations (madvise), PyTorch's CPU allocator does
     not (unless THP_MEM_ALLOC_ENABLE=1). First-touch page faults of a 64 MB buffer then cost ~5x less, which
     on a small VM is more than the scan itself. The tensor shares the array's memory; nothing else changes.
     """
-    if x.device.type != "cpu" or x.dtype not in _NUMPY_DTYPES or x.numel() * x.element_size() < _HUGE:
-        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    return torch.from_numpy(np.empty(tuple(x.shape), dtype=_NUMPY_DTYPES[x.dtype]))
+    shape = tuple(shape)
+    if torch.device(device).type != "cpu" or dtype not in _NUMPY_DTYPES or _nbytes(shape, dtype) < _HUGE:
+        return torch.empty(shape, dtype=dtype, device=device)
+    return torch.from_numpy(np.empty(shape, dtype=_NUMPY_DTYPES[dtype]))
+
+
+def _nbytes(shape: tuple, dtype: torch.dtype) -> int:
+    n = dtype.itemsize
+    for s in shape:
+        n *= s
+    return n
+
+
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    """Uninitialised contiguous tensor like ``x`` (see :func:`empty_buffer`)."""
+    return empty_buffer(x.shape, x.dtype, x.device)
 
 
 _GRAIN = 32768  # PyTorch's intra-op grain size: smaller elementwise ops run on one thread
@@ -76,31 +89,35 @@ def _chunks(x: torch.Tensor, nc: int, c: int) -> torch.Tensor:
 def scan_forward(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor, c: int):
     """h_t = a_t h_{t-1} + b_t, h_{-1} = init. a, b [B, T, D]; init [B, D]; chunk length c.
 
-    Returns (h [B, T, D], final state [B, D], chunk products [B, NC, D] or None)."""
+    Returns (h [B, T, D], final state [B, D], chunk products [B, NC, D] or None).
+
+    The loops take their per-step slices from one ``unbind`` per tensor: indexing ``x[:, t]`` in the loop cost
+    more Python time per step than the step's arithmetic."""
     T = a.shape[1]
     nc = _num_chunks(T, c)
     h = _empty_like(b)
     s, p = init, None
     if nc:
-        ac, bc, hc = (_chunks(x, nc, c) for x in (a, b, h))
+        a_j, b_j, h_j = (_chunks(x, nc, c).unbind(2) for x in (a, b, h))
         # pass 1: the running [B, NC, D] buffers are small and stay in cache while a and b stream past
-        x, p = bc[:, :, 0].clone(), ac[:, :, 0].clone()
+        x, p = b_j[0].clone(), a_j[0].clone()
         tmp = torch.empty_like(x)
-        for j in range(1, c):
-            torch.addcmul(bc[:, :, j], ac[:, :, j], x, out=tmp)
+        for aj, bj in zip(a_j[1:], b_j[1:], strict=True):
+            torch.addcmul(bj, aj, x, out=tmp)
             x, tmp = tmp, x
-            p.mul_(ac[:, :, j])
+            p.mul_(aj)
         # pass 2: inner[:, k] is the state leaving chunk k
         inner, _, _ = scan_forward(p, x, init, c)
         prev = torch.cat([init[:, None], inner[:, :-1]], dim=1)
         # pass 3
-        for j in range(c):
-            torch.addcmul(bc[:, :, j], ac[:, :, j], prev, out=hc[:, :, j])
-            prev = hc[:, :, j]
-        s = hc[:, -1, -1]
-    for t in range(nc * c, T):  # the tail, or everything when T < 2C
-        torch.addcmul(b[:, t], a[:, t], s, out=h[:, t])
-        s = h[:, t]
+        for aj, bj, hj in zip(a_j, b_j, h_j, strict=True):
+            torch.addcmul(bj, aj, prev, out=hj)
+            prev = hj
+        s = h_j[-1][:, -1]
+    if T > nc * c:  # the tail, or everything when T < 2C
+        for at, bt, ht in zip(*(x[:, nc * c :].unbind(1) for x in (a, b, h)), strict=True):
+            torch.addcmul(bt, at, s, out=ht)
+            s = ht
     # The final state is the last output itself (not the pass-2 value): a decoding step from it is the very op
     # the loop would have run next.
     return h, s.clone(), p
@@ -116,27 +133,28 @@ def scan_adjoint(a, g, g_final, h, init, p, c: int, need_da: bool):
     dh = _empty_like(g)
     r = g_final  # the carry a_{t+1} dh_{t+1} that step t receives from its successor
     if T > t0:  # the tail, walked backwards
-        torch.add(g[:, -1], r, out=dh[:, -1])
-        for t in range(T - 2, t0 - 1, -1):
-            torch.addcmul(g[:, t], a[:, t + 1], dh[:, t + 1], out=dh[:, t])
-        r = a[:, t0] * dh[:, t0]
+        a_t, g_t, dh_t = (x[:, t0:].unbind(1) for x in (a, g, dh))
+        torch.add(g_t[-1], r, out=dh_t[-1])
+        for t in range(len(g_t) - 2, -1, -1):
+            torch.addcmul(g_t[t], a_t[t + 1], dh_t[t + 1], out=dh_t[t])
+        r = a_t[0] * dh_t[0]
     if nc:
-        ac, gc, dhc = (_chunks(x, nc, c) for x in (a, g, dh))
+        a_j, g_j, dh_j = (_chunks(x, nc, c).unbind(2) for x in (a, g, dh))
         # pass 1: per chunk, dh from a zero carry; a_0 dh_0 is then the carry it sends to its predecessor
-        y = gc[:, :, -1].clone()
+        y = g_j[-1].clone()
         tmp = torch.empty_like(y)
         for j in range(c - 2, -1, -1):
-            torch.addcmul(gc[:, :, j], ac[:, :, j + 1], y, out=tmp)
+            torch.addcmul(g_j[j], a_j[j + 1], y, out=tmp)
             y, tmp = tmp, y
-        x = y.mul_(ac[:, :, 0])
+        x = y.mul_(a_j[0])
         # pass 2: carries entering the chunks, e_{NC-1} = r, e_{k-1} = p_k e_k + x_k: the forward recurrence
         # over the chunks in reverse order (NC entries, so the flips are cheap)
         inner, _, _ = scan_forward(p.flip(1), x.flip(1), r, c)
         e = torch.cat([inner[:, :-1].flip(1), r[:, None]], dim=1)
         # pass 3
-        torch.add(gc[:, :, -1], e, out=dhc[:, :, -1])
+        torch.add(g_j[-1], e, out=dh_j[-1])
         for j in range(c - 2, -1, -1):
-            torch.addcmul(gc[:, :, j], ac[:, :, j + 1], dhc[:, :, j + 1], out=dhc[:, :, j])
+            torch.addcmul(g_j[j], a_j[j + 1], dh_j[j + 1], out=dh_j[j])
     if T:
         r = a[:, 0] * dh[:, 0]
     da = None
