@@ -66,6 +66,16 @@ class _Decays:
         self.e = (gamma[..., -1:] - gamma).exp()
         self.gl = gamma[..., -1].exp()
 
+    def part(self, c0: int, c1: int) -> _Decays:
+        """The factors of chunks c0 .. c1 - 1 (the masks are shared)."""
+        if self.g is None:
+            return self
+        out = object.__new__(_Decays)
+        out.__dict__.update(self.__dict__)
+        for name in ("d", "dq", "g", "gq", "e", "gl"):
+            setattr(out, name, getattr(self, name)[c0:c1])
+        return out
+
 
 def _bmm3(x: torch.Tensor) -> torch.Tensor:
     """[..., m, n] -> [N, m, n]: a view for the chunk-major tensors here (and their transposes)."""
@@ -90,59 +100,105 @@ def _mm(a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0, out: torch.Tensor 
     return out
 
 
-def _chunk_forward(qc, kc, vc, bc, dec: _Decays, h0, scale):
-    """Returns o [NC, B, H, C, V], final state, T = (I + A)^{-1} [NC, B, H, L, L], W [NC, B, H, L, K],
-    the writes U [NC, B, H, L, V] and the chunk-start states [NC, B, H, K, V].
+def _chunk_views(x: torch.Tensor, NC: int, L: int) -> torch.Tensor:
+    """[B, NC * C, (n,) H, D] (time-major, as the caller has it) -> a chunk-major view [NC, B, H, L, D]."""
+    return x.reshape(x.shape[0], NC, L, *x.shape[-2:]).permute(1, 0, 3, 2, 4)
 
-    Chunk-major layout: the per-chunk slices taken in the sequential loops are then contiguous, and batched
-    matmuls on them need no copies."""
-    NC, B, H, L, K = kc.shape
-    V = vc.shape[-1]
-    a = _mm(kc, kc.transpose(-1, -2))
-    # A, exact on the strict lower triangle (all that the solve reads) and zero elsewhere
-    (a.tril_(-1) if dec.g is None else a.mul_(dec.d)).mul_(bc[..., :, None])
-    eye = torch.eye(L, dtype=kc.dtype, device=kc.device)
-    # T once (L right-hand sides), then matmuls: cheaper than solving for the K + V columns of [W | U0] here and
-    # than the transposed solve the backward would need
-    tinv = torch.linalg.solve_triangular(a, eye.expand_as(a), upper=False, unitriangular=True, out=_new(a, *a.shape))
-    bk = torch.mul(bc[..., None] if dec.g is None else (bc * dec.g)[..., None], kc, out=_new(kc, *kc.shape))
-    w = _mm(tinv, bk)
-    bv = bk if V == K else _new(vc, *vc.shape)
-    u = _mm(tinv, torch.mul(bc[..., None], vc, out=bv))  # U0; the loop turns it into U = U0 - W S_0 in place
-    del bk, bv
-    k_end = kc if dec.e is None else kc * dec.e[..., None]
 
-    # states[c] enters chunk c, states[NC] is the final state
-    states = _new(kc, NC + 1, B, H, K, V)
+def _groups(NC: int, G: int):
+    """(c0, c1) ranges of G chunks (the last one may be shorter)."""
+    return [(c0, min(c0 + G, NC)) for c0 in range(0, NC, G)]
+
+
+class _Group:
+    """Group-sized scratch buffers, reused by every group of one call (allocated once: fresh pages cost faults)."""
+
+    def __init__(self, like: torch.Tensor, G: int, B: int, H: int):
+        self.like, self.lead, self.bufs = like, (G, B, H), {}
+
+    def __call__(self, name: str, g: int, *shape: int, extra: int = 0) -> torch.Tensor:
+        """Buffer ``name`` [G + extra, B, H, *shape], its first g entries."""
+        buf = self.bufs.get(name)
+        if buf is None:
+            G, B, H = self.lead
+            buf = self.bufs[name] = _new(self.like, G + extra, B, H, *shape)
+        return buf[:g]
+
+
+def _chunk_forward(q, k, v, bc, dec: _Decays, h0, scale, C: int, G: int):
+    """q [B, T', H, K], k [B, T', n, H, K], v [B, T', n, H, V] (T' = NC * C) in the compute dtype; bc [NC, B, H, L].
+    Returns o [B, T', H, V], final state, and for the backward T = (I + A)^{-1} [NC, B, H, L, L], W [NC, B, H, L, K],
+    the writes U [NC, B, H, L, V], the chunk-start states [NC, B, H, K, V], P = (Q K^T) * decays [NC, B, H, C, L]
+    and K K^T * decays (strict lower triangle) [NC, B, H, L, L].
+
+    Cache blocking: everything runs group by group (G chunks at a time, the intra-chunk work batched over the
+    group, then the state recursion over its chunks, then its outputs), so that a group's operands are still in
+    the caches when the next product needs them: the same batched matmuls streaming whole-sequence operands from
+    memory run at about half the rate here. Per-chunk slices of the chunk-major buffers are contiguous, so the
+    matmuls need no copies."""
+    NC, B, H, L = bc.shape
+    K, V = k.shape[-1], v.shape[-1]
+    qv, kv, vv = _chunk_views(q, NC, C), _chunk_views(k, NC, L), _chunk_views(v, NC, L)
+    dt = q.dtype
+    o = _new(q, q.shape[0], NC * C, H, V)
+    ov = _chunk_views(o, NC, C)
+    tinv = _new(q, NC, B, H, L, L)
+    kkd = _new(q, NC, B, H, L, L)
+    w = _new(q, NC, B, H, L, K)
+    u = _new(q, NC, B, H, L, V)
+    p = _new(q, NC, B, H, C, L)
+    states = _new(q, NC + 1, B, H, K, V)  # states[c] enters chunk c, states[NC] is the final state
     states[0] = h0
     w3, u3, s3 = w.flatten(1, 2), u.flatten(1, 2), states.flatten(1, 2)
-    kt3 = k_end.transpose(-1, -2).flatten(1, 2)
-    gl = None if dec.gl is None else dec.gl.flatten(1, 2)[..., None, None]
-    for c in range(NC):
-        u3[c].baddbmm_(w3[c], s3[c], alpha=-1)
-        if gl is None:
-            torch.baddbmm(s3[c], kt3[c], u3[c], out=s3[c + 1])
-        else:
-            torch.mul(s3[c], gl[c], out=s3[c + 1]).baddbmm_(kt3[c], u3[c])
-    s0 = states[:NC]
-    qg = qc if dec.gq is None else qc * dec.gq[..., None]
-    p = _mm(qc, kc.transpose(-1, -2)).mul_(dec.dq)
-    o = _mm(qg, s0)
-    _bmm3(o).baddbmm_(_bmm3(p), _bmm3(u), beta=scale, alpha=scale)
-    return o, states[NC].clone(), tinv, w, u, s0
+    eye = torch.eye(L, dtype=dt, device=q.device)
+    tmp = _Group(q, G, B, H)
+    for c0, c1 in _groups(NC, G):
+        g = c1 - c0
+        dg = dec.part(c0, c1)
+        qc = tmp("q", g, C, K).copy_(qv[c0:c1])
+        kc = tmp("k", g, L, K).copy_(kv[c0:c1])
+        vc = tmp("v", g, L, V).copy_(vv[c0:c1])
+        bcg = bc[c0:c1]
+        # K K^T times the decays on the strict lower triangle (zero elsewhere): kept for the backward
+        kk = _mm(kc, kc.transpose(-1, -2), out=kkd[c0:c1])
+        kk.tril_(-1) if dg.g is None else kk.mul_(dg.d)
+        # A, exact on the strict lower triangle (all that the solve reads) and zero elsewhere
+        a = torch.mul(kk, bcg[..., :, None], out=tmp("a", g, L, L))
+        # T once (L right-hand sides), then matmuls: cheaper than solving for the K + V columns of [W | U0] and
+        # than the transposed solve the backward would need
+        tg = torch.linalg.solve_triangular(a, eye.expand_as(a), upper=False, unitriangular=True, out=tinv[c0:c1])
+        bgk = bcg if dg.g is None else torch.mul(bcg, dg.g, out=tmp("bg", g, L))
+        _mm(tg, torch.mul(bgk[..., None], kc, out=tmp("bk", g, L, K)), out=w[c0:c1])
+        _mm(tg, torch.mul(bcg[..., None], vc, out=tmp("bv", g, L, V)), out=u[c0:c1])  # U0; U = U0 - W S_0 below
+        k_end = kc if dg.e is None else torch.mul(kc, dg.e[..., None], out=tmp("ke", g, L, K))
+        kt3 = k_end.transpose(-1, -2).flatten(1, 2)
+        gl = None if dg.gl is None else dg.gl.flatten(1, 2)[..., None, None]
+        for i, c in enumerate(range(c0, c1)):
+            u3[c].baddbmm_(w3[c], s3[c], alpha=-1)
+            if gl is None:
+                torch.baddbmm(s3[c], kt3[i], u3[c], out=s3[c + 1])
+            else:
+                torch.mul(s3[c], gl[i], out=s3[c + 1]).baddbmm_(kt3[i], u3[c])
+        pg = _mm(qc, kc.transpose(-1, -2), out=p[c0:c1]).mul_(dg.dq)
+        qg = qc if dg.gq is None else qc.mul_(dg.gq[..., None])
+        og = _mm(qg, states[c0:c1], out=tmp("o", g, C, V))
+        _bmm3(og).baddbmm_(_bmm3(pg), _bmm3(u[c0:c1]), beta=scale, alpha=scale)
+        ov[c0:c1].copy_(og)
+    return o, states[NC].clone(), tinv, w, u, states[:NC], p, kkd
 
 
 class _ChunkDeltaRule(torch.autograd.Function):
-    """(qc, kc, vc, bc, gamma, h0) -> (o, final state); see the module docstring for the math."""
+    """(q, k, v, bc, gamma, h0) -> (o, final state); see the module docstring for the math. q, k, v and o are in
+    the caller's time-major layout (T a multiple of C), bc and gamma chunk-major [NC, B, H, L]."""
 
     @staticmethod
-    def forward(ctx, qc, kc, vc, bc, gamma, h0, scale, last):
-        dec = _Decays(gamma, last, kc.shape[-2], kc.dtype, kc.device)
+    def forward(ctx, q, k, v, bc, gamma, h0, scale, last, C, G):
+        dec = _Decays(gamma, last, bc.shape[-1], q.dtype, q.device)
         # autocast would run the matmuls (and the solve's operands) in bf16: the point of this path is fp32+
-        with torch.autocast(kc.device.type, enabled=False):
-            o, final, tinv, w, u, s0 = _chunk_forward(qc, kc, vc, bc, dec, h0, scale)
-        ctx.save_for_backward(qc, kc, vc, bc, gamma, tinv, w, u, s0, last)
-        ctx.scale = scale
+        with torch.autocast(q.device.type, enabled=False):
+            o, final, tinv, w, u, s0, p, kkd = _chunk_forward(q, k, v, bc, dec, h0, scale, C, G)
+        ctx.save_for_backward(q, k, v, bc, gamma, tinv, w, u, s0, p, kkd, last)
+        ctx.scale, ctx.C, ctx.G = scale, C, G
         return o, final
 
     @staticmethod
@@ -152,88 +208,105 @@ class _ChunkDeltaRule(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, do, dfinal):
-        """Intermediates are overwritten in place once their last use is past (fresh buffers cost page faults)."""
-        qc, kc, vc, bc, gamma, tinv, w, u, s0, last = ctx.saved_tensors
-        do = do.to(kc.dtype)  # under autocast the incoming gradient may be bf16
-        scale = ctx.scale
-        NC, B, H, L, K = kc.shape
-        dec = _Decays(gamma, last, L, kc.dtype, kc.device)
+        """Group by group in reverse (cache blocking, as in the forward): the adjoint state recursion over the
+        group's chunks, then everything else of the group batched. Scratch is overwritten in place once its last
+        use is past."""
+        q, k, v, bc, gamma, tinv, w, u, s0, p, kkd, last = ctx.saved_tensors
+        scale, C, G = ctx.scale, ctx.C, ctx.G
+        NC, B, H, L = bc.shape
+        K, V = k.shape[-1], v.shape[-1]
+        dec = _Decays(gamma, last, L, q.dtype, q.device)
         gated = gamma is not None
-        qk = _mm(qc, kc.transpose(-1, -2))
-        p = qk * dec.dq if gated else qk.mul_(dec.dq)  # the gate's gradient needs qk itself
-        qg = qc if dec.gq is None else qc * dec.gq[..., None]
-        k_end = kc if dec.e is None else kc * dec.e[..., None]
+        qv, kv, vv = _chunk_views(q, NC, C), _chunk_views(k, NC, L), _chunk_views(v, NC, L)
+        dov = _chunk_views(do, NC, C)  # any strides, any float dtype (autocast): copied per group below
+        dq_out, dk_out, dv_out = _new(q, *q.shape), _new(k, *k.shape), _new(v, *v.shape)
+        dqv, dkv, dvv = _chunk_views(dq_out, NC, C), _chunk_views(dk_out, NC, L), _chunk_views(dv_out, NC, L)
+        dbeta = _new(bc, *bc.shape)
+        dgamma = _new(bc, *bc.shape) if gated else None
+        neg_strict = torch.where(dec.strict, -1.0, 0.0).to(q.dtype)
+        w3 = w.flatten(1, 2)
+        tmp = _Group(q, G, B, H)
+        # dS entering the current chunk, carried from group to group (dL/d final state at first)
+        carry = q.new_zeros(B, H, K, V) if dfinal is None else dfinal.to(q.dtype)
+        for c0, c1 in reversed(_groups(NC, G)):
+            g = c1 - c0
+            dg = dec.part(c0, c1)
+            qc = tmp("q", g, C, K).copy_(qv[c0:c1])
+            kc = tmp("k", g, L, K).copy_(kv[c0:c1])
+            dog = tmp("do", g, C, V).copy_(dov[c0:c1])
+            bcg, pg, ug, s0g, tg = bc[c0:c1], p[c0:c1], u[c0:c1], s0[c0:c1], tinv[c0:c1]
+            qg = qc if dg.gq is None else torch.mul(qc, dg.gq[..., None], out=tmp("qg", g, C, K))
+            k_end = kc if dg.e is None else torch.mul(kc, dg.e[..., None], out=tmp("ke", g, L, K))
 
-        # adjoint of the state recursion, in reverse over chunks: dS_start = Gq Q^T dO + Gl dS_end - W^T dU.
-        # ds[c] = dL/dS entering chunk c (ds[NC] = dL/d final) starts as its local term Gq Q^T dO and du as
-        # P^T dO; the loop adds the carried terms in place.
-        ds = _new(kc, NC + 1, *s0.shape[1:])
-        _mm(qg.transpose(-1, -2), do, scale, out=ds[:NC])
-        if dfinal is None:
-            ds[NC].zero_()
-        else:
-            ds[NC] = dfinal
-        du = _mm(p.transpose(-1, -2), do, scale)  # [NC, B, H, L, V]
-        del p
-        ds3, du3, w3, ke3 = ds.flatten(1, 2), du.flatten(1, 2), w.flatten(1, 2), k_end.flatten(1, 2)
-        gl = None if dec.gl is None else dec.gl.flatten(1, 2)[..., None, None]
-        for c in reversed(range(NC)):
-            du3[c].baddbmm_(ke3[c], ds3[c + 1])
-            if gl is None:
-                ds3[c].add_(ds3[c + 1])
+            # adjoint of the state recursion, in reverse over chunks: dS_start = Gq Q^T dO + Gl dS_end - W^T dU.
+            # ds[i] = dL/dS entering chunk c0 + i (ds[g] = carried in) starts as its local term Gq Q^T dO and du
+            # as P^T dO; the loop adds the carried terms in place.
+            ds = tmp("ds", g + 1, K, V, extra=1)
+            _mm(qg.transpose(-1, -2), dog, scale, out=ds[:g])
+            ds[g] = carry
+            du = _mm(pg.transpose(-1, -2), dog, scale, out=tmp("du", g, L, V))
+            ds3, du3, ke3 = ds.flatten(1, 2), du.flatten(1, 2), k_end.flatten(1, 2)
+            gl = None if dg.gl is None else dg.gl.flatten(1, 2)[..., None, None]
+            for i in reversed(range(g)):
+                du3[i].baddbmm_(ke3[i], ds3[i + 1])
+                if gl is None:
+                    ds3[i].add_(ds3[i + 1])
+                else:
+                    ds3[i].addcmul_(gl[i], ds3[i + 1])
+                ds3[i].baddbmm_(w3[c0 + i].transpose(-1, -2), du3[i], alpha=-1)
+            carry = ds[0].clone()
+            dsend = ds[1:]
+
+            # outputs: o = scale * (qg s0 + p u)
+            dq = _mm(dog, s0g.transpose(-1, -2), scale, out=tmp("dq", g, C, K))  # d/dqg
+            dqk = _mm(dog, ug.transpose(-1, -2), scale, out=tmp("dqk", g, C, L))  # dP
+            if gated:
+                t_out = dqk * pg  # dP * P: the gradient of the output decays
+                dgq = (dq * qc).sum(-1) * dg.gq
+                dq.mul_(dg.gq[..., None])
+            dqk.mul_(dg.dq)  # dP * mask
+            _bmm3(dq).baddbmm_(_bmm3(dqk), _bmm3(kc))
+            dqv[c0:c1].copy_(dq)
+            dk = _mm(dqk.transpose(-1, -2), qc, out=tmp("dk", g, L, K))
+            # next state: k_end^T u
+            if gated:
+                dke = _mm(ug, dsend.transpose(-1, -2), out=tmp("dke", g, L, K))
+                dk.addcmul_(dke, dg.e[..., None])
             else:
-                ds3[c].addcmul_(gl[c], ds3[c + 1])
-            ds3[c].baddbmm_(w3[c].transpose(-1, -2), du3[c], alpha=-1)
-        dh0 = ds[0].clone()
-        dsend = ds[1:]
+                _bmm3(dk).baddbmm_(_bmm3(ug), _bmm3(dsend.transpose(-1, -2)))
+            # through the solve: [W | U0] = T R, R = [diag(beta Gamma) K | diag(beta) V], and U = U0 - W S_0 give
+            # dR = T^T [-dU S_0^T | dU] = [-X S_0^T | X] with X = T^T dU, and dA = -T^T d[W | U0] [W | U0]^T = -X U^T
+            x = _mm(tg.transpose(-1, -2), du, out=tmp("x", g, L, V))
+            y = _mm(x, s0g.transpose(-1, -2), out=tmp("y", g, L, K))  # -dR for the keys
+            da = _mm(x, ug.transpose(-1, -2), out=tmp("da", g, L, L)).mul_(neg_strict)
+            bg = bcg if dg.g is None else bcg * dg.g
+            dk.addcmul_(bg[..., None], y, value=-1)
+            dbg = y.mul_(kc).sum(-1).neg_()
+            vc = tmp("v", g, L, V).copy_(vv[c0:c1])
+            db = torch.sum(torch.mul(vc, x, out=vc), -1, out=dbeta[c0:c1])
+            db += dbg if dg.g is None else dbg * dg.g
+            da_kkd = torch.mul(kkd[c0:c1], da, out=tmp("dakkd", g, L, L))  # dA * K K^T * decays
+            db += da_kkd.sum(-1)
+            dkk = da.mul_(bcg[..., :, None]) if dg.g is None else da.mul_(bcg[..., :, None] * dg.d)
+            # A is symmetric in the keys: one matmul for both sides (dkk is strictly lower triangular)
+            dkk2 = torch.add(dkk, dkk.transpose(-1, -2), out=tmp("dkk2", g, L, L))
+            _bmm3(dk).baddbmm_(_bmm3(dkk2), _bmm3(kc))
+            dkv[c0:c1].copy_(dk)
+            torch.mul(x, bcg[..., None], out=dvv[c0:c1])
 
-        # outputs: o = scale * (qg s0 + p u)
-        dq = _mm(do, s0.transpose(-1, -2), scale)  # d/dqg
-        dqk = _mm(do, u.transpose(-1, -2), scale).mul_(dec.dq)  # dP * mask
-        if gated:
-            dgq = (dq * qc).sum(-1) * dec.gq
-            dq.mul_(dec.gq[..., None])
-        _bmm3(dq).baddbmm_(_bmm3(dqk), _bmm3(kc))
-        dk = _mm(dqk.transpose(-1, -2), qc)
-        # next state: k_end^T u
-        if gated:
-            dke = _mm(u, dsend.transpose(-1, -2))
-            dk.addcmul_(dke, dec.e[..., None])
-        else:
-            _bmm3(dk).baddbmm_(_bmm3(u), _bmm3(dsend.transpose(-1, -2)))
-        # through the solve: [W | U0] = T R, R = [diag(beta Gamma) K | diag(beta) V], and U = U0 - W S_0 give
-        # dR = T^T [-dU S_0^T | dU] = [-X S_0^T | X] with X = T^T dU, and dA = -T^T d[W | U0] [W | U0]^T = -X U^T
-        x = _mm(tinv.transpose(-1, -2), du)
-        del du
-        y = _mm(x, s0.transpose(-1, -2))  # -dR for the keys
-        da = _mm(x, u.transpose(-1, -2)).mul_(torch.where(dec.strict, -1.0, 0.0).to(kc.dtype))
-        bg = bc if dec.g is None else bc * dec.g
-        dk.addcmul_(bg[..., None], y, value=-1)
-        dbg = y.mul_(kc).sum(-1).neg_()
-        dbeta = torch.mul(vc, x, out=y if vc.shape[-1] == K else None).sum(-1)
-        dbeta += dbg if dec.g is None else dbg * dec.g
-        del y
-        kk = _mm(kc, kc.transpose(-1, -2))
-        da_kkd = kk.mul_(da) if dec.g is None else kk.mul_(da).mul_(dec.d)  # dA * K K^T * decays
-        dbeta += da_kkd.sum(-1)
-        dkk = da.mul_(bc[..., :, None]) if dec.g is None else da.mul_(bc[..., :, None] * dec.d)
-        _bmm3(dk).baddbmm_(_bmm3(dkk), _bmm3(kc))
-        _bmm3(dk).baddbmm_(_bmm3(dkk.transpose(-1, -2)), _bmm3(kc))
-        dv = x.mul_(bc[..., None])
-
-        dgamma = None
-        if gated:
-            t = da_kkd.mul_(bc[..., :, None])  # d/dgamma through A's decays
-            dgamma = t.sum(-1) - t.sum(-2)
-            t = dqk.mul_(qk)  # through the output decays
-            dgq += t.sum(-1)
-            dgamma = dgamma - t.sum(-2) + dbg * bc * dec.g
-            dgamma = dgamma.index_add(-1, last, dgq)
-            t = (kc * dke).sum(-1) * dec.e  # through k_end = e k
-            dgl = t.sum(-1) + (s0 * dsend).sum((-1, -2)) * dec.gl
-            dgamma = dgamma - t
-            dgamma[..., -1] += dgl
-        return dq, dk, dv, dbeta, dgamma, dh0, None, None
+            if gated:
+                t = da_kkd.mul_(bcg[..., :, None])  # d/dgamma through A's decays
+                dgm = t.sum(-1) - t.sum(-2)
+                t = t_out  # through the output decays
+                dgq += t.sum(-1)
+                dgm = dgm - t.sum(-2) + dbg * bcg * dg.g
+                dgm = dgm.index_add(-1, last, dgq)
+                t = (kc * dke).sum(-1) * dg.e  # through k_end = e k
+                dgl = t.sum(-1) + (s0g * dsend).sum((-1, -2)) * dg.gl
+                dgm = dgm - t
+                dgm[..., -1] += dgl
+                dgamma[c0:c1] = dgm
+        return dq_out, dk_out, dv_out, dbeta, dgamma, carry, None, None, None, None
 
 
 def default_chunk_size(device: torch.device) -> int:
@@ -241,6 +314,11 @@ def default_chunk_size(device: torch.device) -> int:
     ~10-15% faster than 64, whose larger intra-chunk matmuls cost more than the twice as many loop steps save;
     16 is slower again), 64 elsewhere."""
     return 32 if torch.device(device).type == "cpu" else 64
+
+
+def chunk_group(NC: int) -> int:
+    """Chunks per group of the cache-blocked passes."""
+    return 4
 
 
 # Compiled models run this eagerly: inductor failed on its length-dependent chunk shapes under dynamic=True
@@ -258,11 +336,7 @@ def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype
     L = C * n
 
     q, k, v, beta = (_pad_time(x.to(dt), pad) for x in (q, k, v, beta))
-    # chunk-major [NC, B, H, L, D]; sub-step index within a chunk = token * n + j
-    kc = k.reshape(B, NC, L, H, K).permute(1, 0, 3, 2, 4).contiguous()
-    vc = v.reshape(B, NC, L, H, V).permute(1, 0, 3, 2, 4).contiguous()
-    bc = beta.reshape(B, NC, L, H).permute(1, 0, 3, 2).contiguous()
-    qc = q.reshape(B, NC, C, H, K).permute(1, 0, 3, 2, 4).contiguous()
+    bc = beta.reshape(B, NC, L, H).permute(1, 0, 3, 2).contiguous()  # chunk-major [NC, B, H, L]
     last = torch.arange(C, device=q.device) * n + (n - 1)  # sub-step at which token i is read
 
     gamma = None
@@ -273,6 +347,5 @@ def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype
         gamma = g.reshape(B, NC, L, H).permute(1, 0, 3, 2).cumsum(-1)
 
     h0 = q.new_zeros(B, H, K, V) if initial_state is None else initial_state
-    o, final = _ChunkDeltaRule.apply(qc, kc, vc, bc, gamma, h0, scale, last)
-    o = o.permute(1, 0, 3, 2, 4).reshape(B, NC * C, H, V)[:, :T]
-    return o, final
+    o, final = _ChunkDeltaRule.apply(q, k, v, bc, gamma, h0, scale, last, C, chunk_group(NC))
+    return o[:, :T], final
