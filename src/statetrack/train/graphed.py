@@ -64,12 +64,16 @@ class GraphedStep:
         model, opt: restored after the warm-up steps that precede capture.
         example: an (x, y, m) batch of the fixed shape, on the GPU.
         warmup: eager steps before capture (on a side stream, as CUDA graphs require).
+        stream: the stream of the warm-up and the capture (default: a new one), rather than the one capture
+            stream torch.cuda.graph shares between all graphs: PyTorch keys the cuBLAS workspace a graph bakes
+            in by its capture stream, and destroying one graph frees that workspace under every other graph
+            captured on the same stream (pytorch/pytorch#193402).
     """
 
-    def __init__(self, step: StepFn, model, opt, example, warmup: int = 3):
+    def __init__(self, step: StepFn, model, opt, example, warmup: int = 3, stream: torch.cuda.Stream | None = None):
         self.static_in = [t.clone() for t in example]
         saved = snapshot(model, opt)
-        side = torch.cuda.Stream()
+        self.stream = side = stream if stream is not None else torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(warmup):
@@ -78,7 +82,7 @@ class GraphedStep:
         restore(model, opt, saved)
         self.graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)  # gradients are then allocated inside the graph's memory pool
-        with torch.cuda.graph(self.graph), value_checks(False):
+        with torch.cuda.graph(self.graph, stream=side), value_checks(False):
             self.static_out = step(*self.static_in)
 
     def __call__(self, x, y, m):
@@ -116,14 +120,16 @@ def restore(model, opt, saved: tuple) -> None:
     torch.cuda.set_rng_state(saved[3])
 
 
-def build_step(model, forward, opt, loss_fn, grad_clip: float, autocast_factory, example=None) -> StepFn:
-    """A graphed step when ``example`` (a fixed-shape batch on the GPU) is given and capture works, else eager."""
+def build_step(model, forward, opt, loss_fn, grad_clip: float, autocast_factory, example=None,
+               stream: torch.cuda.Stream | None = None) -> StepFn:  # fmt: skip
+    """A graphed step when ``example`` (a fixed-shape batch on the GPU) is given and capture works, else eager.
+    ``stream``: the capture stream (see :class:`GraphedStep`)."""
     step = make_step(model, forward, opt, loss_fn, grad_clip, autocast_factory)
     if example is None:
         return step
     saved = snapshot(model, opt)
     try:
-        return GraphedStep(step, model, opt, example)
+        return GraphedStep(step, model, opt, example, stream=stream)
     except Exception as e:  # noqa: BLE001 - any capture failure: fall back, say why
         warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2)
         torch.cuda.synchronize()
