@@ -1,6 +1,7 @@
-"""sLSTM and mLSTM (Beck et al., 2024), written here in plain PyTorch (no xlstm package: its fast paths are
-CUDA-only). Both use exponential input gates with the log-space stabiliser m of the xLSTM paper; neither has a
-``min_eigenvalue`` (the paper leaves them unmodified). The backbone supplies the blocks' MLP.
+"""sLSTM and mLSTM (Beck et al., 2024), written here (no xlstm package: its fast paths are CUDA-only); the sLSTM
+recurrence is ``ops.slstm_scan`` (one fused Triton launch each way on CUDA, the plain loop elsewhere). Both use
+exponential input gates with the log-space stabiliser m of the xLSTM paper; neither has a ``min_eigenvalue`` (the
+paper leaves them unmodified). The backbone supplies the blocks' MLP.
 
 sLSTM, per head (recurrent weights R block-diagonal over heads), gates from W x_t + R h_{t-1} + b:
     m_t = max(log f_t + m_{t-1}, i~_t);  i' = exp(i~_t - m_t);  f' = exp(log f_t + m_{t-1} - m_t)
@@ -17,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from statetrack.ops.slstm import SLSTMState, slstm_cell, slstm_scan, zero_state
 
 from .base import Mixer, RMSNorm, ShortConv, State, check_heads
 
@@ -40,41 +43,42 @@ class SLSTM(Mixer):
         z = torch.zeros(batch_size, self.d_model, device=self._device(device), dtype=dtype)
         return {"h": z, "c": z.clone(), "n": z.clone(), "m": z.clone()}
 
-    def _cell(self, wx: torch.Tensor, st: State) -> State:
-        """wx [B, 4D] (W x_t + b, fp32), state -> new state."""
-        B, H, Kd = wx.shape[0], self.n_heads, self.head_dim
-        rh = torch.einsum("bhk,hkg->bhg", st["h"].view(B, H, Kd), self.r.to(wx.dtype))  # [B, H, 4K]
-        # W x is laid out [gate, D] = [gate, H, K]; R h per head is [H, gate, K]: bring both to [B, gate, D]
-        pre = wx.view(B, 4, H, Kd) + rh.view(B, H, 4, Kd).transpose(1, 2)
-        i_, f_, z_, o_ = pre.reshape(B, 4, self.d_model).unbind(1)
-        log_f = F.logsigmoid(f_)
-        m = torch.maximum(log_f + st["m"], i_)
-        i, f = torch.exp(i_ - m), torch.exp(log_f + st["m"] - m)
-        c = f * st["c"] + i * torch.tanh(z_)
-        n = f * st["n"] + i
-        h = torch.sigmoid(o_) * c / n
-        return {"h": h, "c": c, "n": n, "m": m}
+    def _wx(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., D] -> W x + b as [..., 4, H, K] in the state dtype (W x is laid out [gate, head, K])."""
+        return self.w(x).to(self.state_dtype(x)).unflatten(-1, (4, self.n_heads, self.head_dim))
+
+    def _r(self, dtype) -> torch.Tensor:
+        """r [H, K, 4K] viewed as the op's [H, K, 4, K] (R h per head is laid out [gate, K])."""
+        return self.r.to(dtype).unflatten(-1, (4, self.head_dim))
+
+    def _heads(self, st: State | None, B: int, dtype) -> SLSTMState | None:
+        """The layer's state {"h", "c", "n", "m"} ([B, D] each) as the op's (h, c, n, m), [B, H, K] each."""
+        if st is None:
+            return None
+        return tuple(st[k].to(dtype).view(B, self.n_heads, self.head_dim) for k in "hcnm")
+
+    def _flat(self, st: SLSTMState) -> State:
+        return {k: v.reshape(v.shape[0], self.d_model) for k, v in zip("hcnm", st, strict=True)}
 
     def _out(self, h: torch.Tensor, dtype) -> torch.Tensor:
-        h = self.norm(h.view(*h.shape[:-1], self.n_heads, self.head_dim).to(dtype))
-        return self.o_proj(h.flatten(-2))
+        """h [..., H, K] -> per-head norm, projection: [..., D]."""
+        return self.o_proj(self.norm(h.to(dtype)).flatten(-2))
 
     def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
-        """x [B, T, D] -> (y [B, T, D], state or None). A loop over T: the recurrence is nonlinear."""
-        st = self.init_state(x.shape[0], x.device, self.state_dtype(x)) if state is None else state
-        wx = self.w(x).to(self.state_dtype(x))
-        hs = []
-        for t in range(x.shape[1]):
-            st = self._cell(wx[:, t], st)
-            hs.append(st["h"])
-        y = self._out(torch.stack(hs, 1), x.dtype)
-        return y, (st if output_state else None)
+        """x [B, T, D] -> (y [B, T, D], state or None). The recurrence is nonlinear: a loop over T, fused into one
+        Triton launch each way on CUDA (ops.slstm_scan)."""
+        wx = self._wx(x)
+        h, st = slstm_scan(wx, self._r(wx.dtype), state=self._heads(state, x.shape[0], wx.dtype),
+                           output_final_state=output_state)  # fmt: skip
+        return self._out(h, x.dtype), (self._flat(st) if output_state else None)
 
     def step(self, x: torch.Tensor, state: State | None = None):
         """x [B, D] -> (y [B, D], new state)."""
-        st = self.init_state(x.shape[0], x.device, self.state_dtype(x)) if state is None else state
-        st = self._cell(self.w(x).to(self.state_dtype(x)), st)
-        return self._out(st["h"], x.dtype), st
+        wx = self._wx(x)
+        st = self._heads(state, x.shape[0], wx.dtype) or zero_state(x.shape[0], self.n_heads, self.head_dim,
+                                                                     x.device, wx.dtype)  # fmt: skip
+        st = slstm_cell(wx, self._r(wx.dtype), st)
+        return self._out(st[0], x.dtype), self._flat(st)
 
 
 class MLSTM(Mixer):
