@@ -47,6 +47,7 @@ class SLSTMScan(torch.autograd.Function):
         return dwx, dr
 
 
+@torch.compiler.disable  # compiled models launch the kernels eagerly (inductor would re-trace the Triton code)
 def slstm_scan_triton(wx: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """wx [B, T, 4, H, K] fp32, r [H, K, 4, K] fp32 -> h [B, T, H, K] fp32 (zero initial state)."""
     if wx.dtype != torch.float32 or r.dtype != torch.float32:
