@@ -78,3 +78,38 @@ def test_graphed_run_follows_eager_and_resumes(tmp_path):
     for run in ("g", "r"):
         ck = load_checkpoint(tmp_path / run / "checkpoint.pt")
         assert all(float(st["step"]) == 30 for st in ck["optimizer"]["state"].values())
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a GPU (benchmarks/gpu_tests.sh)")
+@pytest.mark.parametrize("mixer", ["transformer", "deltanet", "slstm"])
+def test_graph_owns_the_memory_it_touches(mixer):
+    """A graph must not use memory it does not own. Seen on the H100 (benchmarks/results/gpu_sharing_h100.md):
+    after a capture, torch.cuda.empty_cache() made the next replay fault, so the graph referenced freed memory of
+    the regular pool. Here every free block of the regular pool is handed out again and filled with NaN (no
+    empty_cache, which would crash the process) while the graphed step replays: its loss must equal an eager
+    copy's (no read), and the NaN must stay (no write)."""
+    from statetrack.train.graphed import autocast_factory, build_step
+    from statetrack.train.loop import param_groups
+
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    cfg = ModelConfig(mixer=mixer, vocab_size=6, d_model=128, n_layers=2, n_heads=4, min_eigenvalue=-1.0)
+    models = [TokenClassifier(cfg).to(dev) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    x = torch.randint(0, 5, (1024, 40), device=dev)
+    y, m = torch.randint(0, 2, (1024, 40), device=dev), torch.ones(1024, 40, dtype=torch.bool, device=dev)
+    steps = []
+    for model, graphed in zip(models, (True, False), strict=True):
+        opt = torch.optim.AdamW(param_groups(model, 0.1), lr=torch.tensor(1e-3, device=dev), fused=True,
+                                capturable=True)  # fmt: skip
+        steps.append(build_step(model, model, opt, masked_cross_entropy, 1.0, autocast_factory("cuda", True, graphed),
+                                example=(x, y, m) if graphed else None))  # fmt: skip
+    assert type(steps[0]).__name__ == "GraphedStep"
+    torch.cuda.synchronize()
+    free = [b["size"] for seg in torch.cuda.memory_snapshot() if tuple(seg.get("segment_pool_id", (0, 0))) == (0, 0)
+            for b in seg["blocks"] if b["state"] == "inactive"]  # fmt: skip
+    junk = [torch.full((n // 4,), float("nan"), device=dev) for n in sorted(free, reverse=True) if n >= 4]
+    for _ in range(3):
+        lg, le = (float(s(x, y, m)[0]) for s in steps)
+        assert lg == pytest.approx(le, rel=2e-2, abs=2e-2), (lg, le)
+    assert all(j.isnan().all() for j in junk)
