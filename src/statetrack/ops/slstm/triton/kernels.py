@@ -41,29 +41,42 @@ def _r_block(R, h, g, K: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def slstm_fwd_kernel(
-    WX, R, Hs, Cs, Ns, Ms, B, T,
-    H: tl.constexpr, K: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr, T_I: tl.constexpr, SAVE: tl.constexpr,
-):  # fmt: skip
-    pid_b = tl.program_id(0)
+def _program(R, B, K: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr):
+    """This program's head, batch rows (int64), columns, [BB, BK] mask and the head's four blocks of r."""
     hd = tl.program_id(1)
-    rows = (pid_b * BB + tl.arange(0, BB)).to(tl.int64)
+    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
     cols = tl.arange(0, BK)
     mask = (rows[:, None] < B) & (cols[None, :] < K)
     r_i = _r_block(R, hd, 0, K, BK)
     r_f = _r_block(R, hd, 1, K, BK)
     r_z = _r_block(R, hd, 2, K, BK)
     r_o = _r_block(R, hd, 3, K, BK)
+    return hd, rows, cols, mask, r_i, r_f, r_z, r_o
+
+
+@triton.jit
+def _pre(gx, h_prev, r_i, r_f, r_z, r_o, mask, HK: tl.constexpr):
+    """The four gate pre-activations wx_t + h_{t-1} r of one step; gx points at gate i of step t (gates HK apart)."""
+    pi = tl.load(gx, mask=mask, other=0.0) + tl.dot(h_prev, r_i, input_precision="ieee")
+    pf = tl.load(gx + HK, mask=mask, other=0.0) + tl.dot(h_prev, r_f, input_precision="ieee")
+    pz = tl.load(gx + 2 * HK, mask=mask, other=0.0) + tl.dot(h_prev, r_z, input_precision="ieee")
+    po = tl.load(gx + 3 * HK, mask=mask, other=0.0) + tl.dot(h_prev, r_o, input_precision="ieee")
+    return pi, pf, pz, po
+
+
+@triton.jit
+def slstm_fwd_kernel(
+    WX, R, Hs, Cs, Ns, Ms, B, T,
+    H: tl.constexpr, K: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr, T_I: tl.constexpr, SAVE: tl.constexpr,
+):  # fmt: skip
+    hd, rows, cols, mask, r_i, r_f, r_z, r_o = _program(R, B, K, BB, BK)
     h = tl.zeros((BB, BK), dtype=tl.float32)
     c = tl.zeros((BB, BK), dtype=tl.float32)
     n = tl.zeros((BB, BK), dtype=tl.float32)
     m = tl.zeros((BB, BK), dtype=tl.float32)
     for t in tl.range(0, T_I if T_I > 0 else T):
-        gx = WX + ((rows[:, None] * T + t) * 4 * H + hd) * K + cols[None, :]  # gate i of step t; then f, z, o
-        pi = tl.load(gx, mask=mask, other=0.0) + tl.dot(h, r_i, input_precision="ieee")
-        pf = tl.load(gx + H * K, mask=mask, other=0.0) + tl.dot(h, r_f, input_precision="ieee")
-        pz = tl.load(gx + 2 * H * K, mask=mask, other=0.0) + tl.dot(h, r_z, input_precision="ieee")
-        po = tl.load(gx + 3 * H * K, mask=mask, other=0.0) + tl.dot(h, r_o, input_precision="ieee")
+        gx = WX + ((rows[:, None] * T + t) * 4 * H + hd) * K + cols[None, :]
+        pi, pf, pz, po = _pre(gx, h, r_i, r_f, r_z, r_o, mask, H * K)
         log_f = _log_sigmoid(pf)
         m_new = tl.maximum(log_f + m, pi)
         ig = tl.exp(pi - m_new)
@@ -85,15 +98,7 @@ def slstm_bwd_kernel(
     WX, R, Hs, Cs, Ns, Ms, DH, DWX, B, T,
     H: tl.constexpr, K: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr, T_I: tl.constexpr,
 ):  # fmt: skip
-    pid_b = tl.program_id(0)
-    hd = tl.program_id(1)
-    rows = (pid_b * BB + tl.arange(0, BB)).to(tl.int64)
-    cols = tl.arange(0, BK)
-    mask = (rows[:, None] < B) & (cols[None, :] < K)
-    r_i = _r_block(R, hd, 0, K, BK)
-    r_f = _r_block(R, hd, 1, K, BK)
-    r_z = _r_block(R, hd, 2, K, BK)
-    r_o = _r_block(R, hd, 3, K, BK)
+    hd, rows, cols, mask, r_i, r_f, r_z, r_o = _program(R, B, K, BB, BK)
     dh_rec = tl.zeros((BB, BK), dtype=tl.float32)  # dL/dh_t through step t + 1
     dc = tl.zeros((BB, BK), dtype=tl.float32)
     dn = tl.zeros((BB, BK), dtype=tl.float32)
@@ -109,11 +114,7 @@ def slstm_bwd_kernel(
         n = tl.load(Ns + at, mask=mask, other=1.0)
         m = tl.load(Ms + at, mask=mask, other=0.0)
         goff = ((rows[:, None] * T + t) * 4 * H + hd) * K + cols[None, :]
-        gx = WX + goff
-        pi = tl.load(gx, mask=mask, other=0.0) + tl.dot(h_p, r_i, input_precision="ieee")
-        pf = tl.load(gx + H * K, mask=mask, other=0.0) + tl.dot(h_p, r_f, input_precision="ieee")
-        pz = tl.load(gx + 2 * H * K, mask=mask, other=0.0) + tl.dot(h_p, r_z, input_precision="ieee")
-        po = tl.load(gx + 3 * H * K, mask=mask, other=0.0) + tl.dot(h_p, r_o, input_precision="ieee")
+        pi, pf, pz, po = _pre(WX + goff, h_p, r_i, r_f, r_z, r_o, mask, H * K)
         log_f = _log_sigmoid(pf)
         ig = tl.exp(pi - m)
         fg = tl.exp(log_f + m_p - m)
