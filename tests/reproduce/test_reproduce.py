@@ -224,5 +224,5 @@ def test_compile_option_reaches_gpu_runs_only_and_leaves_keys_alone(tmp_path, mo
     assert seen == [False]  # no compile on a CPU
     ns = type("A", (), {"experiment": "table3", "budget": "quick", "out": "o", "device": "cuda", "workers": None,
                         "per_gpu": 4, "steps": None, "shard": None, "report_only": False, "keep_checkpoints": False,
-                        "no_progress": False, "compile": True})()  # fmt: skip
-    assert "--compile" in command_line(ns)
+                        "no_progress": False, "compile": True, "mps": True})()  # fmt: skip
+    assert "--compile" in command_line(ns) and "--mps" in command_line(ns)

@@ -42,6 +42,11 @@ def register(sub) -> None:
     p.add_argument(
         "--compile", action="store_true", help="torch.compile each model on GPUs (~2x the steps/s; the same runs)"
     )
+    p.add_argument(
+        "--mps",
+        action="store_true",
+        help="share each GPU between the worker processes through NVIDIA MPS (started for the sweep if none runs)",
+    )
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's final checkpoint.pt")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their cache state; train nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -65,7 +70,7 @@ def run(args) -> int:
     res = reproduce(args.experiment, args.budget, args.out, device=args.device, workers=args.workers,
                     per_gpu=args.per_gpu, shard=args.shard, report_only=args.report_only, steps=args.steps,
                     progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints,
-                    argv=command_line(args), compile_model=args.compile)  # fmt: skip
+                    argv=command_line(args), compile_model=args.compile, mps=args.mps)  # fmt: skip
     return res["exit_code"]
 
 
@@ -78,7 +83,8 @@ def command_line(args) -> list[str]:
         if val is not None:
             argv += [flag, str(val)]
     for flag, on in (("--report-only", args.report_only), ("--keep-checkpoints", args.keep_checkpoints),
-                     ("--no-progress", args.no_progress), ("--compile", getattr(args, "compile", False))):  # fmt: skip
+                     ("--no-progress", args.no_progress), ("--compile", getattr(args, "compile", False)),
+                     ("--mps", getattr(args, "mps", False))):  # fmt: skip
         if on:
             argv.append(flag)
     return argv

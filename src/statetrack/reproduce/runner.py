@@ -22,6 +22,7 @@ from . import aggregate, plots, provenance, report
 from .budgets import get_budget
 from .cache import atomic_write_json, atomic_write_text, load_result
 from .experiments import FIGURE4_TASKS, FIGURE8_TASKS, RunSpec, build_runs, experiment_plan
+from .mps import mps_daemon
 from .paper_numbers import CLAIMS, TABLE3_COLUMNS, TABLE3_MODELS
 from .paper_numbers import as_dict as paper_dict
 from .sweep import SweepStats, default_workers, resolve_devices, run_jobs
@@ -75,7 +76,7 @@ def _describe(job, res) -> str:
 def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str = "auto", workers: int | None = None,
               per_gpu: int = 4, shard: str | None = None, report_only: bool = False, steps: int | None = None,
               progress: bool = True, keep_checkpoints: bool = False, argv: list[str] | None = None,
-              log=print, compile_model: bool = False) -> dict:  # fmt: skip
+              log=print, compile_model: bool = False, mps: bool = False) -> dict:  # fmt: skip
     """Run (what is not cached of) ``experiment`` at ``budget_name`` under ``out`` and write its outputs.
 
     Returns {"exit_code", "folder", "files", "missing", "failed", "trained", "claims"}: exit code 0 when every
@@ -97,10 +98,12 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
     log(f"{experiment} at budget {budget_name}: {len(runs)} runs, {len(results)} cached, "
         f"{0 if report_only else len(pending)} to train on {', '.join(devices)} with {workers} worker(s)")  # fmt: skip
     stats = SweepStats()
+    use_mps = mps and devices[0].startswith("cuda") and workers > 1  # MPS shares a GPU between processes
     if pending and not report_only:
         jobs = [_job(r, out, experiment, keep_checkpoints, compile_model) for r in pending]
-        stats = run_jobs(jobs, devices=devices, workers=workers, total=len(results) + len(jobs), progress=progress,
-                         describe=_describe)  # fmt: skip
+        with mps_daemon(use_mps, log=log):
+            stats = run_jobs(jobs, devices=devices, workers=workers, total=len(results) + len(jobs),
+                             progress=progress, describe=_describe)  # fmt: skip
         results = {r.key: res for r in runs if (res := load_result(out, r.key)) is not None}
     wall = time.perf_counter() - t_start
     thr = provenance.throughput(len(stats.trained), stats.wall_seconds, devices)
@@ -109,7 +112,8 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
         argv, devices, started_at=started_at, experiment=experiment, budget=budget_name, budget_settings=asdict(budget),
         wall_seconds=round(wall, 2), throughput=thr, runs_total=len({r.key for r in runs}),
         runs_cached=len({r.key for r in runs}) - len(missing) - len(stats.trained), runs_failed=len(stats.failed),
-        runs_missing=len(set(missing)), workers=workers, shard=shard, report_only=report_only,
+        runs_missing=len(set(missing)), workers=workers, mps=use_mps, compile=compile_model, shard=shard,
+        report_only=report_only,
         failed=stats.failed,
     )  # fmt: skip
     folder = out / experiment
