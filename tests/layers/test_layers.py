@@ -142,3 +142,15 @@ def test_causal_conv_equals_conv1d(W, with_cache):
         torch.allclose(a, r, atol=1e-12)
         for a, r in zip(torch.autograd.grad(y, (x, w, b), gy), torch.autograd.grad(ref, (x, w, b), gy), strict=True)
     )
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 33])
+def test_prefix_products_equal_the_sequential_products(T):
+    from statetrack.layers.full_matrix_rnn import prefix_products
+
+    A = torch.randn(3, T, 4, 4, dtype=torch.float64) / 2 + torch.eye(4, dtype=torch.float64)
+    H, want = torch.eye(4, dtype=torch.float64).expand(3, 4, 4), []
+    for t in range(T):
+        H = A[:, t] @ H
+        want.append(H)
+    torch.testing.assert_close(prefix_products(A), torch.stack(want, 1), rtol=1e-10, atol=1e-12)

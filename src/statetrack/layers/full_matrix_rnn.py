@@ -14,6 +14,17 @@ from torch import nn
 from .base import Mixer, State
 
 
+def prefix_products(A: torch.Tensor) -> torch.Tensor:
+    """A [..., T, n, n] -> P [..., T, n, n] with P_t = A_t A_{t-1} ... A_1: log2(T) batched matmuls (Hillis-Steele)
+    instead of T dependent ones; after the level with stride d, P_t holds the product of the 2d matrices ending
+    at t (fewer at the start)."""
+    T, d, P = A.shape[-3], 1, A
+    while d < T:
+        P = torch.cat([P[..., :d, :, :], P[..., d:, :, :] @ P[..., :-d, :, :]], dim=-3)
+        d *= 2
+    return P
+
+
 class FullMatrixRNN(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"H": [B, n, n]} (the identity before the first token)."""
 
@@ -36,16 +47,17 @@ class FullMatrixRNN(Mixer):
         return self.o_proj(v.to(dtype))
 
     def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
-        """x [B, T, D] -> (y [B, T, D], state or None); a loop of T matrix products."""
+        """x [B, T, D] -> (y [B, T, D], state or None). H_t = (A_t ... A_1) H_0: prefix products in log2(T)
+        batched matmuls (the recurrence is linear in H, so the order of the products is free)."""
         sd = self.state_dtype(x)
-        H = self.init_state(x.shape[0], x.device, sd)["H"] if state is None else state["H"]
         A = self.a_proj(x).to(sd).view(*x.shape[:2], self.n, self.n)
-        hs = []
-        for t in range(x.shape[1]):
-            H = A[:, t] @ H
-            hs.append(H)
-        y = self._out(torch.stack(hs, 1), x.dtype)
-        return y, ({"H": H} if output_state else None)
+        Hs = prefix_products(A)
+        if state is not None:
+            Hs = Hs @ state["H"].unsqueeze(1)
+        if not output_state:
+            return self._out(Hs, x.dtype), None
+        last = Hs[:, -1] if x.shape[1] else (state or self.init_state(x.shape[0], x.device, sd))["H"]
+        return self._out(Hs, x.dtype), {"H": last}
 
     def step(self, x: torch.Tensor, state: State | None = None):
         """x [B, D] -> (y [B, D], new state)."""
