@@ -10,6 +10,8 @@ from .naive import SLSTMState, slstm_cell, slstm_scan_naive, zero_state
 
 __all__ = ["SLSTMState", "slstm_cell", "slstm_scan", "zero_state"]
 
+MAX_FAST_K = 64  # auto runs the kernels up to this head dim; above, r's blocks spill (benchmarks/slstm_spills.py)
+
 
 def slstm_scan(wx: torch.Tensor, r: torch.Tensor, *, state: SLSTMState | None = None,
                output_final_state: bool = False, backend: str = "auto"):  # fmt: skip
@@ -20,7 +22,8 @@ def slstm_scan(wx: torch.Tensor, r: torch.Tensor, *, state: SLSTMState | None = 
         r: [H, K, 4, K] recurrent weights, block-diagonal over the H heads.
         state: (h, c, n, m), each [B, H, K], or None (zeros).
         backend: "naive" (the loop, autograd through it), "triton" (one fused launch each way; fp32, no
-            initial or final state), or "auto": triton for fp32 CUDA inputs without state, else naive.
+            initial or final state), or "auto": triton for fp32 CUDA inputs without state and head dims K <= 64
+            (above, its registers spill), else naive.
     Returns:
         (h [B, T, H, K], final state or None).
     """
@@ -41,7 +44,8 @@ def slstm_scan(wx: torch.Tensor, r: torch.Tensor, *, state: SLSTMState | None = 
     available = {"naive": True, "triton": fused_ok}
     if backend == "triton" and not stateless:
         raise ValueError("backend='triton' runs without initial or final state; use backend='naive' for those")
-    auto = ["triton", "naive"] if stateless and dev.type == "cuda" and wx.dtype == torch.float32 else ["naive"]
+    fast = stateless and dev.type == "cuda" and wx.dtype == torch.float32 and K <= MAX_FAST_K
+    auto = ["triton", "naive"] if fast else ["naive"]
     if resolve_backend(backend, available, dev, auto) == "triton":
         from .triton import slstm_scan_triton
 

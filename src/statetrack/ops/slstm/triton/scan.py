@@ -12,11 +12,17 @@ _MODULE = f"{__package__}.kernels"
 BB = 16  # batch rows per program (tl.dot needs >= 16)
 
 
+def launch_warps(BK: int) -> int:
+    """Warps of a program: the head's four [BK, BK] fp32 blocks of r live in registers (no spills on sm_90 up to
+    BK = 64 with 8 warps; benchmarks/results/slstm_spills_sm90.md)."""
+    return 8 if BK >= 64 else 4
+
+
 def _launch_shape(wx: torch.Tensor) -> tuple:
-    """(B, T, H, K, BK, grid, warps): the head's four [BK, BK] blocks of r live in registers; 8 warps from BK = 64."""
+    """(B, T, H, K, BK, grid, warps)."""
     B, T, _, H, K = wx.shape
     BK = max(16, pow2(K))
-    return B, T, H, K, BK, (cdiv(B, BB), H), 8 if BK >= 64 else 4
+    return B, T, H, K, BK, (cdiv(B, BB), H), launch_warps(BK)
 
 
 class SLSTMScan(torch.autograd.Function):
