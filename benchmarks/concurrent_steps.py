@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from report import save_to, say  # benchmarks/report.py (this script's folder is on sys.path)
+from report import say, start_gpu_report  # benchmarks/report.py (this script's folder is on sys.path)
 from statetrack.models import ModelConfig, TokenClassifier
 from statetrack.ops import value_checks
 from statetrack.reproduce.experiments import table3_models
@@ -76,10 +76,8 @@ def main(argv=None) -> int:
     p.add_argument("--shared-capture-stream", action="store_true", help="capture every graph on torch's default")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("needs a CUDA GPU", file=sys.stderr)
+    if not start_gpu_report(a.out):
         return 2
-    save_to(a.out)
     dev = torch.device("cuda")
     task = get_task(a.task)
     specs = [s for s in table3_models(a.task) if a.models == "all" or s.label in a.models.split(";")]

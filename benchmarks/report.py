@@ -21,6 +21,19 @@ def save_to(path: str | Path | None) -> None:
         save(path)
 
 
+def start_gpu_report(path: str | Path | None) -> bool:
+    """For the scripts that need a CUDA GPU: False (and why, on stderr) when there is none, else save_to(path)."""
+    import sys
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("needs a CUDA GPU", file=sys.stderr)
+        return False
+    save_to(path)
+    return True
+
+
 def say(s: str = "") -> None:
     """Print a report line now (a long run shows its progress) and keep it (and write it, after save_to)."""
     print(s, flush=True)

@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from report import save_to, say  # benchmarks/report.py (this script's folder is on sys.path)
+from report import say, start_gpu_report  # benchmarks/report.py (this script's folder is on sys.path)
 from statetrack.ops import slstm_scan
 
 SHAPES = [(1024, 40, 4, 32), (1024, 40, 1, 64), (256, 512, 4, 32)]
@@ -23,12 +23,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("needs a CUDA GPU", file=sys.stderr)
+    if not start_gpu_report(a.out):
         return 2
     from triton.testing import do_bench
 
-    save_to(a.out)
     say("# sLSTM recurrence: fused Triton kernels vs the PyTorch loop (fwd+bwd ms, fp32)\n")
     say(f"- device: {torch.cuda.get_device_name()}; torch {torch.__version__}")
     say(f"- command: `python {' '.join(sys.argv)}`\n")
