@@ -10,7 +10,7 @@ from .naive import SLSTMState, slstm_cell, slstm_scan_naive, zero_state
 
 __all__ = ["SLSTMState", "slstm_cell", "slstm_scan", "zero_state"]
 
-MAX_FAST_K = 64  # auto runs the kernels up to this head dim; above, r's blocks spill (benchmarks/slstm_spills.py)
+MAX_FAST_K = 64  # auto runs the kernels up to this head dim; above, r's blocks spill (benchmarks/kernel_spills.py)
 
 
 def slstm_scan(wx: torch.Tensor, r: torch.Tensor, *, state: SLSTMState | None = None,
