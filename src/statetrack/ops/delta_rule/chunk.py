@@ -29,13 +29,9 @@ through the naive loop in tests/ops/test_delta_rule.py.
 
 from __future__ import annotations
 
-import sys
-import threading
-
-import numpy as np
 import torch
 
-from ..diag_scan.scan import empty_buffer
+from .._cpu_buffers import pooled_buffer as _new
 
 
 def _pad_time(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -86,58 +82,6 @@ class _Decays:
 def _bmm3(x: torch.Tensor) -> torch.Tensor:
     """[..., m, n] -> [N, m, n]: a view for the chunk-major tensors here (and their transposes)."""
     return x.reshape(-1, *x.shape[-2:])
-
-
-class _ScratchPool:
-    """Large CPU buffers, kept for reuse by later calls (a caching allocator, as PyTorch has for CUDA).
-
-    One fwd+bwd at B=8, T=2048, H=4, K=V=64 takes ~150 MB of fresh buffers; even on huge pages their first-touch
-    page faults (the kernel zeroes every page) cost ~10 ms of its ~100. A buffer is free again once no tensor uses
-    it: its array's reference count is back to the pool's own (tensors from ``torch.from_numpy`` hold the array).
-    Buffers are matched by exact size (a training loop repeats its shapes); at most ``idle_limit`` bytes of free
-    buffers are kept past an allocation, so memory held between calls is bounded by the larger of that and one
-    call's own use."""
-
-    def __init__(self, idle_limit: int):
-        self.arrays: list[np.ndarray] = []
-        self.idle_limit = idle_limit
-        self.lock = threading.Lock()
-
-    def take(self, nbytes: int) -> np.ndarray:
-        with self.lock:
-            found, idle = None, []
-            for arr in self.arrays:
-                if sys.getrefcount(arr) <= 3:  # the list, ``arr`` and the call's argument: no tensor uses it
-                    if found is None and arr.nbytes == nbytes:
-                        found = arr
-                    else:
-                        idle.append(arr)
-            if found is None:
-                found = np.empty(nbytes, dtype=np.uint8)  # NumPy asks for huge pages on large allocations
-                self.arrays.append(found)
-            total = sum(a.nbytes for a in idle)
-            for arr in sorted(idle, key=lambda a: a.nbytes, reverse=True):
-                if total <= self.idle_limit:
-                    break
-                total -= arr.nbytes
-                self.arrays.remove(arr)
-            return found
-
-
-_POOL = _ScratchPool(idle_limit=1 << 29)
-_POOL_MIN = 1 << 20  # bytes: smaller buffers come from PyTorch's allocator
-_NP = {torch.float32: np.float32, torch.float64: np.float64}
-
-
-def _new(like: torch.Tensor, *shape: int) -> torch.Tensor:
-    """Uninitialised contiguous buffer; large CPU ones from ``_POOL`` (no page faults once warm)."""
-    n = 1
-    for d in shape:
-        n *= d
-    nbytes = n * like.dtype.itemsize
-    if like.device.type != "cpu" or like.dtype not in _NP or nbytes < _POOL_MIN:
-        return empty_buffer(shape, like.dtype, like.device)
-    return torch.from_numpy(_POOL.take(nbytes).view(_NP[like.dtype]).reshape(shape))
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -23,32 +23,10 @@ then da in one streaming multiply. db is dh itself, not a copy.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-_HUGE = 1 << 24  # bytes; below this the allocation is cheap anyway
-
-
-def empty_buffer(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Uninitialised contiguous tensor; large CPU buffers come from NumPy (also used by the chunked delta rule).
-
-    NumPy asks Linux for transparent huge pages on large allocations (madvise), PyTorch's CPU allocator does
-    not (unless THP_MEM_ALLOC_ENABLE=1). First-touch page faults of a 64 MB buffer then cost ~5x less, which
-    on a small VM is more than the scan itself. The tensor shares the array's memory; nothing else changes.
-    """
-    shape = tuple(shape)
-    if torch.device(device).type != "cpu" or dtype not in _NUMPY_DTYPES or _nbytes(shape, dtype) < _HUGE:
-        return torch.empty(shape, dtype=dtype, device=device)
-    return torch.from_numpy(np.empty(shape, dtype=_NUMPY_DTYPES[dtype]))
-
-
-def _nbytes(shape: tuple, dtype: torch.dtype) -> int:
-    n = dtype.itemsize
-    for s in shape:
-        n *= s
-    return n
+from .._cpu_buffers import empty_buffer
 
 
 def _empty_like(x: torch.Tensor) -> torch.Tensor:
