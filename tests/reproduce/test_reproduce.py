@@ -226,3 +226,28 @@ def test_compile_option_reaches_gpu_runs_only_and_leaves_keys_alone(tmp_path, mo
                         "per_gpu": 4, "steps": None, "shard": None, "report_only": False, "keep_checkpoints": False,
                         "no_progress": False, "compile": True, "mps": True})()  # fmt: skip
     assert "--compile" in command_line(ns) and "--mps" in command_line(ns)
+
+
+def test_an_interrupted_pool_stops_its_running_runs_at_once():
+    """Ctrl-C (or `timeout -s INT`) must end the sweep now, not after every running run has finished."""
+    import multiprocessing as mp
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from statetrack.reproduce.sweep import stop_workers
+
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"))
+    futs = [pool.submit(time.sleep, 120) for _ in range(4)]  # two run, two wait in the queue
+    procs = []
+    deadline = time.monotonic() + 60
+    while len(procs) < 2 and time.monotonic() < deadline:  # the workers have started their runs
+        procs = [p for p in (pool._processes or {}).values() if p.is_alive()]
+        time.sleep(0.1)
+    assert len(procs) == 2
+    t0 = time.monotonic()
+    stop_workers(pool)
+    for p in procs:
+        p.join(timeout=20)
+    assert not any(p.is_alive() for p in procs)
+    assert time.monotonic() - t0 < 20
+    assert all(f.cancelled() or f.done() for f in futs)

@@ -29,6 +29,10 @@ def set_value_checks(enabled: bool) -> None:
 
 
 def value_checks_enabled() -> bool:
+    """Whether the ops check their inputs' values. Never while torch.compile traces: a check reads a value on
+    the host (a graph break), and dynamo would guard on that value and recompile the model at every new one."""
+    if torch.compiler.is_compiling():
+        return False
     return getattr(_thread, "enabled", _default_checks)
 
 

@@ -60,12 +60,14 @@ class _ScratchPool:
             if found is None:
                 found = np.empty(nbytes, dtype=np.uint8)  # NumPy asks for huge pages on large allocations
                 self.arrays.append(found)
-            total = sum(a.nbytes for a in idle)
+            total, dropped = sum(a.nbytes for a in idle), set()
             for arr in sorted(idle, key=lambda a: a.nbytes, reverse=True):
                 if total <= self.idle_limit:
                     break
                 total -= arr.nbytes
-                self.arrays.remove(arr)
+                dropped.add(id(arr))
+            # by identity: list.remove would compare arrays with ==, elementwise
+            self.arrays = [a for a in self.arrays if id(a) not in dropped]
             return found
 
 

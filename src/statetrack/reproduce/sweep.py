@@ -68,6 +68,18 @@ def threads_per_worker(devices: list[str], workers: int) -> int:
     return max(1, min(2, cores // max(workers, 1)))
 
 
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued runs and end the running ones now: an interrupted sweep must stop at once (their
+    checkpoints are kept; a clean exit would first wait for every running run to finish)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+    else:  # older Pythons: the executor's own process table (shutdown() drops it, so read it first)
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, progress: bool = True,
              describe=lambda job, res: "") -> SweepStats:  # fmt: skip
     """Execute ``jobs`` (dicts for :func:`worker.execute`) with ``workers`` processes (<= 1: in this process).
@@ -131,8 +143,7 @@ def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, 
                                 raise exc
                             finished(futs[f], None if exc else f.result(), exc)
                 except BaseException:
-                    for f in pending:
-                        f.cancel()
+                    stop_workers(pool)
                     raise
     except (KeyboardInterrupt, BrokenProcessPool) as e:
         stats.interrupted = True
