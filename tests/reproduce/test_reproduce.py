@@ -251,3 +251,14 @@ def test_an_interrupted_pool_stops_its_running_runs_at_once():
     assert not any(p.is_alive() for p in procs)
     assert time.monotonic() - t0 < 20
     assert all(f.cancelled() or f.done() for f in futs)
+
+
+def test_a_run_out_of_gpu_memory_is_requeued_once():
+    from statetrack.reproduce.sweep import requeue_after
+
+    requeued: set[str] = set()
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 14.00 MiB")
+    assert requeue_after(oom, "a", requeued) and requeued == {"a"}
+    assert not requeue_after(oom, "a", requeued)  # the second failure is reported, not retried forever
+    assert not requeue_after(ValueError("bad config"), "b", requeued)  # other errors are not retried
+    assert not requeue_after(None, "c", requeued)

@@ -31,7 +31,12 @@ def register(sub) -> None:
         default=None,
         help="runs at once (default: --per-gpu x GPUs; 1 on a CPU); <= 1 runs in this process",
     )
-    p.add_argument("--per-gpu", type=int, default=4, help="runs at once on each GPU when --workers is not given (4)")
+    p.add_argument(
+        "--per-gpu",
+        type=int,
+        default=8,
+        help="runs at once on each GPU when --workers is not given (8: what an 80 GB H100 holds)",
+    )
     p.add_argument("--steps", type=int, default=None, help="override the budget's steps per run (recorded)")
     p.add_argument(
         "--shard",

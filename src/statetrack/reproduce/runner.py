@@ -74,7 +74,7 @@ def _describe(job, res) -> str:
 
 
 def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str = "auto", workers: int | None = None,
-              per_gpu: int = 4, shard: str | None = None, report_only: bool = False, steps: int | None = None,
+              per_gpu: int = 8, shard: str | None = None, report_only: bool = False, steps: int | None = None,
               progress: bool = True, keep_checkpoints: bool = False, argv: list[str] | None = None,
               log=print, compile_model: bool = False, mps: bool = False) -> dict:  # fmt: skip
     """Run (what is not cached of) ``experiment`` at ``budget_name`` under ``out`` and write its outputs.

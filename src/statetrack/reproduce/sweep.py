@@ -68,6 +68,16 @@ def threads_per_worker(devices: list[str], workers: int) -> int:
     return max(1, min(2, cores // max(workers, 1)))
 
 
+def requeue_after(exc: BaseException | None, key: str, requeued: set[str]) -> bool:
+    """Whether a run that raised ``exc`` goes to the back of the queue (once): a CUDA out-of-memory error is
+    usually the other runs' memory, not this run's, and there are fewer of them once the queue drains."""
+    oom = exc is not None and (isinstance(exc, torch.OutOfMemoryError) or type(exc).__name__ == "OutOfMemoryError")
+    if not oom or key in requeued:
+        return False
+    requeued.add(key)
+    return True
+
+
 def stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel the queued runs and end the running ones now: an interrupted sweep must stop at once (their
     checkpoints are kept; a clean exit would first wait for every running run to finish)."""
@@ -132,16 +142,22 @@ def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, 
                 initargs=(counter, devices, threads),
             ) as pool:
                 futs = {pool.submit(worker.execute, job): job for job in jobs}
-                pending = set(futs)
+                pending, requeued = set(futs), set()
                 try:
                     while pending:
                         show(min(workers, len(pending)))
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for f in done:
-                            exc = f.exception()
+                            exc, job = f.exception(), futs.pop(f)
                             if isinstance(exc, BrokenProcessPool):
                                 raise exc
-                            finished(futs[f], None if exc else f.result(), exc)
+                            if requeue_after(exc, job["key"], requeued):
+                                bar.write(f"out of GPU memory: {job['labels']} runs again after the queued runs")
+                                again = pool.submit(worker.execute, job)
+                                futs[again] = job
+                                pending.add(again)
+                                continue
+                            finished(job, None if exc else f.result(), exc)
                 except BaseException:
                     stop_workers(pool)
                     raise
