@@ -9,11 +9,12 @@ TokenClassifier, then tries two probes after the capture:
    graph reads; the allocator's history (torch.cuda.memory._record_memory_history) prints who allocated it.
 2. "realloc": the free blocks are instead handed out again as new tensors filled with NaN (what any allocation
    after the capture does), and the step replayed twice.
-What the H100 showed (2026-11-24, torch 2.11): poke finds no block; realloc makes the second replay's update
-NaN (zeros give a zero update) for the Transformer, DeltaNet and sLSTM alike, with fused, foreach or
-single-tensor AdamW, with autocast off, with cuBLAS workspaces off; graphs without the optimizer step are
-unaffected. So the graph uses memory that was free before the capture and that torch.cuda.graph's
-empty_cache() gave back to the driver: --keep-cache skips that empty_cache, so that the poke can find it.
+What the H100 showed (2026-11-24, torch 2.11): poke finds no block; realloc makes the second replay's update NaN
+(zeros give a zero update) for the Transformer, DeltaNet and sLSTM alike, with fused, foreach or single-tensor
+AdamW, with autocast off, with cuBLAS workspaces off; graphs without the optimizer step are unaffected (though there
+the backward's result never reaches the loss). So the graph uses memory that was free before the capture and that
+torch.cuda.graph's empty_cache() gave back to the driver: --keep-cache skips that empty_cache, so that the poke can
+find it.
 """
 
 from __future__ import annotations
