@@ -262,3 +262,69 @@ def test_a_run_out_of_gpu_memory_is_requeued_once():
     assert not requeue_after(oom, "a", requeued)  # the second failure is reported, not retried forever
     assert not requeue_after(ValueError("bad config"), "b", requeued)  # other errors are not retried
     assert not requeue_after(None, "c", requeued)
+
+
+def test_workers_end_when_the_sweep_process_is_killed(tmp_path):
+    """A sweep killed by SIGKILL (or anything that skips its clean-up) must not leave workers training unseen."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parent-death signal is Linux-only")
+    script = textwrap.dedent(f"""
+        import multiprocessing as mp, os, time
+        from concurrent.futures import ProcessPoolExecutor
+        from statetrack.reproduce import worker
+        if __name__ == "__main__":
+            counter = mp.get_context("spawn").Value("i", 0)
+            pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=worker.init_worker,
+                                       initargs=(counter, ["cpu"], 1))
+            pid = pool.submit(os.getpid).result()
+            open({str(tmp_path / "pid")!r}, "w").write(str(pid))
+            pool.submit(time.sleep, 120)
+            time.sleep(120)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    pid_file = tmp_path / "pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker_pid = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    alive = True
+    while alive and time.monotonic() < deadline:
+        try:
+            os.kill(worker_pid, 0)
+            with open(f"/proc/{worker_pid}/stat") as f:
+                alive = f.read().split()[2] != "Z"  # a zombie has ended
+        except (ProcessLookupError, FileNotFoundError):
+            alive = False
+        time.sleep(0.1)
+    if alive:
+        os.kill(worker_pid, signal.SIGKILL)
+    assert not alive
+
+
+def test_sigterm_stops_the_command_like_ctrl_c(tmp_path):
+    """A scheduler's or `timeout`'s SIGTERM: the sweep stops, says so and exits with 130 (not a traceback)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "statetrack", "reproduce", "figure1", "--budget", "quick", "--device", "cpu",
+           "--workers", "2", "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "runs").exists() and time.monotonic() < deadline:  # runs have started
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "sweep stopped" in out and "Traceback" not in out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+
 _HELP = {
     "table3": "Table 3 (best of 3) + Figure 6: 7 models x 4 Chomsky tasks x 4 lrs x 3 seeds",
     "table5": "Table 5 (median +- MAD): the same runs as table3",
@@ -72,11 +75,24 @@ def run(args) -> int:
         print(f"{len(runs)} runs ({n_cached} cached) of {args.experiment} at budget {args.budget}, {budget.steps} "
               f"steps each, on {', '.join(devices)}")  # fmt: skip
         return 0
-    res = reproduce(args.experiment, args.budget, args.out, device=args.device, workers=args.workers,
-                    per_gpu=args.per_gpu, shard=args.shard, report_only=args.report_only, steps=args.steps,
-                    progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints,
-                    argv=command_line(args), compile_model=args.compile, mps=args.mps)  # fmt: skip
+    # SIGTERM (a job scheduler's or `timeout`'s stop) ends the sweep like Ctrl-C: running runs stopped, MPS shut
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    old = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main_thread else None
+    try:
+        res = reproduce(args.experiment, args.budget, args.out, device=args.device, workers=args.workers,
+                        per_gpu=args.per_gpu, shard=args.shard, report_only=args.report_only, steps=args.steps,
+                        progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints,
+                        argv=command_line(args), compile_model=args.compile, mps=args.mps)  # fmt: skip
+    except KeyboardInterrupt:
+        return 130  # the sweep said what it kept; the usual exit status of an interrupted command
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
     return res["exit_code"]
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def command_line(args) -> list[str]:

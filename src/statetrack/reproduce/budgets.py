@@ -67,7 +67,8 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     "figure4": {
         "paper": Budget(312_500, (1e-4,), (0, 1, 2), ckpt_every=10_000),
         # 2,500 steps: ~20 min of an H100 for the 84 runs with --compile (estimated from measured step costs)
-        "quick": Budget(2500, (1e-4,), (0, 1, 2), eval_size="small", test_size_small=8192,
+        # checkpoints every 500 steps: a sweep cut by a time limit resumes its runs instead of restarting them
+        "quick": Budget(2500, (1e-4,), (0, 1, 2), eval_size="small", test_size_small=8192, ckpt_every=500,
                         note="quick budget: 2,500 steps per run instead of the paper's 312,500 (100 epochs of 1.6M), "
                         "and the first 8,192 of the 40,000 test sequences."),
         "smoke": Budget(4, (1e-4,), (0,), batch_size=8, eval_size="small", test_size_small=16, tiny=True,
@@ -75,7 +76,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     },
     "figure8": {
         "paper": Budget(312_500, (1e-4,), (0,), ckpt_every=10_000),
-        "quick": Budget(2500, (1e-4,), (0,), eval_size="small", test_size_small=8192,
+        "quick": Budget(2500, (1e-4,), (0,), eval_size="small", test_size_small=8192, ckpt_every=500,
                         note="quick budget: 2,500 steps per run instead of the paper's 312,500, and the first "
                         "8,192 of the 40,000 test sequences."),
         "smoke": Budget(4, (1e-4,), (0,), batch_size=8, eval_size="small", test_size_small=16, tiny=True,

@@ -6,8 +6,12 @@ sweep hands out, round-robin, so several workers share a GPU and all visible GPU
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import os
 import platform
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -27,11 +31,27 @@ def init_worker(counter, devices: list[str], threads: int) -> None:
         i = counter.value
         counter.value += 1
     dev = devices[i % len(devices)]
+    _die_with_parent()
     _WORKER.update(device=dev, threads=threads)
     if threads > 0:
         torch.set_num_threads(threads)
     if dev.startswith("cuda"):
         torch.cuda.set_device(torch.device(dev))
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel end this worker when the sweep's process dies, however it dies (a killed sweep
+    would otherwise leave its workers training, unseen, until their runs end)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before the call above took effect
+        os._exit(1)
 
 
 def device_name(dev: str) -> str:
