@@ -66,6 +66,20 @@ def test_torch_matches_naive(T, m, chunk_size):
             assert rel(x, r) < tol, (name, dtype, rel(x, r))
 
 
+@pytest.mark.parametrize("T", [65, 1000])
+def test_time_blocks_give_the_same_result(T, monkeypatch):
+    """Long inputs are scanned in blocks of whole chunks (bounded memory): values and gradients as one pass."""
+    from statetrack.ops.diag_scan import selective
+
+    inputs, g, gf, ref = case(T, -1.0)
+    whole = run(inputs, g, gf, -1.0, F64, "torch", 8)
+    monkeypatch.setattr(selective, "BLOCK_ELEMENTS", 2 * 3 * 4 * 8 * 3)  # 3 chunks of 8 steps per block
+    blocked = run(inputs, g, gf, -1.0, F64, "torch", 8)
+    for name, x, w, r in zip(NAMES, blocked, whole, ref, strict=True):
+        assert torch.allclose(x, w, rtol=1e-12, atol=1e-12), name
+        assert rel(x, r) < 1e-10, name
+
+
 def test_is_the_diag_scan_with_the_papers_decay():
     # min_eigenvalue = -1 is the paper's [-1, 1] Mamba: a = 2 exp(delta A) - 1, input term not doubled
     gen = torch.Generator().manual_seed(0)

@@ -35,10 +35,33 @@ def selective_readout(h, u, C, D, z):
     return y
 
 
+# elements of one [Bt, L, Dm, N] term tensor of a time block (fp32: 256 MB); a, b and h of a block live at once
+BLOCK_ELEMENTS = 1 << 26
+
+
 def selective_scan_chunk(u, delta, A, B, C, D, z, min_eigenvalue, initial_state, chunk_size: int):
     """u, delta, z [Bt, T, Dm]; A [Dm, N]; B, C [Bt, T, N]; D [Dm]; initial_state [Bt, Dm, N] or None.
 
-    All in the state dtype. Returns (y [Bt, T, Dm], final state [Bt, Dm, N])."""
+    All in the state dtype. Returns (y [Bt, T, Dm], final state [Bt, Dm, N]). The [Bt, T, Dm, N] terms are formed
+    for blocks of whole chunks at a time (at most ``BLOCK_ELEMENTS`` each), the state carried between blocks: the
+    same chunks, so the same result, in bounded memory (evaluating Mamba on 512 sequences of 500 tokens would
+    otherwise hold 12 GB)."""
+    Bt, T, Dm = u.shape
+    N = A.shape[1]
+    block = max(1, BLOCK_ELEMENTS // max(Bt * Dm * N * chunk_size, 1)) * chunk_size
+    if T <= block:
+        return _selective_block(u, delta, A, B, C, D, z, min_eigenvalue, initial_state, chunk_size)
+    ys, state = [], initial_state
+    for t in range(0, T, block):
+        part = (x[:, t : t + block] for x in (u, delta, B, C))
+        zt = None if z is None else z[:, t : t + block]
+        ut, dt, Bm, Cm = part
+        y, state = _selective_block(ut, dt, A, Bm, Cm, D, zt, min_eigenvalue, state, chunk_size)
+        ys.append(y)
+    return torch.cat(ys, 1), state
+
+
+def _selective_block(u, delta, A, B, C, D, z, min_eigenvalue, initial_state, chunk_size: int):
     Bt, T, Dm = u.shape
     N = A.shape[1]
     a, b = selective_terms(u, delta, A, B, min_eigenvalue)
