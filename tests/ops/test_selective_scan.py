@@ -66,15 +66,16 @@ def test_torch_matches_naive(T, m, chunk_size):
             assert rel(x, r) < tol, (name, dtype, rel(x, r))
 
 
+@pytest.mark.parametrize("chunk_size", [8, 4096])  # chunks of 8 steps; one chunk, the plain loop
 @pytest.mark.parametrize("T", [65, 1000])
-def test_time_blocks_give_the_same_result(T, monkeypatch):
+def test_time_blocks_give_the_same_result(T, chunk_size, monkeypatch):
     """Long inputs are scanned in blocks of whole chunks (bounded memory): values and gradients as one pass."""
     from statetrack.ops.diag_scan import selective
 
     inputs, g, gf, ref = case(T, -1.0)
-    whole = run(inputs, g, gf, -1.0, F64, "torch", 8)
-    monkeypatch.setattr(selective, "BLOCK_ELEMENTS", 2 * 3 * 4 * 8 * 3)  # 3 chunks of 8 steps per block
-    blocked = run(inputs, g, gf, -1.0, F64, "torch", 8)
+    whole = run(inputs, g, gf, -1.0, F64, "torch", chunk_size)
+    monkeypatch.setattr(selective, "BLOCK_ELEMENTS", 2 * 3 * 4 * 24)  # blocks of 3 chunks of 8 (or of 24 steps)
+    blocked = run(inputs, g, gf, -1.0, F64, "torch", chunk_size)
     for name, x, w, r in zip(NAMES, blocked, whole, ref, strict=True):
         assert torch.allclose(x, w, rtol=1e-12, atol=1e-12), name
         assert rel(x, r) < 1e-10, name
