@@ -328,3 +328,17 @@ def test_sigterm_stops_the_command_like_ctrl_c(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "sweep stopped" in out and "Traceback" not in out
+
+
+def test_runs_span_is_the_union_of_the_runs_intervals():
+    from statetrack.reproduce.provenance import all_runs, runs_span
+
+    def res(end_s: int, wall: float) -> dict:
+        return {"finished_at": f"2026-11-24T05:{end_s // 60:02d}:{end_s % 60:02d}+0000", "wall_seconds": wall}
+
+    # [0, 10] and [5, 20] overlap, [100, 130] apart: 20 + 30 s; a result without timing is ignored
+    runs = [res(10, 10), res(20, 15), res(130, 30), {"wall_seconds": 5}]
+    assert runs_span(runs) == pytest.approx(50.0)
+    assert runs_span([]) == 0.0
+    span = all_runs(runs[:3], ["cuda:0", "cuda:1"])
+    assert span["span_seconds"] == 50.0 and span["runs_per_GPU_hour"] == pytest.approx(3 / (50 / 3600 * 2), rel=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import os
 import platform
@@ -64,6 +65,33 @@ def throughput(trained: int, wall_seconds: float, devices: list[str]) -> dict:
     hours = wall_seconds / 3600 * n
     return {"runs_trained": trained, "wall_seconds": round(wall_seconds, 2), "device_count": n, "unit": unit,
             f"runs_per_{unit}_hour": round(trained / hours, 1) if trained and hours > 0 else None}  # fmt: skip
+
+
+def runs_span(results: list[dict]) -> float:
+    """Seconds during which at least one of ``results`` (result.json dicts) was training: the union of their
+    [finished_at - wall_seconds, finished_at] intervals. Over a sweep made by several invocations (resumed,
+    sharded) this is its time on the devices, restarts and idle gaps between invocations left out."""
+    spans = []
+    for r in results:
+        if r.get("finished_at") and r.get("wall_seconds") is not None:
+            end = datetime.datetime.fromisoformat(r["finished_at"]).timestamp()
+            spans.append((end - float(r["wall_seconds"]), end))
+    total, cur = 0.0, None
+    for start, end in sorted(spans):
+        if cur is None or start > cur[1]:
+            total += 0.0 if cur is None else cur[1] - cur[0]
+            cur = [start, end]
+        else:
+            cur[1] = max(cur[1], end)
+    return total + (0.0 if cur is None else cur[1] - cur[0])
+
+
+def all_runs(results: list[dict], devices: list[str]) -> dict:
+    """The whole experiment's throughput from its runs (see :func:`runs_span`), per device of this invocation."""
+    span = runs_span(results)
+    thr = throughput(len(results), span, devices)
+    return {"runs": len(results), "span_seconds": round(span, 1), "device_count": thr["device_count"],
+            "unit": thr["unit"], **{k: v for k, v in thr.items() if k.startswith("runs_per_")}}  # fmt: skip
 
 
 def record(argv: list[str] | None, devices: list[str], **extra) -> dict:

@@ -26,6 +26,18 @@ def _runs_note(cell) -> str:
     return f" [{', '.join(bits)}]" if bits else ""
 
 
+def _span_line(span: dict | None) -> list[str]:
+    """The experiment's time on the devices over every invocation that made its runs (a list: empty if none)."""
+    if not span or not span.get("runs") or not span.get("span_seconds"):
+        return []
+    rate = next((f"{v:g} runs per {k.split('_')[2]}-hour" for k, v in span.items() if k.startswith("runs_per_") and v),
+                "—")  # fmt: skip
+    return [
+        f"- all {span['runs']} finished runs: {span['span_seconds'] / 60:.1f} min with at least one of them "
+        f"training, over every invocation ({rate} on {span['device_count']} {span['unit']})"
+    ]
+
+
 def header(title: str, prov: dict, budget_name: str, budget_note: str) -> str:
     v, d = prov["versions"], prov["device"]
     gpus = ", ".join(d.get("gpus", [])) or f"CPU ({d['cpu']}, {d['cpu_count']} cores)"
@@ -43,6 +55,7 @@ def header(title: str, prov: dict, budget_name: str, budget_note: str) -> str:
         f"- runs: {prov['runs_total']} in the experiment, {prov['runs_cached']} cached, {thr.get('runs_trained', 0)} "
         f"trained now in {thr.get('wall_seconds', 0):.0f} s wall ({rate}), {prov['runs_failed']} failed, "
         f"{prov['runs_missing']} missing",
+        *_span_line(prov.get("all_runs")),
         "- every number below comes from these runs; the paper's numbers are in `paper_numbers.json`",
     ]  # fmt: skip
     return "\n".join(lines) + "\n\n"

@@ -110,7 +110,8 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
     missing = [r.key for r in runs if r.key not in results]
     prov = provenance.record(
         argv, devices, started_at=started_at, experiment=experiment, budget=budget_name, budget_settings=asdict(budget),
-        wall_seconds=round(wall, 2), throughput=thr, runs_total=len({r.key for r in runs}),
+        wall_seconds=round(wall, 2), throughput=thr, all_runs=provenance.all_runs(list(results.values()), devices),
+        runs_total=len({r.key for r in runs}),
         runs_cached=len({r.key for r in runs}) - len(missing) - len(stats.trained), runs_failed=len(stats.failed),
         runs_missing=len(set(missing)), workers=workers, mps=use_mps, compile=compile_model, shard=shard,
         report_only=report_only,
