@@ -286,6 +286,19 @@ def test_selective_matches_naive(T, m):
 
 
 @kernel_test
+@pytest.mark.parametrize("T", [1, 10])
+def test_selective_short_sequence_gets_a_fitted_checkpoint(T):
+    """T below the checkpoint interval: one chunk of just enough tiles (CK = 12 steps at T = 10: 3 forward tiles
+    of 4, 6 backward tiles of 2, not a power of two), same values and gradients."""
+    from statetrack.ops.diag_scan.triton.selective import fit_checkpoint, selective_config
+
+    kw = {**SEL_KW, "block_t": 4, "block_t_bwd": 2, "checkpoint": 64}
+    cfg = fit_checkpoint(selective_config(2, 5, 4, **kw), T)
+    assert cfg.CK == max(4, -(-T // 4) * 4) and cfg.CK % cfg.BT_fwd == 0 and cfg.CK % cfg.BT_bwd == 0
+    selective_check(selective_inputs(T, seed=40 + T), -1.0, **kw)
+
+
+@kernel_test
 @pytest.mark.parametrize("N", NS)
 def test_selective_state_sizes(N):
     selective_check(selective_inputs(LENGTHS[1] if GPU else 9, N=N, seed=N), -1.0)
