@@ -41,7 +41,8 @@ def init_worker(counter, devices: list[str], threads: int) -> None:
 
 def _die_with_parent() -> None:
     """Linux: have the kernel end this worker when the sweep's process dies, however it dies (a killed sweep
-    would otherwise leave its workers training, unseen, until their runs end)."""
+    would otherwise leave its workers training, unseen, until their runs end). Strictly, when the thread that
+    started the worker ends: the pool starts its workers from the thread that submits, the sweep's main thread."""
     if not sys.platform.startswith("linux"):
         return
     try:

@@ -57,10 +57,9 @@ def selective_scan_chunk(u, delta, A, B, C, D, z, min_eigenvalue, initial_state,
         return _selective_block(u, delta, A, B, C, D, z, min_eigenvalue, initial_state, chunk_size)
     ys, state = [], initial_state
     for t in range(0, T, block):
-        part = (x[:, t : t + block] for x in (u, delta, B, C))
-        zt = None if z is None else z[:, t : t + block]
-        ut, dt, Bm, Cm = part
-        y, state = _selective_block(ut, dt, A, Bm, Cm, D, zt, min_eigenvalue, state, chunk_size)
+        s = slice(t, t + block)
+        zs = None if z is None else z[:, s]
+        y, state = _selective_block(u[:, s], delta[:, s], A, B[:, s], C[:, s], D, zs, min_eigenvalue, state, chunk_size)
         ys.append(y)
     return torch.cat(ys, 1), state
 
