@@ -3,7 +3,10 @@
     python benchmarks/graph_memory_probe.py [--mixer deltanet] [--keep-cache] [--out FILE]
 
 Builds the graphed step of the training loop (forward, loss, backward, clipping, AdamW) for a small
-TokenClassifier, then tries two probes after the capture:
+TokenClassifier, then tries three probes:
+0. "liveness": during the capture, a dispatch mode records every CUDA tensor a captured op reads that no captured
+   op wrote (the graph's external inputs); after it, those whose storage has been freed are printed with the op
+   that reads them and where (the graph keeps reading their addresses at every replay).
 1. "poke": every block the caching allocator holds free in its regular pool is filled with NaN through a raw
    pointer, one block at a time, and the step replayed twice from the same state: a NaN loss names a block the
    graph reads; the allocator's history (torch.cuda.memory._record_memory_history) prints who allocated it.
@@ -21,10 +24,45 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+import weakref
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_iter
 
 from report import say, start_gpu_report  # benchmarks/report.py (this script's folder is on sys.path)
+
+
+def _our_frames() -> list[str]:
+    """The Python stack without PyTorch's own frames (a backward op, run by autograd's thread, has none)."""
+    return [f for f in traceback.format_stack(limit=60)[:-2] if "/torch/" not in f][-6:]
+
+
+class _CaptureInputs(TorchDispatchMode):
+    """While a CUDA graph is being captured, remember every CUDA tensor an op reads that no captured op wrote:
+    the graph's external inputs, with a weak reference to each one's storage, the op and the Python stack."""
+
+    def __init__(self):
+        super().__init__()
+        self.written: set[int] = set()
+        self.inputs: dict[int, tuple] = {}  # data_ptr -> (storage weakref, op, shape, dtype, stack)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if torch.cuda.is_current_stream_capturing():
+            for t in tree_iter((args, kwargs or {})):
+                if isinstance(t, torch.Tensor) and t.is_cuda and t.data_ptr() and t.data_ptr() not in self.written:
+                    self.inputs.setdefault(t.data_ptr(), (weakref.ref(t.untyped_storage()), str(func), tuple(t.shape),
+                                                          t.dtype, _our_frames()))  # fmt: skip
+            for t in tree_iter(out):
+                if isinstance(t, torch.Tensor) and t.is_cuda:
+                    self.written.add(t.data_ptr())
+        return out
+
+    def dead(self) -> list[tuple]:
+        """The external inputs whose storage is gone: the graph still reads their addresses."""
+        return [(ptr, *info[1:]) for ptr, info in self.inputs.items() if info[0]() is None]
 
 
 class _Raw:
@@ -81,8 +119,17 @@ def main(argv=None) -> int:
     if a.keep_cache:
         torch.cuda.empty_cache = lambda: None  # torch.cuda.graph calls it before capturing
     torch.cuda.memory._record_memory_history(max_entries=500_000)
-    graph, model, opt, batch = build(a.mixer)
+    with _CaptureInputs() as seen:  # records only while the capture runs (warm-up steps are not captured)
+        graph, model, opt, batch = build(a.mixer)
     torch.cuda.synchronize()
+    import gc
+
+    gc.collect()
+    dead = seen.dead()
+    say(f"# graphed step ({a.mixer}): {len(seen.inputs)} external inputs of the captured ops, {len(dead)} freed\n")
+    for ptr, op, shape, dtype, stack in dead:
+        say(f"FREED {hex(ptr)} {list(shape)} {dtype}, read by {op}, captured at:")
+        say("".join(stack) or "    (no frame of ours: a backward op)\n")
     snap = torch.cuda.memory._snapshot()
     saved_model = {k: v.cpu() for k, v in model.state_dict().items()}  # on the host: no device allocation
     saved_opt = {p: {k: v.cpu() for k, v in st.items()} for p, st in opt.state.items()}
@@ -97,7 +144,7 @@ def main(argv=None) -> int:
         return float(graph(*batch)[0].detach()), float(graph(*batch)[0].detach())
 
     blocks = free_blocks(snap)
-    say(f"# graphed step ({a.mixer}): {len(blocks)} free blocks in the regular pool after the capture\n")
+    say(f"\n{len(blocks)} free blocks in the regular pool after the capture")
     say(f"clean replays: losses {replay_twice()}")
     read = []
     for address, nbytes in blocks:
