@@ -229,7 +229,8 @@ def test_compile_option_reaches_gpu_runs_only_and_leaves_keys_alone(tmp_path, mo
 
 
 def test_an_interrupted_pool_stops_its_running_runs_at_once():
-    """Ctrl-C (or `timeout -s INT`) must end the sweep now, not after every running run has finished."""
+    """Ctrl-C (or `timeout -s INT`) must end the sweep now, not after every running run has finished (the whole
+    command's path is tested below with SIGTERM)."""
     import multiprocessing as mp
     import time
     from concurrent.futures import ProcessPoolExecutor
@@ -237,20 +238,19 @@ def test_an_interrupted_pool_stops_its_running_runs_at_once():
     from statetrack.reproduce.sweep import stop_workers
 
     pool = ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"))
-    futs = [pool.submit(time.sleep, 120) for _ in range(4)]  # two run, two wait in the queue
-    procs = []
-    deadline = time.monotonic() + 60
-    while len(procs) < 2 and time.monotonic() < deadline:  # the workers have started their runs
+    for _ in range(4):  # two run, two wait in the queue
+        pool.submit(time.sleep, 120)
+    procs, deadline = [], time.monotonic() + 60
+    while len(procs) < 2 and time.monotonic() < deadline:  # the workers have started
         procs = [p for p in (pool._processes or {}).values() if p.is_alive()]
         time.sleep(0.1)
-    assert len(procs) == 2
-    t0 = time.monotonic()
+    time.sleep(3)  # and taken their runs
+    assert len(procs) == 2 and all(p.is_alive() for p in procs)
     stop_workers(pool)
-    for p in procs:
-        p.join(timeout=20)
+    deadline = time.monotonic() + 20
+    while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not any(p.is_alive() for p in procs)
-    assert time.monotonic() - t0 < 20
-    assert all(f.cancelled() or f.done() for f in futs)
 
 
 def test_a_run_out_of_gpu_memory_is_requeued_once():
