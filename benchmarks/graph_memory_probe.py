@@ -23,6 +23,7 @@ find it.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 import weakref
@@ -122,8 +123,6 @@ def main(argv=None) -> int:
     with _CaptureInputs() as seen:  # records only while the capture runs (warm-up steps are not captured)
         graph, model, opt, batch = build(a.mixer)
     torch.cuda.synchronize()
-    import gc
-
     gc.collect()
     dead = seen.dead()
     say(f"# graphed step ({a.mixer}): {len(seen.inputs)} external inputs of the captured ops, {len(dead)} freed\n")

@@ -67,6 +67,12 @@ def throughput(trained: int, wall_seconds: float, devices: list[str]) -> dict:
             f"runs_per_{unit}_hour": round(trained / hours, 1) if trained and hours > 0 else None}  # fmt: skip
 
 
+def rate_text(throughput_: dict) -> str | None:
+    """ "N runs per GPU-hour" (or CPU-hour) from a :func:`throughput` or :func:`all_runs` dict; None if it has none."""
+    return next((f"{v:g} runs per {k.split('_')[2]}-hour" for k, v in throughput_.items()
+                 if k.startswith("runs_per_") and v), None)  # fmt: skip
+
+
 def runs_span(results: list[dict]) -> float:
     """Seconds during which at least one of ``results`` (result.json dicts) was training: the union of their
     [finished_at - wall_seconds, finished_at] intervals. Over a sweep made by several invocations (resumed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .paper_numbers import FIGURE_PROSE, TABLE3, TABLE3_COLUMNS, TABLE3_UNVERIFIED_COLUMNS, TABLE5
+from .provenance import rate_text
 
 MISS_TOL = 0.02  # below the paper by more than this (absolute scaled accuracy) = a miss
 
@@ -30,8 +31,7 @@ def _span_line(span: dict | None) -> list[str]:
     """The experiment's time on the devices over every invocation that made its runs (a list: empty if none)."""
     if not span or not span.get("runs") or not span.get("span_seconds"):
         return []
-    rate = next((f"{v:g} runs per {k.split('_')[2]}-hour" for k, v in span.items() if k.startswith("runs_per_") and v),
-                "—")  # fmt: skip
+    rate = rate_text(span) or "—"
     return [
         f"- all {span['runs']} finished runs: {span['span_seconds'] / 60:.1f} min with at least one of them "
         f"training, over every invocation ({rate} on {span['device_count']} {span['unit']})"
@@ -42,8 +42,7 @@ def header(title: str, prov: dict, budget_name: str, budget_note: str) -> str:
     v, d = prov["versions"], prov["device"]
     gpus = ", ".join(d.get("gpus", [])) or f"CPU ({d['cpu']}, {d['cpu_count']} cores)"
     thr = prov.get("throughput", {})
-    rates = [f"{v_:g} runs per {k.split('_')[2]}-hour" for k, v_ in thr.items() if k.startswith("runs_per_") and v_]
-    rate = rates[0] if rates else "—"
+    rate = rate_text(thr) or "—"
     lines = [
         f"# {title}",
         "",

@@ -119,8 +119,7 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
     )  # fmt: skip
     folder = out / experiment
     files, claims = _write_outputs(experiment, runs, results, budget_name, budget.note, prov, folder)
-    rate = next((f"{v} runs per {k.split('_')[2]}-hour" for k, v in thr.items() if k.startswith("runs_per_") and v),
-                None)  # fmt: skip
+    rate = provenance.rate_text(thr)
     log(f"{experiment}: {len(stats.trained)} runs trained in {stats.wall_seconds:.1f} s"
         + (f" ({rate})" if rate else "") + f"; {len(set(missing))} missing, {len(stats.failed)} failed")  # fmt: skip
     for c in claims:
