@@ -252,15 +252,18 @@ DIAG_SWEEP = [
 ]
 SEL_SWEEP = [
     dict(),
-    dict(block_t=16, block_d=16),
-    dict(block_t=4, block_d=64, warps_fwd=8),
-    dict(block_t_bwd=2, block_d_bwd=32),
-    dict(block_t_bwd=8, block_d_bwd=16),
-    dict(block_t_bwd=4, block_d_bwd=32, warps_bwd=8),
-    dict(block_t_bwd=4, block_d_bwd=64, warps_bwd=8),
-    dict(checkpoint=128),
-    dict(checkpoint=32),
-    dict(stages_fwd=3, stages_bwd=3),
+    dict(path="tiles"),
+    dict(path="tiles", block_t=16, block_d=16),
+    dict(path="tiles", checkpoint=32),
+    dict(path="tiles", stages_fwd=3, stages_bwd=3),
+    dict(path="steps"),
+    dict(path="steps", block_d_steps=64, warps_steps=2),
+    dict(path="steps", block_d_steps=16),
+    dict(path="steps", block_d_steps=64),
+    dict(path="steps", programs_per_sm=8),
+    dict(path="steps", programs_per_sm=32),
+    dict(path="steps", checkpoint_steps=8),
+    dict(path="steps", checkpoint_steps=32),
 ]
 
 

@@ -2,6 +2,7 @@
 mixer, with the step as a CUDA graph and eagerly. Not a test.
 
     python benchmarks/train_loop.py [--mixers deltanet,transformer,...] [--steps 600] [--out FILE.md]
+                                    [--selective-paths auto,tiles,steps]   # Mamba's scan kernels, side by side
 
 Model and data: the paper's parity setting (configs/parity_<mixer>.yaml where it exists, else parity_deltanet's
 with the mixer swapped): 2 layers, width 128, 4 heads, batch 1024, lengths 3-40. The rate is taken from the
@@ -11,6 +12,8 @@ metrics log between the first and the last log line (warm-up, compilation and gr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import platform
 import sys
@@ -44,6 +47,20 @@ def rate(mixer: str, graph: str, steps: int, device: str, out: Path, compile_: b
     return (len(rates) / sum(1 / r for r in rates) if rates else float("nan")), wall, logs[0]["loss"], logs[-1]["loss"]
 
 
+@contextlib.contextmanager
+def selective_path(path: str):
+    """Run the Triton selective scan on one of its kernel paths ("auto": the library's choice)."""
+    from statetrack.ops.diag_scan.triton import selective as sel
+
+    original = sel.selective_config
+    if path != "auto":
+        sel.selective_config = functools.partial(original, path=path)
+    try:
+        yield
+    finally:
+        sel.selective_config = original
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mixers", default="deltanet,gated_deltanet,deltaproduct,mamba,transformer")
@@ -53,6 +70,7 @@ def main() -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile the model as well")
     ap.add_argument("--profile", default="", help="print the top CUDA kernels of eager steps of this mixer")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--selective-paths", default="auto", help="mamba only: selective scan kernel paths to compare")
     args = ap.parse_args()
     lines = [
         "# Training-loop steps/s, parity (2 layers, width 128, 4 heads, batch 1024, lengths 3-40)",
@@ -70,18 +88,20 @@ def main() -> int:
         "|---|---|---:|---:|---|",
     ]
     print("\n".join(lines), flush=True)
-    for mixer in args.mixers.split(","):
-        for mode in args.modes.split(","):
-            with tempfile.TemporaryDirectory() as d:
-                try:
-                    r, wall, l0, l1 = rate(mixer, mode, args.steps, args.device, Path(d), args.compile)
-                    row = f"| {mixer} | {mode} | {r:.1f} | {wall:.1f} | {l0:.4f} / {l1:.4f} |"
-                except Exception as e:  # noqa: BLE001 - report and go on
-                    row = f"| {mixer} | {mode} | failed: {type(e).__name__}: {str(e)[:80]} | | |"
-            print(row, flush=True)
-            lines.append(row)
-            if args.out:
-                args.out.write_text("\n".join(lines) + "\n")
+    runs = [(m, mode, p) for m in args.mixers.split(",") for mode in args.modes.split(",")
+            for p in (args.selective_paths.split(",") if m == "mamba" else ["auto"])]  # fmt: skip
+    for mixer, mode, path in runs:
+        name = mixer if path == "auto" else f"{mixer} (selective scan: {path})"
+        with tempfile.TemporaryDirectory() as d, selective_path(path):
+            try:
+                r, wall, l0, l1 = rate(mixer, mode, args.steps, args.device, Path(d), args.compile)
+                row = f"| {name} | {mode} | {r:.1f} | {wall:.1f} | {l0:.4f} / {l1:.4f} |"
+            except Exception as e:  # noqa: BLE001 - report and go on
+                row = f"| {name} | {mode} | failed: {type(e).__name__}: {str(e)[:80]} | | |"
+        print(row, flush=True)
+        lines.append(row)
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
     if args.profile:
         print(profile(args.profile, args.device))
     return 0

@@ -35,7 +35,7 @@ if GPU:
 else:
     LENGTHS, WIDTH, NS = (1, 37), 6, (3,)
     DIAG_KW = dict(block_t=8, block_d=8)
-    SEL_KW = dict(block_t=4, block_d=4, block_t_bwd=2, block_d_bwd=4, checkpoint=8)
+    SEL_KW = dict(block_t=4, block_d=4, block_t_bwd=2, block_d_bwd=4, checkpoint=8, block_d_steps=4, checkpoint_steps=4)
     TOL, SEL_TOL = 1e-5, 1e-5
 
 
@@ -279,10 +279,39 @@ def selective_check(xs, m, dtype=F32, tol=SEL_TOL, **kw):
 
 
 @kernel_test
+@pytest.mark.parametrize("path", ["tiles", "steps"])
 @pytest.mark.parametrize("m", [-1.0, -0.5, 0.0])
 @pytest.mark.parametrize("T", LENGTHS[:3] if GPU else (1, 21))
-def test_selective_matches_naive(T, m):
-    selective_check(selective_inputs(T, seed=T), m)
+def test_selective_matches_naive(T, m, path):
+    selective_check(selective_inputs(T, seed=T), m, path=path)
+
+
+@kernel_test
+@pytest.mark.parametrize("programs", [1, 3])
+def test_selective_steps_persistent_grid(programs):
+    """The steps kernels' persistent grid: every program takes several work items, and with 3 programs for 8 items
+    (Dm = 7 in channel blocks of 2, 2 sequences) the last round has an item past the end, which must store nothing;
+    checkpoints every 3 steps (T = 10: chunks of 3, 3, 3, 1 after fitting: cdiv(10, 4) = 3)."""
+    from statetrack.ops.diag_scan.triton.selective import fit_checkpoint, selective_config
+
+    kw = dict(path="steps", block_d_steps=2, checkpoint_steps=3, programs_per_sm=programs)
+    cfg = fit_checkpoint(selective_config(2, 7, 4, **kw), 10)
+    assert (cfg.path, cfg.programs, cfg.BD_steps, cfg.CK_steps) == ("steps", programs, 2, 3)
+    selective_check(selective_inputs(10, Dm=7, seed=60 + programs), -1.0, **kw)
+
+
+def test_selective_path_choice():
+    """The steps kernels where there are many (sequence, channel block) items per multiprocessor (Table 3's Mamba:
+    1,024 x 8 on 132), the tiles for a few long sequences (8 x 64); chunks of the steps path fitted to T."""
+    from statetrack.ops.diag_scan.triton.selective import fit_checkpoint, selective_config
+
+    assert selective_config(1024, 256, 16, n_sm=132).path == "steps"
+    assert selective_config(8, 2048, 16, n_sm=132).path == "tiles"
+    assert selective_config(1024, 256, 16).path == "tiles"  # the interpreter: tests name the path
+    assert selective_config(8, 2048, 16, n_sm=132, path="steps").path == "steps"
+    assert fit_checkpoint(selective_config(1024, 256, 16, n_sm=132), 40).CK_steps == 14
+    with pytest.raises(ValueError, match="path must be"):
+        selective_config(8, 2048, 16, path="scan")
 
 
 @kernel_test
@@ -300,18 +329,20 @@ def test_selective_short_sequence_gets_a_fitted_checkpoint(T):
 
 @kernel_test
 @pytest.mark.parametrize("N", NS)
-def test_selective_state_sizes(N):
-    selective_check(selective_inputs(LENGTHS[1] if GPU else 9, N=N, seed=N), -1.0)
+@pytest.mark.parametrize("path", ["tiles", "steps"])
+def test_selective_state_sizes(N, path):
+    selective_check(selective_inputs(LENGTHS[1] if GPU else 9, N=N, seed=N), -1.0, path=path)
 
 
 @kernel_test
+@pytest.mark.parametrize("path", ["tiles", "steps"])
 @pytest.mark.parametrize("drop", [(5, 6, 7), (5,), (6,), (7,)])
-def test_selective_optional_D_z_initial_state(drop):
+def test_selective_optional_D_z_initial_state(drop, path):
     """Without D, z and initial state (the original Mamba call), and without each alone."""
     xs = selective_inputs(LENGTHS[1] if GPU else 9, seed=20 + len(drop))
     for i in drop:
         xs[i] = None
-    selective_check(xs, -1.0)
+    selective_check(xs, -1.0, path=path)
 
 
 @kernel_test
@@ -328,14 +359,15 @@ def test_selective_tiles_and_checkpoints():
 
 
 @kernel_test
+@pytest.mark.parametrize("path", ["tiles", "steps"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_selective_low_precision_inputs(dtype):
+def test_selective_low_precision_inputs(dtype, path):
     xs = selective_inputs(LENGTHS[1] if GPU else 9, seed=40)
     xs = [x.to(dtype).double() if i < 7 else x for i, x in enumerate(xs)]
     ref_in = _leaves(xs, F64, "cpu")
     y_r, f_r = selective_scan_naive(*ref_in[:7], -1.0, ref_in[7], F64)
     x = _leaves(xs, dtype, state_idx=(7,))
-    y, f = selective_scan_triton(*x[:7], -1.0, x[7], **SEL_KW)
+    y, f = selective_scan_triton(*x[:7], -1.0, x[7], **SEL_KW, path=path)
     assert y.dtype == dtype and f.dtype == F32
     assert rel(f, f_r) < SEL_TOL and rel(y, y_r) < 1e-2
     # a linear loss: y**2 made gradients beyond fp16's range (65504) at GPU sizes, which no kernel can round to

@@ -22,14 +22,21 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..._triton import cdiv, kernels_for, loop_bound, pow2, require_kernel_dtypes, sm_count
+from .selective_steps import steps_bwd, steps_fwd
 
 _MODULE = f"{__package__}.kernels"  # the @triton.jit code, imported on first use
 
 
+# the steps path where there are at least this many work items (sequence x channel block) per multiprocessor
+STEPS_MIN_ITEMS_PER_SM = 16
+
+
 @dataclass(frozen=True)
 class SelectiveConfig:
-    """Tiles (BT steps x BDm channels x BN >= N states) of the forward and backward, the checkpoint interval CK
-    (a multiple of both BT), warps and pipeline stages."""
+    """``path``: "tiles" (this module's kernels) or "steps" (``selective_steps``). Tiles: BT steps x BDm channels x
+    BN >= N states of the forward and backward, the checkpoint interval CK (a multiple of both BT), warps and
+    pipeline stages. Steps: BD_steps channels per work item, a checkpoint every CK_steps steps, warps per program
+    and the persistent grid's program count."""
 
     BN: int
     BT_fwd: int
@@ -41,6 +48,11 @@ class SelectiveConfig:
     warps_bwd: int = 4
     stages_fwd: int = 2
     stages_bwd: int = 2
+    path: str = "tiles"
+    BD_steps: int = 32
+    CK_steps: int = 16
+    warps_steps: int = 1
+    programs: int = 1024
 
 
 def selective_config(
@@ -54,13 +66,22 @@ def selective_config(
     block_t_bwd: int | None = None,
     block_d_bwd: int | None = None,
     checkpoint: int = 64,
+    path: str | None = None,
+    block_d_steps: int | None = None,
+    checkpoint_steps: int = 16,
+    warps_steps: int = 1,
+    programs_per_sm: int = 16,
     **kw,
 ) -> SelectiveConfig:
     """Tiles by register budget: about 4096 state elements per forward tile and 2048 per backward tile (the backward
     holds ~4x the forward's live [BT, BDm, N] tensors), 32 channels wide when N allows (so that u, delta, z rows are
     64-byte bf16 segments and the dB / dC shares number Dm / 32), narrower (down to 8) when there would be fewer
     programs than ``n_sm`` multiprocessors. On sm_90 (offline compile, 4 warps, N = 16) the forward needs ~126
-    registers per thread, the backward ~245, neither spills."""
+    registers per thread, the backward ~245, neither spills.
+
+    ``path=None`` takes the steps kernels where there are at least ``STEPS_MIN_ITEMS_PER_SM`` work items of
+    ``block_d_steps`` channels per multiprocessor (on a GPU; the tiles under the interpreter, whose tests name the
+    path); their persistent grid has ``programs_per_sm`` programs per multiprocessor (in all, under the interpreter)."""
     BN = max(2, pow2(N))
     if BN > 256:
         raise ValueError(f"the triton selective scan takes state sizes N up to 256, got N = {N}")
@@ -79,16 +100,26 @@ def selective_config(
     BT_f, BD_f = tile(4096, 16, block_t, block_d)
     BT_b, BD_b = tile(2048, 8, block_t_bwd, block_d_bwd)
     CK = max(pow2(checkpoint), BT_f, BT_b)
-    return SelectiveConfig(BN=BN, BT_fwd=BT_f, BD_fwd=BD_f, BT_bwd=BT_b, BD_bwd=BD_b, CK=CK, **kw)
+    BD_s = pow2(block_d_steps) if block_d_steps else max(4, min(32, 512 // BN))  # ~16 state elements per thread
+    if path is None:
+        many = n_sm is not None and Bt * cdiv(Dm, BD_s) >= STEPS_MIN_ITEMS_PER_SM * n_sm
+        path = "steps" if many else "tiles"
+    if path not in ("tiles", "steps"):
+        raise ValueError(f"path must be 'tiles', 'steps' or None, got {path!r}")
+    steps = dict(BD_steps=BD_s, CK_steps=max(1, checkpoint_steps), warps_steps=warps_steps,
+                 programs=max(1, programs_per_sm * (n_sm or 1)))  # fmt: skip
+    return SelectiveConfig(BN=BN, BT_fwd=BT_f, BD_fwd=BD_f, BT_bwd=BT_b, BD_bwd=BD_b, CK=CK, path=path, **steps, **kw)
 
 
 def fit_checkpoint(cfg: SelectiveConfig, T: int) -> SelectiveConfig:
     """A sequence shorter than the checkpoint interval gets one chunk of just enough tiles: the backward walks
     every tile of a chunk, and at T = 40 (Table 3) the default CK = 64 would have it walk 16 tiles of 4 steps for
     10 that hold steps. Only with gradients (a training shape is fixed, so this costs one compile, not one per
-    length); CK stays a multiple of both tiles."""
+    length); CK stays a multiple of both tiles. The steps path walks every step of its chunks too: T is cut into
+    equal chunks of at most CK_steps (T = 40: 14 + 14 + 12 steps, not 16 + 16 + 8 and 8 of nothing)."""
     unit = max(cfg.BT_fwd, cfg.BT_bwd)  # powers of two: the larger is a multiple of the smaller
-    return replace(cfg, CK=min(cfg.CK, max(unit, cdiv(T, unit) * unit)))
+    ck_steps = cdiv(T, cdiv(T, cfg.CK_steps)) if T > 0 else cfg.CK_steps  # equal chunks: none mostly past T
+    return replace(cfg, CK=min(cfg.CK, max(unit, cdiv(T, unit) * unit)), CK_steps=ck_steps)
 
 
 def _fwd(u, delta, A, B, C, D, z, h0, lo: float, cfg: SelectiveConfig, store_ck: bool):
@@ -134,11 +165,14 @@ def _bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg: SelectiveConfig):
         BT=cfg.BT_bwd, BDm=cfg.BD_bwd, BN=cfg.BN, R=R, NCK_I=loop_bound(NCK), STAGES=cfg.stages_bwd,
         USE_D=D is not None, USE_Z=z is not None, USE_DHT=dht is not None, num_warps=cfg.warps_bwd,
     )  # fmt: skip
-    dA = dA.sum(0).to(A.dtype)
-    dB = dB.sum(0).to(B.dtype)
-    dC = dC.sum(0).to(C.dtype)
-    dD = None if dD is None else dD.sum(0).to(D.dtype)
     return du, ddelta, dA, dB, dC, dD, dz, dh0
+
+
+def _sum_shares(grads, A, B, C, D):
+    """The kernels' per-item shares of dA [Bt, Dm, N], dB, dC [NDB, Bt, T, N], dD [Bt, Dm], summed (deterministic)."""
+    du, ddelta, dA, dB, dC, dD, dz, dh0 = grads
+    dD = None if dD is None else dD.sum(0).to(D.dtype)
+    return du, ddelta, dA.sum(0).to(A.dtype), dB.sum(0).to(B.dtype), dC.sum(0).to(C.dtype), dD, dz, dh0
 
 
 class SelectiveScanTritonFn(torch.autograd.Function):
@@ -149,7 +183,8 @@ class SelectiveScanTritonFn(torch.autograd.Function):
         need = any(ctx.needs_input_grad[:8])
         if need:
             cfg = fit_checkpoint(cfg, u.shape[1])
-        y, ht, ck = _fwd(u, delta, A, B, C, D, z, h0, lo, cfg, store_ck=need)
+        fwd = steps_fwd if cfg.path == "steps" else _fwd
+        y, ht, ck = fwd(u, delta, A, B, C, D, z, h0, lo, cfg, store_ck=need)
         ctx.save_for_backward(u, delta, A, B, C, D, z, ck)
         ctx.lo, ctx.cfg = lo, cfg
         return y, ht
@@ -159,7 +194,8 @@ class SelectiveScanTritonFn(torch.autograd.Function):
         u, delta, A, B, C, D, z, ck = ctx.saved_tensors
         dy = torch.zeros_like(u) if dy is None else dy.contiguous()
         dht = None if dht is None else dht.contiguous()
-        grads = _bwd(u, delta, A, B, C, D, z, ck, dy, dht, ctx.lo, ctx.cfg)
+        bwd = steps_bwd if ctx.cfg.path == "steps" else _bwd
+        grads = _sum_shares(bwd(u, delta, A, B, C, D, z, ck, dy, dht, ctx.lo, ctx.cfg), A, B, C, D)
         return (*(g if need else None for g, need in zip(grads, ctx.needs_input_grad[:8], strict=True)), None, None)
 
 
@@ -181,7 +217,8 @@ def selective_scan_triton(
     u, delta, z: [Bt, T, Dm]; A: [Dm, N]; B, C: [Bt, T, N]; D: [Dm] or None; z or None; initial_state [Bt, Dm, N]
     fp32 or None; every tensor bf16, fp16 or fp32 (dtypes may differ). Returns (y [Bt, T, Dm] in u's dtype, final
     state [Bt, Dm, N] fp32), differentiable in every tensor input. ``config``: :func:`selective_config` keywords
-    (block_t, block_d, block_t_bwd, block_d_bwd, checkpoint, warps_*, stages_*). Inputs are assumed validated by
+    (path, block_t, block_d, block_t_bwd, block_d_bwd, checkpoint, warps_*, stages_*, block_d_steps,
+    checkpoint_steps, warps_steps, programs_per_sm). Inputs are assumed validated by
     ``api.selective_scan`` (shapes, ranges); dtypes are checked here."""
     require_kernel_dtypes(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z)
     if initial_state is not None and initial_state.dtype != torch.float32:
