@@ -253,17 +253,19 @@ DIAG_SWEEP = [
 SEL_SWEEP = [
     dict(),
     dict(path="tiles"),
-    dict(path="tiles", block_t=16, block_d=16),
-    dict(path="tiles", checkpoint=32),
     dict(path="tiles", stages_fwd=3, stages_bwd=3),
     dict(path="steps"),
-    dict(path="steps", block_d_steps=64, warps_steps=2),
-    dict(path="steps", block_d_steps=16),
-    dict(path="steps", block_d_steps=64),
-    dict(path="steps", programs_per_sm=8),
+    dict(path="steps", prefetch_steps=False),
     dict(path="steps", programs_per_sm=32),
+    dict(path="steps", programs_per_sm=64),
+    dict(path="steps", block_d_steps=16, programs_per_sm=32),
+    dict(path="steps", block_d_steps=16, programs_per_sm=64),
+    dict(path="steps", warps_steps=2, programs_per_sm=16),
+    dict(path="steps", warps_steps=2, programs_per_sm=32),
+    dict(path="steps", warps_steps=4, programs_per_sm=8),
+    dict(path="steps", warps_steps=4, programs_per_sm=16),
     dict(path="steps", checkpoint_steps=8),
-    dict(path="steps", checkpoint_steps=32),
+    dict(path="steps", checkpoint_steps=8, warps_steps=2, programs_per_sm=32),
 ]
 
 

@@ -53,6 +53,7 @@ class SelectiveConfig:
     CK_steps: int = 16
     warps_steps: int = 1
     programs: int = 1024
+    prefetch_steps: bool = True
 
 
 def selective_config(
@@ -71,6 +72,7 @@ def selective_config(
     checkpoint_steps: int = 16,
     warps_steps: int = 1,
     programs_per_sm: int = 16,
+    prefetch_steps: bool = True,
     **kw,
 ) -> SelectiveConfig:
     """Tiles by register budget: about 4096 state elements per forward tile and 2048 per backward tile (the backward
@@ -107,7 +109,7 @@ def selective_config(
     if path not in ("tiles", "steps"):
         raise ValueError(f"path must be 'tiles', 'steps' or None, got {path!r}")
     steps = dict(BD_steps=BD_s, CK_steps=max(1, checkpoint_steps), warps_steps=warps_steps,
-                 programs=max(1, programs_per_sm * (n_sm or 1)))  # fmt: skip
+                 programs=max(1, programs_per_sm * (n_sm or 1)), prefetch_steps=prefetch_steps)  # fmt: skip
     return SelectiveConfig(BN=BN, BT_fwd=BT_f, BD_fwd=BD_f, BT_bwd=BT_b, BD_bwd=BD_b, CK=CK, path=path, **steps, **kw)
 
 

@@ -42,6 +42,28 @@ def _step_in(u_ptr, dl_ptr, B_ptr, row, o_d, m_d, o_n, m_n, Dm, N):
 
 
 @triton.jit
+def _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, row, o_d, m_d, o_n, m_n, Dm, N, USE_Z: tl.constexpr):
+    """u, delta, B, C and z (u when there is none) of one step, fp32."""
+    u, dl, Bv = _step_in(u_ptr, dl_ptr, B_ptr, row, o_d, m_d, o_n, m_n, Dm, N)
+    Cv = tl.load(C_ptr + row * N + o_n, mask=m_n, other=0.0).to(tl.float32)
+    if USE_Z:
+        z = tl.load(z_ptr + row * Dm + o_d, mask=m_d, other=0.0).to(tl.float32)
+    else:
+        z = u
+    return u, dl, Bv, Cv, z
+
+
+@triton.jit
+def _bwd_in(scr, off_s, j, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, row, o_d, m_d, o_n, m_n, Dm, N,
+            BDm: tl.constexpr, BN: tl.constexpr, USE_Z: tl.constexpr):  # fmt: skip
+    """The backward's inputs of one step: the state before it (scratch slot j), u, delta, B, C, z and dy."""
+    hp = tl.load(scr + j * BDm * BN + off_s)
+    u, dl, Bv, Cv, z = _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, row, o_d, m_d, o_n, m_n, Dm, N, USE_Z)
+    dy = tl.load(dy_ptr + row * Dm + o_d, mask=m_d, other=0.0).to(tl.float32)
+    return hp, u, dl, Bv, Cv, z, dy
+
+
+@triton.jit
 def sel_steps_fwd_kernel(
     u_ptr,
     dl_ptr,
@@ -66,6 +88,7 @@ def sel_steps_fwd_kernel(
     CK: tl.constexpr,
     ITEMS_I: tl.constexpr,
     T_I: tl.constexpr,
+    PREFETCH: tl.constexpr,
     USE_D: tl.constexpr,
     USE_Z: tl.constexpr,
     USE_H0: tl.constexpr,
@@ -85,20 +108,27 @@ def sel_steps_fwd_kernel(
             s = tl.load(h0_ptr + i_b * Dm * N + off_dn, mask=m_dn, other=0.0).to(tl.float32)
         else:
             s = tl.zeros([BDm, BN], dtype=tl.float32)
+        r0 = i_b * T
+        u_n, dl_n, B_n, C_n, z_n = _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, r0, o_d, m_d, o_n, m_n, Dm, N, USE_Z)
         for t in range(0, T_I if T_I > 0 else T):
             if STORE_CK:
                 if t % CK == 0:
                     tl.store(ck_ptr + (i_b * NCK + t // CK) * Dm * N + off_dn, s, mask=m_dn)
             row = i_b * T + t
-            u, dl, Bv = _step_in(u_ptr, dl_ptr, B_ptr, row, o_d, m_d, o_n, m_n, Dm, N)
-            Cv = tl.load(C_ptr + row * N + o_n, mask=m_n, other=0.0).to(tl.float32)
+            if PREFETCH:  # this step's inputs came with the previous step; ask for the next step's now
+                u, dl, Bv, Cv, z = u_n, dl_n, B_n, C_n, z_n
+                ok = t + 1 < T
+                u_n, dl_n, B_n, C_n, z_n = _fwd_in(
+                    u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, row + 1, o_d, m_d & ok, o_n, m_n & ok, Dm, N, USE_Z
+                )
+            else:
+                u, dl, Bv, Cv, z = _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, row, o_d, m_d, o_n, m_n, Dm, N, USE_Z)
             a = lo + (1.0 - lo) * tl.exp(dl[:, None] * A)
             s = a * s + (dl * u)[:, None] * Bv[None, :]
             y = tl.sum(s * Cv[None, :], 1)
             if USE_D:
                 y += Dv * u
             if USE_Z:
-                z = tl.load(z_ptr + row * Dm + o_d, mask=m_d, other=0.0).to(tl.float32)
                 y = y * z * tl.sigmoid(z)
             tl.store(y_ptr + row * Dm + o_d, y.to(y_ptr.dtype.element_ty), mask=m_d)
         tl.store(ht_ptr + i_b * Dm * N + off_dn, s, mask=m_dn)
@@ -138,6 +168,7 @@ def sel_steps_bwd_kernel(
     CK: tl.constexpr,
     ITEMS_I: tl.constexpr,
     NCK_I: tl.constexpr,
+    PREFETCH: tl.constexpr,
     USE_D: tl.constexpr,
     USE_Z: tl.constexpr,
     USE_DHT: tl.constexpr,
@@ -172,29 +203,49 @@ def sel_steps_bwd_kernel(
             t0 = c * CK
             # (1) the states entering the chunk's steps (all CK of them: steps past T load the identity)
             s = tl.load(ck_ptr + (i_b * NCK + c) * Dm * N + off_dn, mask=m_dn, other=0.0)
+            r0 = i_b * T + t0
+            u_n, dl_n, B_n = _step_in(u_ptr, dl_ptr, B_ptr, r0, o_d, m_d & (t0 < T), o_n, m_n & (t0 < T), Dm, N)
             for j in range(0, CK):
                 tl.store(scr + j * BDm * BN + off_s, s)
                 ok = t0 + j < T
-                u, dl, Bv = _step_in(u_ptr, dl_ptr, B_ptr, i_b * T + t0 + j, o_d, m_d & ok, o_n, m_n & ok, Dm, N)
+                if PREFETCH:
+                    u, dl, Bv = u_n, dl_n, B_n
+                    ok1 = (t0 + j + 1 < T) & (j + 1 < CK)
+                    u_n, dl_n, B_n = _step_in(u_ptr, dl_ptr, B_ptr, r0 + j + 1, o_d, m_d & ok1, o_n, m_n & ok1, Dm, N)
+                else:
+                    u, dl, Bv = _step_in(u_ptr, dl_ptr, B_ptr, r0 + j, o_d, m_d & ok, o_n, m_n & ok, Dm, N)
                 s = (lo + (1.0 - lo) * tl.exp(dl[:, None] * A)) * s + (dl * u)[:, None] * Bv[None, :]
             tl.debug_barrier()  # the scratch written above is read below
             # (2) the chunk's steps, last first
+            tl_ = t0 + CK - 1
+            ok = tl_ < T
+            hp_n, u_n, dl_n, B_n, C_n, z_n, dy_n = _bwd_in(
+                scr, off_s, CK - 1, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, i_b * T + tl_, o_d, m_d & ok, o_n,
+                m_n & ok, Dm, N, BDm, BN, USE_Z,
+            )  # fmt: skip
             for jj in range(0, CK):
                 j = CK - 1 - jj
                 t = t0 + j
                 row = i_b * T + t
                 m_dt = m_d & (t < T)
                 m_nt = m_n & (t < T)
-                hp = tl.load(scr + j * BDm * BN + off_s)
-                u, dl, Bv = _step_in(u_ptr, dl_ptr, B_ptr, row, o_d, m_dt, o_n, m_nt, Dm, N)
-                Cv = tl.load(C_ptr + row * N + o_n, mask=m_nt, other=0.0).to(tl.float32)
-                dy = tl.load(dy_ptr + row * Dm + o_d, mask=m_dt, other=0.0).to(tl.float32)
+                if PREFETCH:  # the step before (in this chunk: its state is in the scratch already)
+                    hp, u, dl, Bv, Cv, z, dy = hp_n, u_n, dl_n, B_n, C_n, z_n, dy_n
+                    ok1 = (j >= 1) & (t - 1 < T)
+                    hp_n, u_n, dl_n, B_n, C_n, z_n, dy_n = _bwd_in(
+                        scr, off_s, tl.maximum(j - 1, 0), u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, row - 1, o_d,
+                        m_d & ok1, o_n, m_n & ok1, Dm, N, BDm, BN, USE_Z,
+                    )  # fmt: skip
+                else:
+                    hp, u, dl, Bv, Cv, z, dy = _bwd_in(
+                        scr, off_s, j, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, row, o_d, m_dt, o_n, m_nt, Dm, N,
+                        BDm, BN, USE_Z,
+                    )  # fmt: skip
                 e = tl.exp(dl[:, None] * A)
                 a = lo + (1.0 - lo) * e
                 x = dl * u
                 h = a * hp + x[:, None] * Bv[None, :]
                 if USE_Z:
-                    z = tl.load(z_ptr + row * Dm + o_d, mask=m_dt, other=0.0).to(tl.float32)
                     sz = tl.sigmoid(z)
                     y0 = tl.sum(h * Cv[None, :], 1)
                     if USE_D:
