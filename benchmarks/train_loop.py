@@ -2,7 +2,7 @@
 mixer, with the step as a CUDA graph and eagerly. Not a test.
 
     python benchmarks/train_loop.py [--mixers deltanet,transformer,...] [--steps 600] [--out FILE.md]
-                                    [--selective-paths auto,tiles,steps]   # Mamba's scan kernels, side by side
+                                    [--selective-paths auto,tiles,steps:programs_per_sm=32]   # Mamba's scan
 
 Model and data: the paper's parity setting (configs/parity_<mixer>.yaml where it exists, else parity_deltanet's
 with the mixer swapped): 2 layers, width 128, 4 heads, batch 1024, lengths 3-40. The rate is taken from the
@@ -48,13 +48,16 @@ def rate(mixer: str, graph: str, steps: int, device: str, out: Path, compile_: b
 
 
 @contextlib.contextmanager
-def selective_path(path: str):
-    """Run the Triton selective scan on one of its kernel paths ("auto": the library's choice)."""
+def selective_path(spec: str):
+    """Run the Triton selective scan with the config ``spec``: "auto" (the library's choice), or a path with
+    ``selective_config`` keywords, e.g. "steps:programs_per_sm=32:checkpoint_steps=8"."""
     from statetrack.ops.diag_scan.triton import selective as sel
 
     original = sel.selective_config
-    if path != "auto":
-        sel.selective_config = functools.partial(original, path=path)
+    if spec != "auto":
+        path, *kws = spec.split(":")
+        kw = {k: int(v) for k, v in (x.split("=") for x in kws)}
+        sel.selective_config = functools.partial(original, path=path, **kw)
     try:
         yield
     finally:
@@ -70,7 +73,8 @@ def main() -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile the model as well")
     ap.add_argument("--profile", default="", help="print the top CUDA kernels of eager steps of this mixer")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--selective-paths", default="auto", help="mamba only: selective scan kernel paths to compare")
+    ap.add_argument("--selective-paths", default="auto", help="mamba only: selective scan configs to compare, "
+                    "comma-separated (auto, tiles, steps, steps:programs_per_sm=32, ...)")  # fmt: skip
     args = ap.parse_args()
     lines = [
         "# Training-loop steps/s, parity (2 layers, width 128, 4 heads, batch 1024, lengths 3-40)",

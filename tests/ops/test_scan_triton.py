@@ -311,7 +311,8 @@ def test_selective_path_choice():
     assert selective_config(8, 2048, 16, n_sm=132).path == "tiles"
     assert selective_config(1024, 256, 16).path == "tiles"  # the interpreter: tests name the path
     assert selective_config(8, 2048, 16, n_sm=132, path="steps").path == "steps"
-    assert fit_checkpoint(selective_config(1024, 256, 16, n_sm=132), 40).CK_steps == 14
+    assert fit_checkpoint(selective_config(1024, 256, 16, n_sm=132), 20).CK_steps == 7
+    assert fit_checkpoint(selective_config(1024, 256, 16, n_sm=132), 40).CK_steps == 8
     with pytest.raises(ValueError, match="path must be"):
         selective_config(8, 2048, 16, path="scan")
 

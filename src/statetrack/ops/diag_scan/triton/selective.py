@@ -50,7 +50,7 @@ class SelectiveConfig:
     stages_bwd: int = 2
     path: str = "tiles"
     BD_steps: int = 32
-    CK_steps: int = 16
+    CK_steps: int = 8
     warps_steps: int = 1
     programs: int = 1024
     prefetch_steps: bool = True
@@ -69,7 +69,7 @@ def selective_config(
     checkpoint: int = 64,
     path: str | None = None,
     block_d_steps: int | None = None,
-    checkpoint_steps: int = 16,
+    checkpoint_steps: int = 8,
     warps_steps: int = 1,
     programs_per_sm: int = 16,
     prefetch_steps: bool = True,
@@ -118,7 +118,7 @@ def fit_checkpoint(cfg: SelectiveConfig, T: int) -> SelectiveConfig:
     every tile of a chunk, and at T = 40 (Table 3) the default CK = 64 would have it walk 16 tiles of 4 steps for
     10 that hold steps. Only with gradients (a training shape is fixed, so this costs one compile, not one per
     length); CK stays a multiple of both tiles. The steps path walks every step of its chunks too: T is cut into
-    equal chunks of at most CK_steps (T = 40: 14 + 14 + 12 steps, not 16 + 16 + 8 and 8 of nothing)."""
+    equal chunks of at most CK_steps (CK_steps = 8 and T = 20: 7 + 7 + 6 steps, not 8 + 8 + 4 and 4 of nothing)."""
     unit = max(cfg.BT_fwd, cfg.BT_bwd)  # powers of two: the larger is a multiple of the smaller
     ck_steps = cdiv(T, cdiv(T, cfg.CK_steps)) if T > 0 else cfg.CK_steps  # equal chunks: none mostly past T
     return replace(cfg, CK=min(cfg.CK, max(unit, cdiv(T, unit) * unit)), CK_steps=ck_steps)
