@@ -47,7 +47,10 @@ class Config:
     two diagonal [BL/2, BL/2] blocks, T21 = -T22 A21 T11), so no [BL, BL] fp32 tile is live; needs BL >= 32 (else
     ignored). Off by default until timed on a GPU: in an offline sm_90 compile (chunk 64, K = V in 32-128, bf16)
     it cuts the prep kernel's spills from 0.9-1.5 KB to 0-150 B per thread
-    (benchmarks/results/chunk_prep_spills_sm90.md), for a few more small products and K / Q loaded twice."""
+    (benchmarks/results/chunk_prep_spills_sm90.md), for a few more small products and K / Q loaded twice. On the
+    H100 (session 5) it passed the GPU tests (K up to 200) but hit an illegal memory access in
+    ``benchmarks/kernels.py --rows 4 --variants split`` (B, T, H, K = V = 4, 2048, 16, 128): cause not found yet,
+    so it stays off."""
 
     C: int
     BL: int
