@@ -148,9 +148,7 @@ def slstm_case(B, T, H, K):
 
 CASES = [
     ("delta_rule chunked (N, T, H, D) = (2, 128, 16, 128)", delta_rule_case, (2, 128, 16, 128), {}),
-    ("delta_rule chunked, prep_split", delta_rule_case, (2, 128, 16, 128), {"prep_split": True}),
     ("delta_rule chunked (8, 128, 8, 64)", delta_rule_case, (8, 128, 8, 64), {}),
-    ("delta_rule chunked (8, 128, 8, 64), prep_split", delta_rule_case, (8, 128, 8, 64), {"prep_split": True}),
     ("delta_rule chunked n_h = 2 (8, 128, 8, 64)", delta_rule_case, (8, 128, 8, 64), {"n_h": 2}),
     ("delta_rule token by token (1024, 40, 4, 32)", recurrent_case, (1024, 40, 4, 32), {}),
     ("diag_scan (8, 256, 2048)", scan_case, (8, 256, 2048), {}),

@@ -250,32 +250,26 @@ def flops_bytes(B, T, H, D, n_h=1, C=64):
     return 3 * fwd, fwd_bytes + bwd_bytes
 
 
-def section_speed(fla, shapes, deadline, variants=("ours", "chunk", "split", "gated", "nh2", "fla", "sdpa")):
+def section_speed(fla, shapes, deadline, variants=("ours", "chunk", "gated", "nh2", "fla", "sdpa")):
     say("## Speed: forward+backward ms (fwd ms) [peak MiB], bf16")
     say()
     say("ours: backend='triton' as the api runs it (token by token up to 256 sub-steps, else chunked); chunk = the")
-    say("chunked kernels at every length (split: with Config.prep_split, the prep kernel by row halves, which does not")
-    say("spill); gated = with a scalar gate; n_h=2 = DeltaProduct with two Householders per")
+    say("chunked kernels at every length; gated = with a scalar gate; n_h=2 = DeltaProduct with two Householders per")
     say("token at the same width. %MM / %BW: the algorithm's FLOPs and compulsory bytes over our time, as shares of")
     say("the measured ceilings. Best fla = fastest of its paths that ran.")
     say()
     hdr = (
-        "| B, T, H, D | ours | ours chunk | ours chunk split | ours gated | ours n_h=2 | fla chunk"
+        "| B, T, H, D | ours | ours chunk | ours gated | ours n_h=2 | fla chunk"
         " | fla fused_recurrent | fla gated (neg eig) | SDPA |"
     )
     say(hdr + " ours %MM / %BW | speed-up vs best fla |")
-    say("|" + "---|" * 12)
+    say("|" + "---|" * 11)
     t_start = time.time()
     for B, T, H, D in shapes:
         cells, ours_ms, fla_best = [], None, None
         runs = [
             ("ours", lambda x: ours(x), {}),
             ("ours chunk", lambda x: ours_chunk(x), {}),
-            (
-                "ours chunk split",
-                lambda x: ours_chunk(x, config={**(OURS_KW.get("config") or {}), "prep_split": True}),
-                {},
-            ),
             ("ours gated", lambda x: ours(x), {"gate": True}),
             ("ours n_h=2", lambda x: ours(x), {"n_h": 2}),
         ]
@@ -289,8 +283,7 @@ def section_speed(fla, shapes, deadline, variants=("ours", "chunk", "split", "ga
             runs += [("fla chunk", None, {}), ("fla rec", None, {}), ("fla gated", None, {})]
         runs.append(("sdpa", "sdpa", {}))
         for name, fn, kw in runs:
-            key = {"ours gated": "gated", "ours n_h=2": "nh2", "sdpa": "sdpa", "ours": "ours", "ours chunk": "chunk",
-                   "ours chunk split": "split"}  # fmt: skip
+            key = {"ours gated": "gated", "ours n_h=2": "nh2", "sdpa": "sdpa", "ours": "ours", "ours chunk": "chunk"}
             key = key.get(name, "fla")
             if key not in variants:
                 cells.append("-")
@@ -354,9 +347,7 @@ def main() -> None:
     ap.add_argument(
         "--config", default=None, help="Config overrides of our chunked kernels, e.g. BK_grad=32,bf16_split=3"
     )
-    ap.add_argument(
-        "--variants", default="ours,chunk,split,gated,nh2,fla,sdpa", help="columns of the speed table to run"
-    )
+    ap.add_argument("--variants", default="ours,chunk,gated,nh2,fla,sdpa", help="columns of the speed table to run")
     ap.add_argument("--rows", default=None, help="indices of the shapes to run, e.g. 0,3 (default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()

@@ -116,25 +116,6 @@ def test_chunk_boundaries_with_gate_and_householders(T, n_h, chunk):
 
 
 @kernel_test
-@pytest.mark.parametrize(
-    "n_h,gate,chunk,T,K,V",
-    [
-        (1, True, 64, LENGTHS[-1], DIMS[0], DIMS[0]),  # halves of 32 rows, second chunk ragged
-        (1, False, 32, LENGTHS[1] + 3, DIMS[0], DIMS[0]),  # halves of 16 rows (no merge inside a half)
-        (2, True, 32, LENGTHS[-1] // 2 + 3, DIMS[0], DIMS[0]),
-        (2, False, 64, LENGTHS[-1] // 2 + 3, DIMS[0], DIMS[0]),
-        # 63 of 64 rows (the halves cut a token), K and V in several blocks
-        (3, True, 64, 47, *((80, 40) if not GPU else (200, 96))),
-    ],
-)
-def test_chunk_prep_split(n_h, gate, chunk, T, K, V):
-    """config prep_split: the prep kernel in two row halves (T from the inverses of the diagonal blocks,
-    T21 = -T22 A21 T11), against the oracle as hard as the whole-chunk path: beta in [1.9, 2], repeated keys."""
-    x = make_inputs(B=1, T=T, H=2, K=K, V=V, n_h=n_h, beta_range=(1.9, 2.0), keys="rank1", gate=gate, seed=T)
-    _check(x, TOL, chunk=chunk, config={"prep_split": True})
-
-
-@kernel_test
 def test_chunk_beta_exactly_zero_and_two():
     """beta in {0, 2} exactly (identity steps and pure reflections), with repeated keys."""
     x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], n_h=2, keys="rank1", gate=True)
@@ -186,20 +167,16 @@ def test_chunk_gradient_of_one_output(used):
 
 
 @kernel_test
-@pytest.mark.parametrize(
-    "dtype,split,prep_split",
-    [(torch.bfloat16, 0, False), (torch.float16, 0, False), (torch.bfloat16, 3, False), (torch.bfloat16, 3, True)],
-)
-def test_chunk_low_precision_inputs(dtype, split, prep_split):
+@pytest.mark.parametrize("dtype,split", [(torch.bfloat16, 0), (torch.float16, 0), (torch.bfloat16, 3)])
+def test_chunk_low_precision_inputs(dtype, split):
     """Against the fp64 reference fed the same rounded inputs: only o's final rounding and the fp32 math differ.
-    split 3: bf16 x fp32 products as three bf16 products, which must keep the state fp32-accurate too; once more
-    with prep_split (the prep kernel in row halves, its dvl products split)."""
+    split 3: bf16 x fp32 products as three bf16 products, which must keep the state fp32-accurate too."""
     x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], beta_range=(1.9, 2.0), gate=True)
     x = {n: None if t is None else (t.to(dtype).double() if n != "initial_state" else t) for n, t in x.items()}
     ref = _prepare(x, torch.float64, "cpu")
     o_r, s_r = delta_rule_naive(*ref[:5], 0.3, ref[5], torch.float64)
     tri = _prepare(x, dtype, DEVICE)
-    o, s = delta_rule_triton(*tri[:5], 0.3, tri[5], config={"bf16_split": split, "prep_split": prep_split})
+    o, s = delta_rule_triton(*tri[:5], 0.3, tri[5], config={"bf16_split": split})
     assert o.dtype == dtype and s.dtype == torch.float32
     assert rel(s.cpu(), s_r) < TOL
     assert rel(o.cpu(), o_r) < 1e-2

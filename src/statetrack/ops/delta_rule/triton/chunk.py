@@ -42,15 +42,7 @@ class Config:
     """Block sizes of one call. C tokens = C * n_h sub-steps per chunk, padded to BL rows (queries to BC);
     BS-row diagonal blocks in the inverse (LOG_NB = log2(BL / BS) merge steps); K in blocks of BK <= 64 (BK_grad
     in the gradient kernel); V-blocks and warps per kernel. ``bf16_split``: bf16 input x fp32 products as 3 (or 2)
-    bf16 products instead of one fp32 product at ``precision`` (0: off; see kernels_chunk._split_dot).
-    ``prep_split``: the prep kernel works on two row halves of the chunk (T = (I + A)^{-1} from the inverses of the
-    two diagonal [BL/2, BL/2] blocks, T21 = -T22 A21 T11), so no [BL, BL] fp32 tile is live; needs BL >= 32 (else
-    ignored). Off by default until timed on a GPU: in an offline sm_90 compile (chunk 64, K = V in 32-128, bf16)
-    it cuts the prep kernel's spills from 0.9-1.5 KB to 0-150 B per thread
-    (benchmarks/results/chunk_prep_spills_sm90.md), for a few more small products and K / Q loaded twice. On the
-    H100 (session 5) it passed the GPU tests (K up to 200) but hit an illegal memory access in
-    ``benchmarks/kernels.py --rows 4 --variants split`` (B, T, H, K = V = 4, 2048, 16, 128): cause not found yet,
-    so it stays off."""
+    bf16 products instead of one fp32 product at ``precision`` (0: off; see kernels_chunk._split_dot)."""
 
     C: int
     BL: int
@@ -71,7 +63,6 @@ class Config:
     stages_state: int
     precision: str
     bf16_split: int
-    prep_split: bool = False
 
 
 def make_config(
@@ -177,7 +168,7 @@ def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
         w if ti is None else ti, w, u, w if dvl is None else dvl, w if qdo is None else qdo, scale, T,
         **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_prep, BS=cfg.BS, LOG_NB=cfg.LOG_NB,
         USE_G=g is not None, BWD=bwd, **_in_args(q.dtype, cfg.precision, cfg.bf16_split),
-        PREP_SPLIT=bool(cfg.prep_split), num_warps=cfg.warps_prep, num_stages=1,
+        num_warps=cfg.warps_prep, num_stages=1,
     )  # fmt: skip
     return gc, ti, w, u, dvl, qdo
 
@@ -288,7 +279,7 @@ def delta_rule_triton(
     run them in Triton's interpreter (slow: for tests). ``chunk``: sub-steps per chunk (16, 32 or 64);
     ``precision`` of fp32 tl.dot products (see the module docstring); ``block_v`` caps the V-block widths
     (default: by register budget and, for the sequential passes, by the number of SMs); ``config``: fields of
-    ``Config`` to override (tuning, e.g. {"BK_grad": 32, "bf16_split": 3, "prep_split": True})."""
+    ``Config`` to override (tuning, e.g. {"BK_grad": 32, "bf16_split": 3})."""
     require_kernel_dtypes(q=q)
     N, T, n_h, H, K = k.shape
     if T == 0:

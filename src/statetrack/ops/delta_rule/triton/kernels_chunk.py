@@ -190,7 +190,6 @@ def chunk_prep_kernel(
     PREC: tl.constexpr,
     IN_PREC: tl.constexpr,
     IN_CAST: tl.constexpr,
-    PREP_SPLIT: tl.constexpr,
 ):
     """Grid (NC, N * H): everything of a chunk that does not depend on the state.
 
@@ -199,9 +198,6 @@ def chunk_prep_kernel(
     chunk-local parts of the gradients the state pass needs: dLoss/dv_new, dvl = scale P^T dO with
     P = (Q K^T) * Eq, and dLoss/dS0 through o, scale Q^T diag(exp gq) dO [K, V] per chunk, into qdo (the dhs
     buffer, which the state pass reads and then overwrites).
-
-    PREP_SPLIT (with BL >= 32): the same in two row halves of BL / 2 (``_prep_halves``), so that no [BL, BL] fp32
-    tile is live; else the whole chunk at once (below).
     """
     c = tl.program_id(0)
     i_nh = tl.program_id(1)
@@ -209,16 +205,10 @@ def chunk_prep_kernel(
     i_h = i_nh % H
     n64 = i_n.to(tl.int64)
     NC = tl.num_programs(0)
-    if PREP_SPLIT and LOG_NB > 0:
-        _prep_halves(
-            q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, do_ptr, gc_ptr, ti_ptr, w_ptr, u_ptr, dvl_ptr, qdo_ptr, scale, T,
-            c, NC, n64, i_h, H, K, V, NH, C, BL, BC, BK, BV, BS, LOG_NB, USE_G, BWD, SPLIT, PREC, IN_PREC, IN_CAST,
-        )  # fmt: skip
-    else:
-        _prep_whole(
-            q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, do_ptr, gc_ptr, ti_ptr, w_ptr, u_ptr, dvl_ptr, qdo_ptr, scale, T,
-            c, NC, n64, i_h, H, K, V, NH, C, BL, BC, BK, BV, BS, LOG_NB, USE_G, BWD, SPLIT, PREC, IN_PREC, IN_CAST,
-        )  # fmt: skip
+    _prep_whole(
+        q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, do_ptr, gc_ptr, ti_ptr, w_ptr, u_ptr, dvl_ptr, qdo_ptr, scale, T,
+        c, NC, n64, i_h, H, K, V, NH, C, BL, BC, BK, BV, BS, LOG_NB, USE_G, BWD, SPLIT, PREC, IN_PREC, IN_CAST,
+    )  # fmt: skip
 
 
 @triton.jit
@@ -295,166 +285,6 @@ def _prep_whole(
             for i_k in range(NK):
                 b_qdo = _qdo(q_ptr, r_q, m_q, i_k, b_dos, scale, K, BK, BV, USE_G, SPLIT, PREC, IN_PREC, IN_CAST)
                 _st(qdo_ptr, p_qdo, i_k * BK + o_k, i_k * BK + o_k < K, V, o_vv, m_v, b_qdo)
-
-
-@triton.jit
-def _half(c, T, n64, i_h, j, H: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BH: tl.constexpr):
-    """Row half j (0 or 1) of chunk c: positions in the chunk, rows into [N * T * NH, H], mask."""
-    L: tl.constexpr = C * NH
-    o_p = j * BH + tl.arange(0, BH)
-    s_r = c * L + o_p
-    m_r = (o_p < L) & (s_r < T * NH)
-    return o_p, (n64 * T * NH + s_r) * H + i_h, m_r
-
-
-@triton.jit
-def _half_gates(g_ptr, c, T, n64, i_h, o_p, m_r, H: tl.constexpr, NH: tl.constexpr, C: tl.constexpr):
-    """Log-gates of a row half at their sub-steps (zero elsewhere, and on padded rows): cumsum them for gc."""
-    r_tok = (n64 * T + (c * C + o_p // NH)) * H + i_h
-    return tl.load(g_ptr + r_tok, mask=m_r & ((o_p % NH) == 0), other=0.0).to(tl.float32)
-
-
-@triton.jit
-def _decay(b_ga, b_gb, o_a, o_b, USE_G: tl.constexpr):
-    """exp(ga_r - gb_s) where position o_a[r] > o_b[s], else 0 (a block of ``_masks``' E)."""
-    strict = o_b[None, :] < o_a[:, None]
-    if USE_G:
-        b_E = tl.where(strict, tl.exp(b_ga[:, None] - b_gb[None, :]), 0.0)
-    else:
-        b_E = tl.where(strict, 1.0, 0.0)
-    return b_E
-
-
-@triton.jit
-def _prep_halves(
-    q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, do_ptr, gc_ptr, ti_ptr, w_ptr, u_ptr, dvl_ptr, qdo_ptr, scale, T,
-    c, NC, n64, i_h, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NH: tl.constexpr, C: tl.constexpr,
-    BL: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.constexpr,
-    USE_G: tl.constexpr, BWD: tl.constexpr, SPLIT: tl.constexpr, PREC: tl.constexpr, IN_PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):  # fmt: skip
-    """``chunk_prep_kernel`` in two row halves of BH = BL / 2 (rows 1 = first half, 2 = second):
-    T = (I + A)^{-1} = [[T11, 0], [T21, T22]] with T11 = (I + A11)^{-1}, T22 = (I + A22)^{-1} (``_unit_lower_inverse``
-    at BH) and T21 = -T22 (A21 T11); w and u by halves (w1 = T11 X1, w2 = T21 X1 + T22 X2); dvl by row halves of
-    P^T. The largest fp32 tiles are [BC, BH] and [BH, BK]: about a quarter of the registers of a [BL, BL] tile."""
-    BH: tl.constexpr = BL // 2
-    NK: tl.constexpr = (K + BK - 1) // BK
-    NV: tl.constexpr = (V + BV - 1) // BV
-    o_1, r_1, m_1 = _half(c, T, n64, i_h, 0, H, NH, C, BH)
-    o_2, r_2, m_2 = _half(c, T, n64, i_h, 1, H, NH, C, BH)
-    _, _, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
-    o_h = tl.arange(0, BH)
-    o_i = tl.arange(0, BC)
-    o_k = tl.arange(0, BK)
-    o_v = tl.arange(0, BV)
-
-    b_b1 = tl.load(beta_ptr + r_1, mask=m_1, other=0.0).to(tl.float32)
-    b_b2 = tl.load(beta_ptr + r_2, mask=m_2, other=0.0).to(tl.float32)
-    if USE_G:
-        b_lg1 = _half_gates(g_ptr, c, T, n64, i_h, o_1, m_1, H, NH, C)
-        b_g1 = tl.cumsum(b_lg1, 0)
-        b_g2 = tl.cumsum(_half_gates(g_ptr, c, T, n64, i_h, o_2, m_2, H, NH, C), 0) + tl.sum(b_lg1, 0)
-        tl.store(gc_ptr + r_1, b_g1, mask=m_1)
-        tl.store(gc_ptr + r_2, b_g2, mask=m_2)
-    else:
-        b_g1 = tl.zeros([BH], dtype=tl.float32)
-        b_g2 = tl.zeros([BH], dtype=tl.float32)
-
-    b_kk11 = tl.zeros([BH, BH], dtype=tl.float32)
-    b_kk21 = tl.zeros([BH, BH], dtype=tl.float32)
-    b_kk22 = tl.zeros([BH, BH], dtype=tl.float32)
-    for i_k in range(NK):
-        b_k1 = _in(_blk(k_ptr, r_1, m_1, i_k, K, BK), IN_CAST)
-        b_k2 = _in(_blk(k_ptr, r_2, m_2, i_k, K, BK), IN_CAST)
-        b_kk11 += tl.dot(b_k1, tl.trans(b_k1), input_precision=IN_PREC)
-        b_kk21 += tl.dot(b_k2, tl.trans(b_k1), input_precision=IN_PREC)
-        b_kk22 += tl.dot(b_k2, tl.trans(b_k2), input_precision=IN_PREC)
-    b_T11 = _unit_lower_inverse(b_b1[:, None] * b_kk11 * _decay(b_g1, b_g1, o_1, o_1, USE_G), BH, BS, LOG_NB - 1,
-                                PREC)  # fmt: skip
-    b_T22 = _unit_lower_inverse(b_b2[:, None] * b_kk22 * _decay(b_g2, b_g2, o_2, o_2, USE_G), BH, BS, LOG_NB - 1,
-                                PREC)  # fmt: skip
-    b_A21 = b_b2[:, None] * b_kk21 * _decay(b_g2, b_g1, o_2, o_1, USE_G)
-    b_T21 = -tl.dot(b_T22, tl.dot(b_A21, b_T11, input_precision=PREC), input_precision=PREC)
-    if BWD:
-        p_ti = ti_ptr + ((n64 * NC + c) * H + i_h) * BL * BL + o_h[:, None] * BL + o_h[None, :]
-        tl.store(p_ti, b_T11)
-        tl.store(p_ti + BH, tl.zeros([BH, BH], dtype=tl.float32))
-        tl.store(p_ti + BH * BL, b_T21)
-        tl.store(p_ti + BH * BL + BH, b_T22)
-
-    if USE_G:
-        b_bw1 = b_b1 * tl.exp(b_g1)
-        b_bw2 = b_b2 * tl.exp(b_g2)
-    else:
-        b_bw1 = b_b1
-        b_bw2 = b_b2
-    for i_k in range(NK):
-        o_kk = i_k * BK + o_k
-        m_k = o_kk < K
-        b_x1 = b_bw1[:, None] * _blk(k_ptr, r_1, m_1, i_k, K, BK).to(tl.float32)
-        _st(w_ptr, 0, r_1, m_1, K, o_kk, m_k, tl.dot(b_T11, b_x1, input_precision=PREC))
-        b_w2 = tl.dot(b_T21, b_x1, input_precision=PREC)
-        b_x2 = b_bw2[:, None] * _blk(k_ptr, r_2, m_2, i_k, K, BK).to(tl.float32)
-        _st(w_ptr, 0, r_2, m_2, K, o_kk, m_k, tl.dot(b_T22, b_x2, b_w2, input_precision=PREC))
-    for i_v in range(NV):
-        o_vv = i_v * BV + o_v
-        m_v = o_vv < V
-        b_x1 = b_b1[:, None] * _ld(v_ptr, 0, r_1, m_1, V, o_vv, m_v)
-        _st(u_ptr, 0, r_1, m_1, V, o_vv, m_v, tl.dot(b_T11, b_x1, input_precision=PREC))
-        b_u2 = tl.dot(b_T21, b_x1, input_precision=PREC)
-        b_x2 = b_b2[:, None] * _ld(v_ptr, 0, r_2, m_2, V, o_vv, m_v)
-        _st(u_ptr, 0, r_2, m_2, V, o_vv, m_v, tl.dot(b_T22, b_x2, b_u2, input_precision=PREC))
-
-    if BWD:
-        # query i reads sub-steps s <= last(i); one half at a time (Q loaded twice, not two [BC, BH] tiles live)
-        o_last = o_i * NH + (NH - 1)
-        if USE_G:
-            b_gq = tl.sum(tl.where(o_1[None, :] == o_last[:, None], b_g1[None, :], 0.0), 1)
-            b_gq += tl.sum(tl.where(o_2[None, :] == o_last[:, None], b_g2[None, :], 0.0), 1)
-        else:
-            b_gq = tl.zeros([BC], dtype=tl.float32)
-        _dvl_half(q_ptr, k_ptr, do_ptr, dvl_ptr, scale, r_q, m_q, o_last, b_gq, r_1, m_1, o_1, b_g1,
-                  K, V, BC, BH, BK, BV, USE_G, SPLIT, PREC, IN_PREC, IN_CAST)  # fmt: skip
-        _dvl_half(q_ptr, k_ptr, do_ptr, dvl_ptr, scale, r_q, m_q, o_last, b_gq, r_2, m_2, o_2, b_g2,
-                  K, V, BC, BH, BK, BV, USE_G, SPLIT, PREC, IN_PREC, IN_CAST)  # fmt: skip
-        p_qdo = ((n64 * NC + c) * H + i_h) * K * V
-        for i_v in range(NV):
-            o_vv = i_v * BV + o_v
-            m_v = o_vv < V
-            b_do = tl.load(do_ptr + r_q[:, None] * V + o_vv[None, :], mask=m_q[:, None] & m_v[None, :], other=0.0)
-            if USE_G:
-                b_dos = b_do.to(tl.float32) * (scale * tl.exp(b_gq))[:, None]
-            else:
-                b_dos = b_do
-            for i_k in range(NK):
-                b_qdo = _qdo(q_ptr, r_q, m_q, i_k, b_dos, scale, K, BK, BV, USE_G, SPLIT, PREC, IN_PREC, IN_CAST)
-                _st(qdo_ptr, p_qdo, i_k * BK + o_k, i_k * BK + o_k < K, V, o_vv, m_v, b_qdo)
-
-
-@triton.jit
-def _dvl_half(q_ptr, k_ptr, do_ptr, dvl_ptr, scale, r_q, m_q, o_last, b_gq, r_h, m_h, o_h, b_gh, K: tl.constexpr,
-              V: tl.constexpr, BC: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              USE_G: tl.constexpr,
-              SPLIT: tl.constexpr, PREC: tl.constexpr, IN_PREC: tl.constexpr, IN_CAST: tl.constexpr):  # fmt: skip
-    """dvl = scale P^T dO on the rows of one half: P's columns of those rows, (Q K_h^T) * Eq[:, h], [BC, BH]."""
-    NK: tl.constexpr = (K + BK - 1) // BK
-    NV: tl.constexpr = (V + BV - 1) // BV
-    o_v = tl.arange(0, BV)
-    b_qk = tl.zeros([BC, BH], dtype=tl.float32)
-    for i_k in range(NK):
-        b_q = _in(_blk(q_ptr, r_q, m_q, i_k, K, BK), IN_CAST)
-        b_qk += tl.dot(b_q, tl.trans(_in(_blk(k_ptr, r_h, m_h, i_k, K, BK), IN_CAST)), input_precision=IN_PREC)
-    if USE_G:
-        b_qk = tl.where(o_h[None, :] <= o_last[:, None], b_qk * tl.exp(b_gq[:, None] - b_gh[None, :]), 0.0)
-    else:
-        b_qk = tl.where(o_h[None, :] <= o_last[:, None], b_qk, 0.0)
-    b_Pt = tl.trans(b_qk * scale)
-    for i_v in range(NV):
-        o_vv = i_v * BV + o_v
-        m_v = o_vv < V
-        b_do = tl.load(do_ptr + r_q[:, None] * V + o_vv[None, :], mask=m_q[:, None] & m_v[None, :], other=0.0)
-        b_dv = _split_dot(b_Pt, b_do, tl.zeros([BH, BV], tl.float32), SPLIT, PREC, IN_CAST, True)
-        _st(dvl_ptr, 0, r_h, m_h, V, o_vv, m_v, b_dv)
 
 
 @triton.jit
