@@ -2,8 +2,10 @@
 
     a_t = lo + (1 - lo) exp(delta_t A),  h_t = a_t h_{t-1} + (delta_t u_t) B_t,  y_t = (C_t . h_t + D u_t) silu(z_t)
 
-per channel d and state index n (lo = min_eigenvalue). One program owns BDm channels of one sequence with their
-[BDm, N] fp32 state in registers, and walks time in tiles of BT steps: the decays and writes of a tile, [BT, BDm, N],
+per channel d and state index n (lo = min_eigenvalue). Two kernel paths (``SelectiveConfig.path``): this module's
+"tiles", below, and the "steps" of ``selective_steps.py`` (one step at a time, for many short sequences), chosen by
+:func:`selective_config`. Tiles: one program owns BDm channels of one sequence with their [BDm, N] fp32 state in
+registers, and walks time in tiles of BT steps: the decays and writes of a tile, [BT, BDm, N],
 are formed in registers from u, delta, B (never stored), scanned along time, read out against C, and only y
 [BT, BDm] goes back to memory.
 
