@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..._triton import cdiv, kernels_for, loop_bound, pow2, require_kernel_dtypes, sm_count
-from .selective_steps import steps_bwd, steps_fwd
+from .selective_steps import grad_buffers, steps_bwd, steps_fwd
 
 _MODULE = f"{__package__}.kernels"  # the @triton.jit code, imported on first use
 
@@ -149,20 +149,12 @@ def _bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg: SelectiveConfig):
     """All gradients: (du, ddelta, dA, dB, dC, dD or None, dz or None, dh0 fp32)."""
     Bt, T, Dm = u.shape
     N = A.shape[1]
-    dev = u.device
-    f32 = torch.float32
     NCK = ck.shape[1]
     NDB = cdiv(Dm, cfg.BD_bwd)
     R = cfg.CK // cfg.BT_bwd
-    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
-    dA = torch.empty(Bt, Dm, N, dtype=f32, device=dev)
-    dB = torch.empty(NDB, Bt, T, N, dtype=f32, device=dev)
-    dC = torch.empty(NDB, Bt, T, N, dtype=f32, device=dev)
-    dD = torch.empty(Bt, Dm, dtype=f32, device=dev) if D is not None else None
-    dh0 = torch.empty(Bt, Dm, N, dtype=f32, device=dev)
-    scr = torch.empty(Bt * NDB * R * cfg.BD_bwd * cfg.BN, dtype=f32, device=dev)
-    kernels_for(dev, _MODULE).sel_bwd_kernel[(NDB * Bt,)](
+    du, ddelta, dz, dA, dB, dC, dD, dh0 = grad_buffers(u, delta, z, D, N, NDB)
+    scr = torch.empty(Bt * NDB * R * cfg.BD_bwd * cfg.BN, dtype=torch.float32, device=u.device)
+    kernels_for(u.device, _MODULE).sel_bwd_kernel[(NDB * Bt,)](
         u, delta, A, B, C, u if D is None else D, u if z is None else z, ck, dy, dh0 if dht is None else dht, scr,
         du, ddelta, dA, dB, dC, dh0 if dD is None else dD, du if dz is None else dz, dh0,
         float(lo), T, Dm, N, NCK, Bt,

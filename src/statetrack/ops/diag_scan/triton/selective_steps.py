@@ -45,23 +45,29 @@ def steps_fwd(u, delta, A, B, C, D, z, h0, lo: float, cfg, store_ck: bool):
     return y, ht, (ck if store_ck else None)
 
 
+def grad_buffers(u, delta, z, D, N: int, NDB: int):
+    """Outputs of a selective backward kernel: du, ddelta, dz (or None) like their inputs; fp32 shares dA
+    [Bt, Dm, N], dB and dC [NDB, Bt, T, N], dD [Bt, Dm] (or None), and dh0 [Bt, Dm, N]."""
+    Bt, T, Dm = u.shape
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA, dh0 = (torch.empty(Bt, Dm, N, **f32) for _ in range(2))
+    dB, dC = (torch.empty(NDB, Bt, T, N, **f32) for _ in range(2))
+    dD = torch.empty(Bt, Dm, **f32) if D is not None else None
+    return du, ddelta, dz, dA, dB, dC, dD, dh0
+
+
 def steps_bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg):
     """All gradients: (du, ddelta, dA, dB, dC, dD or None, dz or None, dh0 fp32), as ``selective._bwd``."""
     Bt, T, Dm = u.shape
     N = A.shape[1]
-    dev, f32 = u.device, torch.float32
     NDB = cdiv(Dm, cfg.BD_steps)
     n_work = Bt * NDB
     grid, items = _grid(cfg, n_work)
-    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
-    dA = torch.empty(Bt, Dm, N, dtype=f32, device=dev)
-    dB = torch.empty(NDB, Bt, T, N, dtype=f32, device=dev)
-    dC = torch.empty(NDB, Bt, T, N, dtype=f32, device=dev)
-    dD = torch.empty(Bt, Dm, dtype=f32, device=dev) if D is not None else None
-    dh0 = torch.empty(Bt, Dm, N, dtype=f32, device=dev)
-    scr = torch.empty(grid * cfg.CK_steps * cfg.BD_steps * cfg.BN, dtype=f32, device=dev)
-    kernels_for(dev, _MODULE).sel_steps_bwd_kernel[(grid,)](
+    du, ddelta, dz, dA, dB, dC, dD, dh0 = grad_buffers(u, delta, z, D, N, NDB)
+    scr = torch.empty(grid * cfg.CK_steps * cfg.BD_steps * cfg.BN, dtype=torch.float32, device=u.device)
+    kernels_for(u.device, _MODULE).sel_steps_bwd_kernel[(grid,)](
         u, delta, A, B, C, u if D is None else D, u if z is None else z, ck, dy, dh0 if dht is None else dht, scr,
         du, ddelta, dA, dB, dC, dh0 if dD is None else dD, du if dz is None else dz, dh0,
         float(lo), T, Dm, N, ck.shape[1], Bt, n_work, items,
