@@ -217,10 +217,10 @@ def sel_steps_bwd_kernel(
                 s = (lo + (1.0 - lo) * tl.exp(dl[:, None] * A)) * s + (dl * u)[:, None] * Bv[None, :]
             tl.debug_barrier()  # the scratch written above is read below
             # (2) the chunk's steps, last first
-            tl_ = t0 + CK - 1
-            ok = tl_ < T
+            t_last = t0 + CK - 1
+            ok = t_last < T
             hp_n, u_n, dl_n, B_n, C_n, z_n, dy_n = _bwd_in(
-                scr, off_s, CK - 1, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, i_b * T + tl_, o_d, m_d & ok, o_n,
+                scr, off_s, CK - 1, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, i_b * T + t_last, o_d, m_d & ok, o_n,
                 m_n & ok, Dm, N, BDm, BN, USE_Z,
             )  # fmt: skip
             for jj in range(0, CK):
