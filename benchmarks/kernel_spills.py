@@ -97,7 +97,7 @@ def install() -> None:
 
     wrap = lambda device, module: _CompileOnly(importlib.import_module(module))  # noqa: E731
     for name in ("delta_rule.triton.chunk", "delta_rule.triton.recurrent", "diag_scan.triton.diag",
-                 "diag_scan.triton.selective", "slstm.triton.scan"):  # fmt: skip
+                 "diag_scan.triton.selective", "diag_scan.triton.selective_steps", "slstm.triton.scan"):  # fmt: skip
         mod = importlib.import_module(f"statetrack.ops.{name}")
         mod.kernels_for = wrap
         if hasattr(mod, "sm_count"):
@@ -130,12 +130,12 @@ def scan_case(B, T, D):
     h.backward(torch.ones_like(h))
 
 
-def selective_case(B, T, Dm, N):
+def selective_case(B, T, Dm, N, **config):
     from statetrack.ops.diag_scan.triton import selective_scan_triton
 
     A = -torch.rand(Dm, N).requires_grad_()
     y, _ = selective_scan_triton(_leaf(B, T, Dm), _leaf(B, T, Dm), A, _leaf(B, T, N), _leaf(B, T, N),
-                                 torch.ones(Dm, requires_grad=True), _leaf(B, T, Dm))  # fmt: skip
+                                 torch.ones(Dm, requires_grad=True), _leaf(B, T, Dm), **config)  # fmt: skip
     y.backward(torch.ones_like(y))
 
 
@@ -153,12 +153,12 @@ CASES = [
     ("delta_rule token by token (1024, 40, 4, 32)", recurrent_case, (1024, 40, 4, 32), {}),
     ("diag_scan (8, 256, 2048)", scan_case, (8, 256, 2048), {}),
     ("selective_scan (8, 256, 2048, N = 16)", selective_case, (8, 256, 2048, 16), {}),
-    (
-        "selective_scan (1024, 40, 256, N = 16): Table 3's Mamba, fitted checkpoint",
-        selective_case,
-        (1024, 40, 256, 16),
-        {},
-    ),
+    ("selective_scan (1024, 40, 256, N = 16): Table 3's Mamba, steps", selective_case, (1024, 40, 256, 16), {}),
+    ("selective_scan, the same, tiles", selective_case, (1024, 40, 256, 16), {"path": "tiles"}),
+    ("selective_scan, the same, steps unrolled by 2", selective_case, (1024, 40, 256, 16), {"unroll_steps": 2}),
+    ("selective_scan, the same, steps of 16 channels", selective_case, (1024, 40, 256, 16), {"block_d_steps": 16}),
+    ("selective_scan, the same, steps of 8 channels", selective_case, (1024, 40, 256, 16), {"block_d_steps": 8}),
+    ("selective_scan, the same, steps, no prefetch", selective_case, (1024, 40, 256, 16), {"prefetch_steps": False}),
     ("sLSTM (1024, 40, H = 4, K = 32)", slstm_case, (1024, 40, 4, 32), {}),
     ("sLSTM (1024, 40, H = 1, K = 64)", slstm_case, (1024, 40, 1, 64), {}),
     ("sLSTM (64, 40, H = 1, K = 128): auto takes the loop here", slstm_case, (64, 40, 1, 128), {}),
@@ -168,6 +168,7 @@ CASES = [
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
+    ap.add_argument("--only", default="", help="cases whose label contains this text")
     a = ap.parse_args(argv)
     install()
     save_to(a.out)
@@ -179,6 +180,8 @@ def main(argv=None) -> int:
     say("| case | kernel | warps | registers | spill stores / loads (B) |")
     say("|---|---|---:|---:|---:|")
     for label, fn, shape, kw in CASES:
+        if a.only not in label:
+            continue
         _CompileOnly.case = label
         start = len(ROWS)
         fn(*shape, **kw)

@@ -264,8 +264,14 @@ SEL_SWEEP = [
     dict(path="steps", warps_steps=2, programs_per_sm=32),
     dict(path="steps", warps_steps=4, programs_per_sm=8),
     dict(path="steps", warps_steps=4, programs_per_sm=16),
-    dict(path="steps", checkpoint_steps=8),
-    dict(path="steps", checkpoint_steps=8, warps_steps=2, programs_per_sm=32),
+    dict(path="steps", checkpoint_steps=16),
+    dict(path="steps", unroll_steps=2),
+    dict(path="steps", unroll_steps=4),
+    dict(path="steps", block_d_steps=16, unroll_steps=2),
+    dict(path="steps", block_d_steps=8),
+    dict(path="steps", block_d_steps=8, programs_per_sm=20),
+    dict(path="steps", block_d_steps=8, programs_per_sm=32),
+    dict(path="steps", block_d_steps=4),
 ]
 
 

@@ -287,16 +287,18 @@ def test_selective_matches_naive(T, m, path):
 
 
 @kernel_test
-@pytest.mark.parametrize("prefetch", [True, False])
+@pytest.mark.parametrize("prefetch,unroll", [(True, 1), (False, 1), (True, 2)])
 @pytest.mark.parametrize("programs", [1, 3])
-def test_selective_steps_persistent_grid(programs, prefetch):
+def test_selective_steps_persistent_grid(programs, prefetch, unroll):
     """The steps kernels' persistent grid: every program takes several work items, and with 3 programs for 8 items
     (Dm = 7 in channel blocks of 2, 2 sequences) the last round has an item past the end, which must store nothing;
     checkpoints every 3 steps (T = 10: chunks of 3, 3, 3, 1 after fitting: cdiv(10, 4) = 3); with the next step's
-    inputs loaded ahead (the default) and without."""
+    inputs loaded ahead (the default) and without, and with the time loops unrolled by 2 (on a GPU: 3-step chunks,
+    an odd count)."""
     from statetrack.ops.diag_scan.triton.selective import fit_checkpoint, selective_config
 
-    kw = dict(path="steps", block_d_steps=2, checkpoint_steps=3, programs_per_sm=programs, prefetch_steps=prefetch)
+    kw = dict(path="steps", block_d_steps=2, checkpoint_steps=3, programs_per_sm=programs, prefetch_steps=prefetch,
+              unroll_steps=unroll)  # fmt: skip
     cfg = fit_checkpoint(selective_config(2, 7, 4, **kw), 10)
     assert (cfg.path, cfg.programs, cfg.BD_steps, cfg.CK_steps) == ("steps", programs, 2, 3)
     selective_check(selective_inputs(10, Dm=7, seed=60 + programs), -1.0, **kw)

@@ -37,8 +37,9 @@ STEPS_MIN_ITEMS_PER_SM = 16
 class SelectiveConfig:
     """``path``: "tiles" (this module's kernels) or "steps" (``selective_steps``). Tiles: BT steps x BDm channels x
     BN >= N states of the forward and backward, the checkpoint interval CK (a multiple of both BT), warps and
-    pipeline stages. Steps: BD_steps channels per work item, a checkpoint every CK_steps steps, warps per program
-    and the persistent grid's program count."""
+    pipeline stages. Steps: BD_steps channels per work item, a checkpoint every CK_steps steps, warps per program,
+    the persistent grid's program count, whether the next step's inputs are loaded ahead and the time loops' unroll
+    factor (Triton's ``loop_unroll_factor``: neighbouring steps' reductions may overlap; 1 = none)."""
 
     BN: int
     BT_fwd: int
@@ -56,6 +57,7 @@ class SelectiveConfig:
     warps_steps: int = 1
     programs: int = 1024
     prefetch_steps: bool = True
+    unroll_steps: int = 1
 
 
 def selective_config(
@@ -75,6 +77,7 @@ def selective_config(
     warps_steps: int = 1,
     programs_per_sm: int = 16,
     prefetch_steps: bool = True,
+    unroll_steps: int = 1,
     **kw,
 ) -> SelectiveConfig:
     """Tiles by register budget: about 4096 state elements per forward tile and 2048 per backward tile (the backward
@@ -111,7 +114,8 @@ def selective_config(
     if path not in ("tiles", "steps"):
         raise ValueError(f"path must be 'tiles', 'steps' or None, got {path!r}")
     steps = dict(BD_steps=BD_s, CK_steps=max(1, checkpoint_steps), warps_steps=warps_steps,
-                 programs=max(1, programs_per_sm * (n_sm or 1)), prefetch_steps=prefetch_steps)  # fmt: skip
+                 programs=max(1, programs_per_sm * (n_sm or 1)), prefetch_steps=prefetch_steps,
+                 unroll_steps=max(1, unroll_steps))  # fmt: skip
     return SelectiveConfig(BN=BN, BT_fwd=BT_f, BD_fwd=BD_f, BT_bwd=BT_b, BD_bwd=BD_b, CK=CK, path=path, **steps, **kw)
 
 
@@ -214,7 +218,7 @@ def selective_scan_triton(
     fp32 or None; every tensor bf16, fp16 or fp32 (dtypes may differ). Returns (y [Bt, T, Dm] in u's dtype, final
     state [Bt, Dm, N] fp32), differentiable in every tensor input. ``config``: :func:`selective_config` keywords
     (path, block_t, block_d, block_t_bwd, block_d_bwd, checkpoint, warps_*, stages_*, block_d_steps,
-    checkpoint_steps, warps_steps, programs_per_sm). Inputs are assumed validated by
+    checkpoint_steps, warps_steps, programs_per_sm, prefetch_steps, unroll_steps). Inputs are assumed validated by
     ``api.selective_scan`` (shapes, ranges); dtypes are checked here."""
     require_kernel_dtypes(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z)
     if initial_state is not None and initial_state.dtype != torch.float32:

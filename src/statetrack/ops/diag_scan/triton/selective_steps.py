@@ -39,8 +39,8 @@ def steps_fwd(u, delta, A, B, C, D, z, h0, lo: float, cfg, store_ck: bool):
         u, delta, A, B, C, u if D is None else D, u if z is None else z, ht if h0 is None else h0, y, ht, ck,
         float(lo), T, Dm, N, NCK, n_work, items,
         BDm=cfg.BD_steps, BN=cfg.BN, CK=cfg.CK_steps, ITEMS_I=loop_bound(items), T_I=loop_bound(T),
-        PREFETCH=cfg.prefetch_steps, USE_D=D is not None, USE_Z=z is not None, USE_H0=h0 is not None,
-        STORE_CK=store_ck, num_warps=cfg.warps_steps,
+        PREFETCH=cfg.prefetch_steps, UNROLL=cfg.unroll_steps, USE_D=D is not None, USE_Z=z is not None,
+        USE_H0=h0 is not None, STORE_CK=store_ck, num_warps=cfg.warps_steps,
     )  # fmt: skip
     return y, ht, (ck if store_ck else None)
 
@@ -72,7 +72,7 @@ def steps_bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg):
         du, ddelta, dA, dB, dC, dh0 if dD is None else dD, du if dz is None else dz, dh0,
         float(lo), T, Dm, N, ck.shape[1], Bt, n_work, items,
         BDm=cfg.BD_steps, BN=cfg.BN, CK=cfg.CK_steps, ITEMS_I=loop_bound(items), NCK_I=loop_bound(ck.shape[1]),
-        PREFETCH=cfg.prefetch_steps, USE_D=D is not None, USE_Z=z is not None, USE_DHT=dht is not None,
-        num_warps=cfg.warps_steps,
+        PREFETCH=cfg.prefetch_steps, UNROLL=cfg.unroll_steps, USE_D=D is not None, USE_Z=z is not None,
+        USE_DHT=dht is not None, num_warps=cfg.warps_steps,
     )  # fmt: skip
     return du, ddelta, dA, dB, dC, dD, dz, dh0

@@ -89,6 +89,7 @@ def sel_steps_fwd_kernel(
     ITEMS_I: tl.constexpr,
     T_I: tl.constexpr,
     PREFETCH: tl.constexpr,
+    UNROLL: tl.constexpr,
     USE_D: tl.constexpr,
     USE_Z: tl.constexpr,
     USE_H0: tl.constexpr,
@@ -110,7 +111,7 @@ def sel_steps_fwd_kernel(
             s = tl.zeros([BDm, BN], dtype=tl.float32)
         r0 = i_b * T
         u_n, dl_n, B_n, C_n, z_n = _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, r0, o_d, m_d, o_n, m_n, Dm, N, USE_Z)
-        for t in range(0, T_I if T_I > 0 else T):
+        for t in tl.range(0, T_I if T_I > 0 else T, loop_unroll_factor=UNROLL):
             if STORE_CK:
                 if t % CK == 0:
                     tl.store(ck_ptr + (i_b * NCK + t // CK) * Dm * N + off_dn, s, mask=m_dn)
@@ -169,6 +170,7 @@ def sel_steps_bwd_kernel(
     ITEMS_I: tl.constexpr,
     NCK_I: tl.constexpr,
     PREFETCH: tl.constexpr,
+    UNROLL: tl.constexpr,
     USE_D: tl.constexpr,
     USE_Z: tl.constexpr,
     USE_DHT: tl.constexpr,
@@ -205,7 +207,7 @@ def sel_steps_bwd_kernel(
             s = tl.load(ck_ptr + (i_b * NCK + c) * Dm * N + off_dn, mask=m_dn, other=0.0)
             r0 = i_b * T + t0
             u_n, dl_n, B_n = _step_in(u_ptr, dl_ptr, B_ptr, r0, o_d, m_d & (t0 < T), o_n, m_n & (t0 < T), Dm, N)
-            for j in range(0, CK):
+            for j in tl.range(0, CK, loop_unroll_factor=UNROLL):
                 tl.store(scr + j * BDm * BN + off_s, s)
                 ok = t0 + j < T
                 if PREFETCH:
@@ -223,7 +225,7 @@ def sel_steps_bwd_kernel(
                 scr, off_s, CK - 1, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, i_b * T + t_last, o_d, m_d & ok, o_n,
                 m_n & ok, Dm, N, BDm, BN, USE_Z,
             )  # fmt: skip
-            for jj in range(0, CK):
+            for jj in tl.range(0, CK, loop_unroll_factor=UNROLL):
                 j = CK - 1 - jj
                 t = t0 + j
                 row = i_b * T + t
