@@ -150,7 +150,8 @@ def _fwd(u, delta, A, B, C, D, z, h0, lo: float, cfg: SelectiveConfig, store_ck:
 
 
 def _bwd(u, delta, A, B, C, D, z, ck, dy, dht, lo: float, cfg: SelectiveConfig):
-    """All gradients: (du, ddelta, dA, dB, dC, dD or None, dz or None, dh0 fp32)."""
+    """All gradients: (du, ddelta, dA, dB, dC, dD or None, dz or None, dh0 fp32), dA, dB, dC and dD as the
+    kernel's shares (:func:`_sum_shares` adds them up)."""
     Bt, T, Dm = u.shape
     N = A.shape[1]
     NCK = ck.shape[1]
