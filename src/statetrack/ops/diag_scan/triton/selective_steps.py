@@ -1,9 +1,10 @@
 """Launchers of the selective scan's ``steps`` kernels (``steps_kernels.py``): one step at a time per program.
 
-The ``tiles`` kernels (``selective.py``) parallelize along time inside a tile and pay for it in shared-memory
-traffic; these parallelize only across sequences and channels, so they win where those are many (Mamba training on
-short sequences: Table 3 runs 1,024 sequences of 40 steps at once) and lose where a few long sequences leave most of
-the GPU idle. ``selective.selective_config`` picks between them by the number of work items per multiprocessor.
+The ``tiles`` kernels (``selective.py``) parallelize along time inside a tile and pay for it in cross-warp sums and
+layout conversions; these parallelize only across sequences and channels, so they win where those are many (Mamba
+training on short sequences: Table 3 runs 1,024 sequences of 40 steps at once) and lose where a few long sequences
+leave most of the GPU idle. ``selective.selective_config`` picks between them by the number of work items per
+multiprocessor.
 
 Memory: the forward keeps the fp32 state entering every CK-th step (ck [Bt, cdiv(T, CK), Dm, N]); the backward
 recomputes each chunk's states from it into a per-program scratch of [CK, BDm, BN] fp32 (the grid is persistent, so

@@ -3,11 +3,12 @@
 Only ``@triton.jit`` code, imported by ``ops._triton.kernels_for``; launch layout and math: ``selective_steps.py``.
 
 Where many sequences run at once (Table 3: 1,024 sequences of 40 steps, 256 channels) there is parallelism enough
-across sequences and channels, and the tile kernels' scans along time (``kernels.py``) only cost: their tiles cross
-threads along time, so every scan and every reduction over channels moves through shared memory. Here each program
-owns BDm channels x BN states of one sequence, [BDm, BN] fp32 in registers, and a step is elementwise work plus a
-sum over N (y) or over channels (dB, dC): no scan. The grid is persistent (a few programs per multiprocessor, each
-taking work items (sequence, channel block) in turn), so that the backward's scratch is per program, not per item.
+across sequences and channels, and the tile kernels' parallelism along time (``kernels.py``) only costs: their
+backward is a four-warp program whose sums over channels (dB, dC) cross warps through shared memory, with 18 layout
+conversions (sm_90 TTGIR). Here each one-warp program owns BDm channels x BN states of one sequence, [BDm, BN] fp32
+in registers, and a step is elementwise work plus sums over N (y) or over channels (dB, dC) within the warp. The
+grid is persistent (a few programs per multiprocessor, each taking work items (sequence, channel block) in turn), so
+that the backward's scratch is per program, not per item.
 """
 
 import triton
