@@ -111,7 +111,8 @@ def sel_steps_fwd_kernel(
         else:
             s = tl.zeros([BDm, BN], dtype=tl.float32)
         r0 = i_b * T
-        u_n, dl_n, B_n, C_n, z_n = _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, r0, o_d, m_d, o_n, m_n, Dm, N, USE_Z)
+        if PREFETCH:
+            u_n, dl_n, B_n, C_n, z_n = _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, r0, o_d, m_d, o_n, m_n, Dm, N, USE_Z)
         for t in tl.range(0, T_I if T_I > 0 else T, loop_unroll_factor=UNROLL):
             if STORE_CK:
                 if t % CK == 0:
@@ -207,7 +208,8 @@ def sel_steps_bwd_kernel(
             # (1) the states entering the chunk's steps (all CK of them: steps past T load the identity)
             s = tl.load(ck_ptr + (i_b * NCK + c) * Dm * N + off_dn, mask=m_dn, other=0.0)
             r0 = i_b * T + t0
-            u_n, dl_n, B_n = _step_in(u_ptr, dl_ptr, B_ptr, r0, o_d, m_d & (t0 < T), o_n, m_n & (t0 < T), Dm, N)
+            if PREFETCH:
+                u_n, dl_n, B_n = _step_in(u_ptr, dl_ptr, B_ptr, r0, o_d, m_d & (t0 < T), o_n, m_n & (t0 < T), Dm, N)
             for j in tl.range(0, CK, loop_unroll_factor=UNROLL):
                 tl.store(scr + j * BDm * BN + off_s, s)
                 ok = t0 + j < T
@@ -220,12 +222,13 @@ def sel_steps_bwd_kernel(
                 s = (lo + (1.0 - lo) * tl.exp(dl[:, None] * A)) * s + (dl * u)[:, None] * Bv[None, :]
             tl.debug_barrier()  # the scratch written above is read below
             # (2) the chunk's steps, last first
-            t_last = t0 + CK - 1
-            ok = t_last < T
-            hp_n, u_n, dl_n, B_n, C_n, z_n, dy_n = _bwd_in(
-                scr, off_s, CK - 1, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, i_b * T + t_last, o_d, m_d & ok, o_n,
-                m_n & ok, Dm, N, BDm, BN, USE_Z,
-            )  # fmt: skip
+            if PREFETCH:
+                t_last = t0 + CK - 1
+                ok = t_last < T
+                hp_n, u_n, dl_n, B_n, C_n, z_n, dy_n = _bwd_in(
+                    scr, off_s, CK - 1, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, i_b * T + t_last, o_d, m_d & ok,
+                    o_n, m_n & ok, Dm, N, BDm, BN, USE_Z,
+                )  # fmt: skip
             for jj in tl.range(0, CK, loop_unroll_factor=UNROLL):
                 j = CK - 1 - jj
                 t = t0 + j
