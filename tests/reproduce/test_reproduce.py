@@ -117,6 +117,33 @@ def test_table3_end_to_end(table3_out):
     assert not list((out / "runs").glob("*/checkpoint.pt"))  # removed once the result is safe
 
 
+def test_report_only_finds_gpu_runs_on_a_machine_without_one(table3_out, tmp_path):
+    """Runs trained on GPUs have bf16 keys; `--report-only --device cuda` reads them where no GPU is visible."""
+    out, _ = table3_out
+    budget = get_budget("table3", "smoke")
+    cpu_runs, gpu_runs = (
+        build_runs("table3", budget, device_type="cpu"),
+        build_runs("table3", budget, device_type="cuda"),
+    )
+    assert {r.key for r in cpu_runs}.isdisjoint(r.key for r in gpu_runs)
+    for c, g in zip(cpu_runs, gpu_runs, strict=True):  # the CPU runs, filed as if a GPU had made them
+        res = json.loads((out / "runs" / c.key / "result.json").read_text())
+        (tmp_path / "runs" / g.key).mkdir(parents=True)
+        (tmp_path / "runs" / g.key / "result.json").write_text(
+            json.dumps({**res, "key": g.key, "device": "cuda:0 (G)"})
+        )
+    lines = []
+    res = reproduce("table3", "smoke", tmp_path, device="cpu", report_only=True, progress=False, log=lines.append)
+    assert len(res["missing"]) == 28 and any("--device cuda" in line for line in lines)
+    res = reproduce("table3", "smoke", tmp_path, device="cuda", report_only=True, progress=False, log=lines.append)
+    assert res["exit_code"] == 0 and res["missing"] == [] and res["trained"] == []
+    md = (tmp_path / "table3" / "table3.md").read_text()
+    assert "28 finished runs" in md and "trained on cuda:0 (G)" in md and "(wrote this report only)" in md
+    if not torch.cuda.is_available():  # training still needs the GPU it names
+        with pytest.raises(ValueError, match="--device cuda but no GPU"):
+            reproduce("table3", "smoke", tmp_path / "x", device="cuda", progress=False, log=lines.append)
+
+
 def test_cached_runs_are_not_trained_again(table3_out, monkeypatch):
     out, _ = table3_out
 

@@ -46,7 +46,12 @@ def register(sub) -> None:
         default=None,
         help="I/N: train only every N-th run of the plan from the I-th, cached ones skipped (cluster array jobs; docs)",
     )
-    p.add_argument("--report-only", action="store_true", help="train nothing; write the outputs from cached runs")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing; write the outputs from cached runs "
+        "(runs made on GPUs: add --device cuda, no GPU needed)",
+    )
     p.add_argument(
         "--compile", action="store_true", help="torch.compile each model on GPUs (~2x the steps/s; the same runs)"
     )

@@ -53,7 +53,7 @@ def versions() -> dict:
 def devices_info(devices: list[str]) -> dict:
     info = {"devices": devices, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count()}  # fmt: skip
-    if devices and devices[0].startswith("cuda"):
+    if devices and devices[0].startswith("cuda") and torch.cuda.is_available():  # not visible: a report-only call
         info["gpus"] = [torch.cuda.get_device_name(torch.device(d)) for d in devices]
     return info
 
@@ -93,11 +93,14 @@ def runs_span(results: list[dict]) -> float:
 
 
 def all_runs(results: list[dict], devices: list[str]) -> dict:
-    """The whole experiment's throughput from its runs (see :func:`runs_span`), per device of this invocation."""
+    """The whole experiment's throughput from its runs (see :func:`runs_span`), per device of this invocation,
+    and the devices the runs say they were trained on ("made_on", sorted, distinct)."""
     span = runs_span(results)
     thr = throughput(len(results), span, devices)
+    made_on = sorted({r["device"] for r in results if r.get("device")})
     return {"runs": len(results), "span_seconds": round(span, 1), "device_count": thr["device_count"],
-            "unit": thr["unit"], **{k: v for k, v in thr.items() if k.startswith("runs_per_")}}  # fmt: skip
+            "unit": thr["unit"], **{k: v for k, v in thr.items() if k.startswith("runs_per_")},
+            "made_on": made_on}  # fmt: skip
 
 
 def record(argv: list[str] | None, devices: list[str], **extra) -> dict:

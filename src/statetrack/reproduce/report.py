@@ -32,9 +32,10 @@ def _span_line(span: dict | None) -> list[str]:
     if not span or not span.get("runs") or not span.get("span_seconds"):
         return []
     rate = rate_text(span) or "—"
+    made_on = f"; trained on {', '.join(span['made_on'])}" if span.get("made_on") else ""
     return [
         f"- all {span['runs']} finished runs: {span['span_seconds'] / 60:.1f} min with at least one of them "
-        f"training, over every invocation ({rate} on {span['device_count']} {span['unit']})"
+        f"training, over every invocation ({rate} on {span['device_count']} {span['unit']}{made_on})"
     ]
 
 
@@ -48,7 +49,7 @@ def header(title: str, prov: dict, budget_name: str, budget_note: str) -> str:
         "",
         f"- budget: **{budget_name}**" + (f" — {budget_note}" if budget_note else ""),
         f"- command: `{prov['command']}`",
-        f"- device: {gpus}; host {d['host']}",
+        f"- device: {gpus}; host {d['host']}" + (" (wrote this report only)" if prov.get("report_only") else ""),
         f"- versions: torch {v['torch']} (CUDA {v['cuda']}), python {v['python']}, statetrack {v['statetrack']}, "
         f"git {(v['git']['commit'] or '?')[:10]}{' (dirty)' if v['git']['dirty'] else ''}",
         f"- runs: {prov['runs_total']} in the experiment, {prov['runs_cached']} cached, {thr.get('runs_trained', 0)} "

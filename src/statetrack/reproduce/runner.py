@@ -41,10 +41,10 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def plan(experiment: str, budget_name: str, device: str = "auto", steps: int | None = None):
-    """(runs, budget, devices) of an invocation, without running anything."""
+def plan(experiment: str, budget_name: str, device: str = "auto", steps: int | None = None, report_only: bool = False):
+    """(runs, budget, devices) of an invocation, without running anything (report_only: see resolve_devices)."""
     budget = get_budget(experiment, budget_name, steps)
-    devices = resolve_devices(device)
+    devices = resolve_devices(device, visible=not report_only)
     runs = build_runs(experiment, budget, device_type="cuda" if devices[0].startswith("cuda") else "cpu")
     return runs, budget, devices
 
@@ -85,7 +85,7 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
     t_start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out = Path(out)
-    runs, budget, devices = plan(experiment, budget_name, device, steps)
+    runs, budget, devices = plan(experiment, budget_name, device, steps, report_only)
     shard_ij = parse_shard(shard)
     if workers is None:
         workers = default_workers(devices, per_gpu)
@@ -97,6 +97,11 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
     pending = sorted((r for r in unique if r.key not in results), key=_cost, reverse=True)
     log(f"{experiment} at budget {budget_name}: {len(runs)} runs, {len(results)} cached, "
         f"{0 if report_only else len(pending)} to train on {', '.join(devices)} with {workers} worker(s)")  # fmt: skip
+    if report_only and not results and devices == ["cpu"]:
+        log(
+            "no cached run under these keys (fp32, as on the CPU); runs made on GPUs have bf16 keys: "
+            "add --device cuda"
+        )
     stats = SweepStats()
     use_mps = mps and devices[0].startswith("cuda") and workers > 1  # MPS shares a GPU between processes
     if pending and not report_only:

@@ -31,21 +31,26 @@ class SweepStats:
     interrupted: bool = False
 
 
-def resolve_devices(device: str) -> list[str]:
+def resolve_devices(device: str, visible: bool = True) -> list[str]:
     """``auto`` = every visible GPU (else the CPU); ``cuda`` = every visible GPU; ``cuda:0,2`` = those;
-    ``cpu`` = the CPU."""
+    ``cpu`` = the CPU.
+
+    visible=False (writing reports only, nothing trains): ``cuda``/``cuda:I,J`` are taken as named even where no
+    GPU is visible (``cuda`` as ``cuda:0``), so that runs made on GPUs are found by their bf16 keys on any machine.
+    """
+    n = torch.cuda.device_count()
     if device in ("auto", "cuda"):
-        n = torch.cuda.device_count()
         if n == 0:
             if device == "cuda":
+                if not visible:
+                    return ["cuda:0"]
                 raise ValueError("--device cuda but no GPU is visible; use --device cpu")
             return ["cpu"]
         return [f"cuda:{i}" for i in range(n)]
     if device.startswith("cuda:"):
         ids = [s.strip() for s in device[5:].split(",") if s.strip()]
-        n = torch.cuda.device_count()
         for i in ids:
-            if not i.isdigit() or int(i) >= n:
+            if not i.isdigit() or (visible and int(i) >= n):
                 raise ValueError(f"--device {device}: GPU {i!r} is not one of the {n} visible GPUs")
         return [f"cuda:{i}" for i in ids]
     if device == "cpu":
