@@ -340,12 +340,10 @@ def main() -> None:
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--deadline", type=float, default=480.0, help="seconds after which fla speed runs are skipped")
     ap.add_argument("--chunk", type=int, default=None, help="sub-steps per chunk of our kernels (16, 32, 64)")
-    ap.add_argument(
-        "--precision", default=None, help="fp32 dot precision of our kernels (tf32x3, ieee, tf32, bf16x6, bf16x3)"
-    )
+    ap.add_argument("--precision", default=None, help="fp32 dot precision of our kernels (tf32x3, ieee, tf32)")
     ap.add_argument("--block-v", type=int, default=None, help="cap on the V-block widths of our chunked kernels")
     ap.add_argument(
-        "--config", default=None, help="Config overrides of our chunked kernels, e.g. BK_grad=32,bf16_split=3"
+        "--config", default=None, help="Config overrides of our chunked kernels, e.g. BK_grad=32,BV_grad=64"
     )
     ap.add_argument("--variants", default="ours,chunk,gated,nh2,fla,sdpa", help="columns of the speed table to run")
     ap.add_argument("--rows", default=None, help="indices of the shapes to run, e.g. 0,3 (default: all)")

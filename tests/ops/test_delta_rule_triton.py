@@ -125,9 +125,12 @@ def test_chunk_beta_exactly_zero_and_two():
 
 
 @kernel_test
-@pytest.mark.parametrize("K,V", [(80, 24), (130, 20)] if not GPU else [(128, 128), (256, 64), (200, 96)])
+@pytest.mark.parametrize(
+    "K,V", [(80, 24), (130, 20)] if not GPU else [(128, 128), (256, 64), (200, 96), (16, 16), (64, 16), (16, 64)]
+)
 def test_chunk_key_blocks(K, V):
-    """Key dims beyond one 64-row block: the state passes hold the state as 2-4 row blocks."""
+    """Key dims beyond one 64-row block: the state passes hold the state as 2-4 row blocks; and, on a GPU, the
+    smallest head dims (V = 16 needs the gradient kernel's V block wider than V: 16-wide ones miscompile)."""
     x = make_inputs(B=1, T=LENGTHS[1] + 7, H=1, K=K, V=V, n_h=2, beta_range=(0.0, 2.0), gate=True)
     _check(x, TOL)
 
@@ -137,7 +140,7 @@ def test_chunk_small_chunks_ragged_dims_and_v_blocks():
     """chunk = 16 (no block merge in the inverse), K and V not powers of two, V split over several programs."""
     K, V = (12, 24) if not GPU else (48, 80)
     x = make_inputs(B=1, T=LENGTHS[-1] - 3, H=1, K=K, V=V, beta_range=(0.0, 2.0), gate=True)
-    _check(x, TOL, chunk=16, block_v=16 if not GPU else 32)
+    _check(x, TOL, chunk=16, block_v=16)
 
 
 @kernel_test
@@ -182,6 +185,24 @@ def test_chunk_low_precision_inputs(dtype, split):
     assert rel(o.cpu(), o_r) < 1e-2
     for t, g in zip(tri[:4], _grads(o, s, tri[:4] + [None, None]), strict=True):
         assert g.dtype == t.dtype and torch.isfinite(g.float()).all()
+
+
+def test_config_refuses_what_miscompiles_on_sm90():
+    """bf16x3/bf16x6 dots, 16-wide V blocks in the gradient kernel and bf16_split beyond K = V = 32 read shared
+    memory out of bounds on an H100 with triton 3.6 (compute-sanitizer): refused with the setting's name."""
+    from statetrack.ops.delta_rule.triton.chunk import check_config, make_config
+
+    cpu = torch.device("cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        make_config(1, 64, 64, 4, cpu, precision="bf16x3")
+    with pytest.raises(ValueError, match="BV_grad must be >= 32"):
+        make_config(1, 64, 64, 4, cpu, overrides={"BV_grad": 16})
+    assert make_config(1, 16, 16, 4, cpu).BV_grad == 32  # V = 16: one masked 32-wide block
+    assert make_config(1, 128, 128, 4, cpu, block_v=16).BV_grad == 32
+    split = make_config(1, 128, 128, 4, cpu, overrides={"bf16_split": 3})  # the interpreter runs it
+    with pytest.raises(ValueError, match="bf16_split on a GPU takes head dims up to 32"):
+        check_config(split, 128, 128, "cuda")
+    check_config(split, 32, 32, "cuda")
 
 
 @kernel_test

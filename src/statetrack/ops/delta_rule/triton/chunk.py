@@ -18,9 +18,13 @@ Backward: prep again (+ T, the chunk-local dLoss/dv_new and scale Q^T diag(exp g
           dbeta, dlog_decay).
 
 The state, every product that touches it, the inverse and the buffers between kernels are fp32 (``precision``
-picks how tl.dot multiplies fp32 tiles: "tf32x3" (default) and "bf16x6" are fp32-accurate on tensor cores,
-"ieee" is exact fp32 FMA, "tf32"/"bf16x3" are faster and less exact); products of two inputs (Q K^T, K K^T,
-Q^T dO) run in the inputs' dtype, which is exact for bf16/fp16.
+picks how tl.dot multiplies fp32 tiles: "tf32x3" (default) is fp32-accurate on tensor cores, "ieee" is exact
+fp32 FMA, "tf32" is faster and less exact; triton's "bf16x3"/"bf16x6" are not offered: on sm_90 with triton 3.6
+they make the kernels read shared memory out of bounds); products of two inputs (Q K^T, K K^T, Q^T dO) run in
+the inputs' dtype, which is exact for bf16/fp16.
+
+Triton 3.6 on sm_90 also miscompiles the gradient kernel's fp32 dots with 16-wide V blocks (an out-of-bounds
+shared-memory read, found with compute-sanitizer), so that kernel takes V in blocks of at least 32 (masked).
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ import torch
 from ..._triton import cdiv, interpreter_requested, kernels_for, pow2, require_kernel_dtypes, sm_count
 
 _MODULE = f"{__package__}.kernels_chunk"
-PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16x6", "bf16x3")
-_F32_EXACT = {"bf16x3": "ieee", "bf16x6": "ieee"}  # the interpreter knows only tf32, tf32x3 and ieee
+PRECISIONS = ("tf32x3", "ieee", "tf32")
+MIN_BV_GRAD = 32  # see the module docstring: 16-wide V blocks in the gradient kernel break on sm_90
+BF16_SPLIT_MAX_DIM = 32  # bf16_split is verified on sm_90 up to K = V = 32; at 128 it reads out of bounds there
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,6 @@ def make_config(
         raise ValueError(f"the triton backend takes at most {chunk} Householders per token, got n_h = {n_h}")
     if pow2(K) > 256:
         raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
-    if device.type != "cuda":
-        precision = _F32_EXACT.get(precision, precision)
     C = chunk // n_h
     BL = max(16, pow2(C * n_h))
     BS = 16
@@ -117,7 +120,7 @@ def make_config(
         BV_sfwd=seq_bv(32 if K <= 128 else 16),
         BV_out=min(cap, 32),
         BV_sbwd=seq_bv(32 if K <= 64 else 16),
-        BV_grad=min(cap, 32),
+        BV_grad=max(MIN_BV_GRAD, min(cap, 32)),
         warps_prep=4,
         warps_state=4,
         warps_out=4,
@@ -131,7 +134,18 @@ def make_config(
         if bad:
             raise ValueError(f"unknown triton config fields {sorted(bad)}")
         cfg = dataclasses.replace(cfg, **overrides)
+    check_config(cfg, K, V, device.type)
     return cfg
+
+
+def check_config(cfg: Config, K: int, V: int, device_type: str) -> None:
+    """Refuse the settings that triton 3.6 miscompiles for sm_90 (module docstring): they would not fail cleanly
+    there but read shared memory out of bounds and take the CUDA context down with them."""
+    if cfg.BV_grad < MIN_BV_GRAD:
+        raise ValueError(f"BV_grad must be >= {MIN_BV_GRAD} (narrower V blocks miscompile on sm_90), got {cfg.BV_grad}")
+    if cfg.bf16_split and device_type == "cuda" and max(K, V) > BF16_SPLIT_MAX_DIM:
+        raise ValueError(f"bf16_split on a GPU takes head dims up to {BF16_SPLIT_MAX_DIM} (larger ones read out of "
+                         f"bounds on sm_90 with triton 3.6), got K = {K}, V = {V}")  # fmt: skip
 
 
 def _in_args(dtype: torch.dtype, precision: str, bf16_split: int) -> dict:
@@ -278,8 +292,8 @@ def delta_rule_triton(
     final state fp32 [N, H, K, V]); differentiable in all tensor inputs. CUDA tensors run compiled kernels, others
     run them in Triton's interpreter (slow: for tests). ``chunk``: sub-steps per chunk (16, 32 or 64);
     ``precision`` of fp32 tl.dot products (see the module docstring); ``block_v`` caps the V-block widths
-    (default: by register budget and, for the sequential passes, by the number of SMs); ``config``: fields of
-    ``Config`` to override (tuning, e.g. {"BK_grad": 32, "bf16_split": 3})."""
+    (default: by register budget and, for the sequential passes, by the number of SMs; the gradient kernel's stay
+    >= 32); ``config``: fields of ``Config`` to override (tuning, e.g. {"BK_grad": 32, "BV_grad": 64})."""
     require_kernel_dtypes(q=q)
     N, T, n_h, H, K = k.shape
     if T == 0:
