@@ -187,6 +187,30 @@ def test_chunk_low_precision_inputs(dtype, split):
         assert g.dtype == t.dtype and torch.isfinite(g.float()).all()
 
 
+@kernel_test
+@pytest.mark.parametrize("precision", ["tf32", "ieee"])
+def test_chunk_other_precisions(precision):
+    """One tf32 pass per fp32 product (faster, tf32-accurate on a GPU) and exact fp32 FMA (as exact as the default;
+    the interpreter computes every precision in fp32)."""
+    x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], beta_range=(0.0, 2.0), gate=True)
+    _check(x, 3e-2 if GPU and precision == "tf32" else TOL, precision=precision)
+
+
+def test_api_passes_precision_to_the_chunked_kernels(monkeypatch):
+    """delta_rule(precision=...) reaches the chunked Triton kernels; a bad one is refused on every backend."""
+    from statetrack.ops.delta_rule import api
+
+    seen = []
+    monkeypatch.setattr(api, "_available", lambda device, dtype: {"naive": True, "torch": True, "triton": True})
+    monkeypatch.setattr(api, "prefers_recurrent", lambda *a: False)
+    monkeypatch.setattr(api, "delta_rule_triton", lambda *a, **kw: seen.append(kw) or (a[0], None))
+    x = make_inputs(B=1, T=5, H=1, K=4, V=4, h0=False)
+    delta_rule(**x, backend="triton", precision="tf32")
+    assert seen == [{"precision": "tf32"}]
+    with pytest.raises(ValueError, match="precision must be one of"):
+        delta_rule(**x, backend="torch", precision="bf16x3")
+
+
 def test_config_refuses_what_miscompiles_on_sm90():
     """bf16x3/bf16x6 dots, 16-wide V blocks in the gradient kernel and bf16_split beyond K = V = 32 read shared
     memory out of bounds on an H100 with triton 3.6 (compute-sanitizer): refused with the setting's name."""
