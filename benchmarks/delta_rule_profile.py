@@ -103,22 +103,20 @@ def main() -> None:
             say()
             say(f"## B, T, H, D = {B}, {T}, {H}, {D}: block settings")
             tune(x, names, args.precisions.split(",")[0], [c for c in args.configs.split(";") if c.strip()])
-            del x
-            torch.cuda.empty_cache()
-            continue
-        for prec in args.precisions.split(","):
-            fn = lambda z, p=prec: kb.ours_chunk(z, precision=p)  # noqa: E731
-            fb, fwd, peak = kb.bench_fwd_bwd(fn, x, names)
-            times = kernel_times(fn, x, names)
-            total = sum(times.values())
-            say()
-            say(f"## B, T, H, D = {B}, {T}, {H}, {D}, precision {prec}: fwd+bwd {fb:.3f} ms (fwd {fwd:.3f}), "
-                   f"peak {peak:.0f} MiB; kernels {total:.3f} ms")  # fmt: skip
-            say()
-            say("| kernel | ms per fwd+bwd | share |")
-            say("|---|---:|---:|")
-            for k, ms in sorted(times.items(), key=lambda kv: -kv[1])[:12]:
-                say(f"| {k[:70]} | {ms:.3f} | {ms / total:.0%} |")
+        else:
+            for prec in args.precisions.split(","):
+                fn = lambda z, p=prec: kb.ours_chunk(z, precision=p)  # noqa: E731
+                fb, fwd, peak = kb.bench_fwd_bwd(fn, x, names)
+                times = kernel_times(fn, x, names)
+                total = sum(times.values())
+                say()
+                say(f"## B, T, H, D = {B}, {T}, {H}, {D}, precision {prec}: fwd+bwd {fb:.3f} ms (fwd {fwd:.3f}), "
+                       f"peak {peak:.0f} MiB; kernels {total:.3f} ms")  # fmt: skip
+                say()
+                say("| kernel | ms per fwd+bwd | share |")
+                say("|---|---:|---:|")
+                for k, ms in sorted(times.items(), key=lambda kv: -kv[1])[:12]:
+                    say(f"| {k[:70]} | {ms:.3f} | {ms / total:.0%} |")
         del x
         torch.cuda.empty_cache()
     say()

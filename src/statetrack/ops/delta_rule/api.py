@@ -19,7 +19,7 @@ from .chunk import default_chunk_size, delta_rule_chunk
 from .fla_backend import delta_rule_fla, fla_available
 from .naive import delta_rule_naive, delta_rule_step_core
 from .triton import (
-    TRITON_PRECISIONS,
+    check_precision,
     delta_rule_recurrent_triton,
     delta_rule_triton,
     interpreter_requested,
@@ -130,8 +130,7 @@ def delta_rule(
         chunk_size = default_chunk_size(q.device)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    if precision not in TRITON_PRECISIONS:
-        raise ValueError(f"precision must be one of {TRITON_PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     # Which Triton kernel: token by token for short sequences (launch-bound shapes), chunked for long ones
     steps = (q.shape[1] if cu_seqlens is None else _longest(cu_seqlens)) * k.shape[2]

@@ -3,12 +3,11 @@
 (for tests)."""
 
 from ..._triton import interpreter_requested, triton_installed
-from .chunk import PRECISIONS as TRITON_PRECISIONS
-from .chunk import delta_rule_triton
+from .chunk import check_precision, delta_rule_triton
 from .recurrent import delta_rule_recurrent_triton, prefers_recurrent
 
 __all__ = [
-    "TRITON_PRECISIONS",
+    "check_precision",
     "delta_rule_recurrent_triton",
     "delta_rule_triton",
     "interpreter_requested",

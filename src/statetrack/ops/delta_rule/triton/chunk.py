@@ -85,8 +85,7 @@ def make_config(
     little (ptxas, read ahead of time on a CPU). The sequential passes split V further until they have about one
     program per SM (each program walks all chunks: fewer programs than SMs leave the GPU idle). ``overrides``:
     Config fields to set as given (tuning)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     if chunk not in (16, 32, 64):
         raise ValueError(f"chunk (sub-steps per chunk of the triton backend) must be 16, 32 or 64, got {chunk}")
     if n_h > chunk:
@@ -136,6 +135,12 @@ def make_config(
         cfg = dataclasses.replace(cfg, **overrides)
     check_config(cfg, K, V, device.type)
     return cfg
+
+
+def check_precision(precision: str) -> None:
+    """Refuse a ``precision`` that is not one of PRECISIONS (the API checks it for every backend)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def check_config(cfg: Config, K: int, V: int, device_type: str) -> None:
