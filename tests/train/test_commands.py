@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from statetrack.cli import main
-from statetrack.train import ExperimentConfig, load_config
-from statetrack.train.loop import build_model, get_task
+from statetrack.tasks import get_task
+from statetrack.train import ExperimentConfig, build_model, load_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -18,7 +18,7 @@ CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 def test_shipped_configs_load_and_validate(path):
     cfg = load_config(path)
     assert isinstance(cfg, ExperimentConfig) and cfg.name == path.stem
-    task = get_task(cfg.train.task, cfg.train.task_args)
+    task = get_task(cfg.train.task, **cfg.train.task_args)
     cfg.model.d_model, cfg.model.n_layers = 8, 1  # only the wiring: keep the build cheap
     cfg.model.n_heads = min(cfg.model.n_heads, 2)
     build_model(cfg, task)

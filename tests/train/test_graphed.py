@@ -8,9 +8,7 @@ import torch
 
 from statetrack.layers import MIXERS
 from statetrack.models import ModelConfig, TokenClassifier
-from statetrack.train import load_checkpoint, load_config, train
-from statetrack.train.graphed import pad_batch
-from statetrack.train.loop import masked_cross_entropy
+from statetrack.train import load_checkpoint, load_config, masked_cross_entropy, pad_batch, train
 
 from .standin_task import TinyParity
 from .test_train import cfg_for
@@ -90,8 +88,7 @@ def test_graph_owns_the_memory_it_touches(mixer):
     the regular pool. Here every free block of the regular pool is handed out again and filled with NaN (no
     empty_cache, which would crash the process) while the graphed step replays: its loss must equal an eager
     copy's (no read), and the NaN must stay (no write)."""
-    from statetrack.train.graphed import autocast_factory, build_step
-    from statetrack.train.loop import param_groups
+    from statetrack.train import autocast_factory, build_step, param_groups
 
     dev = torch.device("cuda")
     torch.manual_seed(0)

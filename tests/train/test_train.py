@@ -119,3 +119,43 @@ def test_resume_refuses_another_model(tmp_path):
 def test_bf16_autocast_on_cpu(tmp_path):
     res = train(cfg_for(tmp_path, "train.steps=3", "train.amp=bf16"), task=TinyParity(), write_files=False)
     assert res.step == 3 and all(v == v for v in res.losses)
+
+
+@pytest.mark.parametrize(
+    "setting, first, later",
+    [("auto", None, None), ("on", True, True), ("first_step", True, False), ("off", False, False)],
+)
+def test_value_checks_setting(tmp_path, setting, first, later):
+    """train.value_checks: the ops' checks seen while the batch of each step is drawn (in the trainer's thread
+    with prefetch 0). On the CPU "auto" leaves the process default in charge."""
+    from statetrack.ops._checks import value_checks_enabled
+
+    default = value_checks_enabled()
+    seen = []
+
+    class Recording(TinyParity):
+        def sample(self, batch_size, generator=None, lengths=None):
+            if lengths is None:  # a training batch (the evaluation set passes its lengths)
+                seen.append(value_checks_enabled())
+            return super().sample(batch_size, generator, lengths)
+
+    cfg = cfg_for(tmp_path, "train.steps=3", "train.prefetch=0", f"train.value_checks={setting}")
+    train(cfg, task=Recording(), write_files=False)
+    first, later = (default if first is None else first), (default if later is None else later)
+    assert seen == [first, later, later]
+    assert value_checks_enabled() == default  # restored after the run
+
+
+def test_value_checks_setting_is_checked(tmp_path):
+    from statetrack.train.device import value_check_phases
+
+    with pytest.raises(ValueError, match="train.value_checks must be 'auto', 'on', 'first_step' or 'off'"):
+        load_config(None, ["train.value_checks=sometimes"]).train.validate()
+    tc = load_config(None, ["train.value_checks=on"]).train.validate()
+    with pytest.raises(ValueError, match="train.value_checks = 'on' cannot apply to a CUDA-graphed step"):
+        value_check_phases(tc, torch.device("cuda"), graphed=True)
+    assert value_check_phases(tc, torch.device("cuda"), graphed=False) == (True, True)
+    auto = load_config(None, []).train.validate()
+    assert value_check_phases(auto, torch.device("cuda"), graphed=True) == (None, False)  # as before the setting
+    assert value_check_phases(auto, torch.device("cpu"), graphed=False) == (None, None)
+    assert load_config(None, ["train.value_checks=off"]).train.validate().value_checks == "off"  # YAML bool

@@ -66,8 +66,8 @@ def demo_config(min_eigenvalue: float, steps: int, seed: int, device: str, out: 
 
 
 def run(args) -> int:
+    from statetrack.tasks import get_task
     from statetrack.train import evaluate, train
-    from statetrack.train.loop import get_task
     from statetrack.train.report import format_table
 
     if args.steps < 1:
@@ -115,17 +115,15 @@ def run(args) -> int:
 
 def plot_demo(curves: dict, path: Path) -> Path:
     """Two panels: scaled accuracy against test length (after training) and against training step."""
-    from statetrack.train.report import _plt
+    from statetrack.plotting import pyplot, running_mean, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for label, (final, history) in curves.items():
         Ls = sorted(final.scaled_per_length)
         ys = [final.scaled_per_length[L] for L in Ls]
-        k = 5  # running mean over 5 lengths: ~38 sequences per length are few for a smooth line
-        sm = [sum(ys[max(0, i - k // 2) : i + k // 2 + 1]) / len(ys[max(0, i - k // 2) : i + k // 2 + 1])
-              for i in range(len(ys))]  # fmt: skip
-        ax1.plot(Ls, sm, label=label)
+        # running mean over 5 lengths: ~38 sequences per length are few for a smooth line
+        ax1.plot(Ls, running_mean(ys, before=2, after=2), label=label)
         ax2.plot([h["step"] for h in history], [h["scaled_accuracy"] for h in history], marker="o", ms=3,
                  label=label)  # fmt: skip
     ax1.set(xlabel="test sequence length (running mean over 5 lengths)", ylabel="scaled accuracy",
@@ -138,7 +136,4 @@ def plot_demo(curves: dict, path: Path) -> Path:
         ax.axhline(0.0, color="gray", lw=0.8)
     ax2.legend(loc="center right")
     fig.suptitle("Parity: a diagonal linear RNN needs negative eigenvalues")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

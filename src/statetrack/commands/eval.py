@@ -66,14 +66,14 @@ def _cat(batches, pad_id: int):
 def run(args) -> int:
     import torch
 
-    from statetrack.train.evaluate import evaluate
-    from statetrack.train.loop import get_task, load_model, resolve_device
+    from statetrack.tasks import get_task
+    from statetrack.train import evaluate, load_model, resolve_device
     from statetrack.train.report import format_table, length_bins, plot_vs_length
 
     device = resolve_device(args.device)
     model, cfg, step = load_model(args.checkpoint, device)
     task_name = args.task or cfg.train.task
-    task = get_task(task_name, cfg.train.task_args if task_name == cfg.train.task else {})
+    task = get_task(task_name, **(cfg.train.task_args if task_name == cfg.train.task else {}))
     if task.vocab_size > cfg.model.vocab_size:
         raise SystemExit(
             f"task {task_name!r} has {task.vocab_size} tokens but the model was built for {cfg.model.vocab_size} "

@@ -13,7 +13,6 @@ import hashlib
 import json
 from pathlib import Path
 
-from statetrack._io import atomic_write
 from statetrack.tasks import TEST_SET_VERSION
 
 # Bump when the meaning of a result changes (what the worker measures or how); old results are then ignored.
@@ -23,7 +22,8 @@ RESULT = "result.json"
 # dotted config fields that do not change the measurement
 NOT_IN_KEY = frozenset({
     "name", "train.device", "train.progress", "train.out_dir", "train.prefetch", "train.threads",
-    "train.eval_batch_size", "train.log_every", "train.ckpt_every", "train.compile", "model.backend",
+    "train.eval_batch_size", "train.log_every", "train.ckpt_every", "train.compile", "train.value_checks",
+    "model.backend",
 })  # fmt: skip
 
 
@@ -60,15 +60,6 @@ def config_key(config: dict, precision: str = "fp32") -> str:
     """
     text = json.dumps(key_payload(config, precision), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
-    return atomic_write(path, lambda f: f.write(text))
-
-
-def atomic_write_json(path: str | Path, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def run_dir(out: str | Path, key: str) -> Path:

@@ -7,13 +7,27 @@ from pathlib import Path
 
 import torch
 
+from statetrack.plotting import pyplot, save_figure
 from statetrack.tasks.metrics import scaled_accuracy, wilson_interval
-from statetrack.train.report import _plt
 
 
 def _colors(labels):
-    cmap = _plt().get_cmap("tab10")
+    cmap = pyplot().get_cmap("tab10")
     return {lab: cmap(i % 10) for i, lab in enumerate(labels)}
+
+
+def _task_panels(n: int):
+    """A figure of ``n`` panels side by side, one per task: (figure, list of the n axes)."""
+    fig, axes = pyplot().subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+    return fig, list(axes[0])
+
+
+def _finish_panels(fig, axes, ylabel: str, legend_loc: str, title: str, path: Path) -> Path:
+    """The y label on the first panel, the legend on the last, the title; then the file."""
+    axes[0].set_ylabel(ylabel)
+    axes[-1].legend(fontsize=7, loc=legend_loc)
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
 
 
 def figure6(cells: dict, results: dict, tasks: dict[str, str], models: list[str], chance: dict[str, float],
@@ -23,10 +37,9 @@ def figure6(cells: dict, results: dict, tasks: dict[str, str], models: list[str]
 
     cells: aggregate.chomsky_cells output; results: key -> result; tasks: task -> column title.
     """
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+    fig, axes = _task_panels(len(tasks))
     colors = _colors(models)
-    for ax, (task, head) in zip(axes[0], tasks.items(), strict=True):
+    for ax, (task, head) in zip(axes, tasks.items(), strict=True):
         for model in models:
             cell = cells.get((model, task))
             if not cell or not cell["best_key"] or results[cell["best_key"]].get("final") is None:
@@ -52,15 +65,12 @@ def figure6(cells: dict, results: dict, tasks: dict[str, str], models: list[str]
         ax.set(title=head, xlabel="test sequence length", ylim=(-0.3, 1.05))
         ax.axhline(0.0, color="gray", lw=0.7)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("scaled accuracy (best seed)")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return _finish_panels(fig, axes, "scaled accuracy (best seed)", "upper right", title, path)
 
 
 def figure1(cells: dict, path: Path, title: str) -> Path:
     """Scaled accuracy on the test lengths against training steps; one line per seed, colour per range."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = _colors(list(cells))
     for model, cell in cells.items():
@@ -74,7 +84,7 @@ def figure1(cells: dict, path: Path, title: str) -> Path:
     ax.axhline(0.0, color="gray", lw=0.7)
     ax.grid(alpha=0.3)
     ax.legend(title="eigenvalues (one line per seed)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def prefix_figure(cells: dict, tasks: dict[str, int], models: list[str], path: Path, title: str,
@@ -82,10 +92,9 @@ def prefix_figure(cells: dict, tasks: dict[str, int], models: list[str], path: P
     """Prefix sequence accuracy against length (log axis), one panel per task: the best seed bold and, with
     ``all_seeds``, every other seed thin (the paper's Figures 4 and 7 in one). tasks: task -> training length
     (a dashed line)."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+    fig, axes = _task_panels(len(tasks))
     colors = _colors(models)
-    for ax, (task, train_len) in zip(axes[0], tasks.items(), strict=True):
+    for ax, (task, train_len) in zip(axes, tasks.items(), strict=True):
         for model in models:
             cell = cells.get((model, task))
             if not cell or not cell["best"]:
@@ -101,16 +110,4 @@ def prefix_figure(cells: dict, tasks: dict[str, int], models: list[str], path: P
         ax.set_xscale("log")
         ax.set(title=task, xlabel="sequence length (tokens)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("prefix sequence accuracy")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
+    return _finish_panels(fig, axes, "prefix sequence accuracy", "lower left", title, path)

@@ -16,11 +16,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from statetrack.atomic import atomic_write_json, atomic_write_text
 from statetrack.tasks import get_task
 
 from . import aggregate, plots, provenance, report
 from .budgets import get_budget
-from .cache import atomic_write_json, atomic_write_text, load_result
+from .cache import load_result
 from .experiments import FIGURE4_TASKS, FIGURE8_TASKS, RunSpec, build_runs, experiment_plan
 from .mps import mps_daemon
 from .paper_numbers import CLAIMS, TABLE3_COLUMNS, TABLE3_MODELS

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from statetrack.atomic import atomic_write_text
+
 from . import worker
-from .cache import atomic_write_text, run_dir
+from .cache import run_dir
 
 
 @dataclass

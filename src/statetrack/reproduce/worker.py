@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from statetrack.train import ExperimentConfig, evaluate, train
+from statetrack.atomic import atomic_write_json
+from statetrack.tasks import get_task
+from statetrack.train import CHECKPOINT, ExperimentConfig, eval_batch, evaluate, train
 
-from .cache import KEY_VERSION, RESULT, atomic_write_json, run_dir
+from .cache import KEY_VERSION, RESULT, run_dir
 
-CHECKPOINT = "checkpoint.pt"
 _WORKER: dict = {"device": None, "threads": 0}
 
 
@@ -87,9 +88,7 @@ def execute(job: dict) -> dict:
         res = train(cfg, resume=ckpt.is_file())
         final, history, steps = res.final, res.history, res.step
         if final is None:  # resumed from a checkpoint written at the last step, before the result was
-            from statetrack.train.loop import eval_batch, get_task
-
-            task = get_task(cfg.train.task, cfg.train.task_args)
+            task = get_task(cfg.train.task, **cfg.train.task_args)
             final = evaluate(res.model, eval_batch(cfg, task), task.chance, batch_size=cfg.train.eval_batch_size,
                              device=torch.device(device), amp=job["precision"] == "bf16",
                              prefix=task.kind == "group")  # fmt: skip

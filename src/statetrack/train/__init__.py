@@ -3,14 +3,27 @@
 - :func:`load_config` / :class:`ExperimentConfig`: experiment files under configs/ plus dot-list overrides.
 - :func:`train`: the loop (AdamW, warm-up + cosine, fresh samples, evaluation, checkpoints, exact resume).
 - :func:`evaluate`: accuracy, scaled accuracy, per length and prefix accuracy.
+- :func:`build_model` / :func:`load_model`: the model of a config, or of a checkpoint.
+- the pieces of a training step, for scripts that build their own loop: :func:`masked_cross_entropy`,
+  :func:`param_groups`, :func:`make_step` / :func:`build_step` / :class:`GraphedStep` (eager or CUDA-graphed),
+  :func:`pad_batch`, :func:`fixed_width`, :func:`autocast_factory`.
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ExperimentConfig, TrainConfig, dump_config, load_config
-from .evaluate import EvalResult, evaluate, scaled
-from .loop import TrainResult, build_model, load_model, train
-from .schedule import warmup_cosine
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .config import ExperimentConfig, TrainConfig, dump_config, load_config, sample_lengths
+from .device import resolve_device
+from .evaluate import EvalResult, eval_batch, evaluate, scaled
+from .graphed import GraphedStep, autocast_factory, build_step, fixed_width, make_step, pad_batch
+from .loop import TrainResult, train
+from .loss import masked_cross_entropy
+from .metrics_log import METRICS
+from .model import build_model, load_model
+from .optim import make_optimizer, param_groups
+from .prefetch import Prefetcher, batch_generator
+from .schedule import make_scheduler, warmup_cosine
 
-__all__ = ["EvalResult", "ExperimentConfig", "TrainConfig", "TrainResult", "build_model", "dump_config",
-           "evaluate", "load_checkpoint", "load_config", "load_model", "save_checkpoint", "scaled", "train",
-           "warmup_cosine"]  # fmt: skip
+__all__ = ["CHECKPOINT", "METRICS", "EvalResult", "ExperimentConfig", "GraphedStep", "Prefetcher", "TrainConfig",
+           "TrainResult", "autocast_factory", "batch_generator", "build_model", "build_step", "dump_config",
+           "eval_batch", "evaluate", "fixed_width", "load_checkpoint", "load_config", "load_model", "make_optimizer",
+           "make_scheduler", "make_step", "masked_cross_entropy", "pad_batch", "param_groups", "resolve_device",
+           "sample_lengths", "save_checkpoint", "scaled", "train", "warmup_cosine"]  # fmt: skip

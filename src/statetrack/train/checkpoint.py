@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from statetrack._io import atomic_write
+from statetrack.atomic import atomic_write
+
+CHECKPOINT = "checkpoint.pt"  # its file name in a run folder
 
 
 def rng_states() -> dict:
@@ -35,9 +37,10 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The payload of a :func:`save_checkpoint` file, or of the checkpoint in the run folder ``path``."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = path / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
     # our own files: they hold RNG states and config dicts, not only tensors

@@ -40,6 +40,9 @@ class TrainConfig:
         cuda_graph: "auto" (on for CUDA) | "on" | "off": run each training step as one replayed CUDA graph
             (batches padded to the longest training length; same results as eager), the compiled step with
             compile = true: the fastest way to train small models on a GPU.
+        value_checks: "auto" | "on" | "first_step" | "off": when the ops check their inputs' value ranges
+            (a host sync per op). "auto": on the CPU always (unless ``STATETRACK_VALUE_CHECKS=0``), on CUDA
+            for the first step of the run only; "on" is refused with a CUDA graph (a replay checks nothing).
         prefetch: threads that draw the next batches while the model trains (-1 = 2 on CUDA, 0 on CPU).
         threads: torch CPU threads (0 = torch's default). Small models step faster on one thread: their ops
             are too short to split, and idle OpenMP threads slow everything down on a busy machine.
@@ -71,6 +74,7 @@ class TrainConfig:
     amp: str = "auto"
     compile: bool = False
     cuda_graph: str = "auto"
+    value_checks: str = "auto"
     progress: bool = True
     prefetch: int = -1
     threads: int = 0
@@ -94,21 +98,26 @@ class TrainConfig:
             v = list(getattr(self, name))
             if len(v) > 2 or any(x < 1 for x in v) or (len(v) == 2 and v[0] > v[1]):
                 bad(name, "must be [], [L] or [lo, hi] with 1 <= lo <= hi")
-        if self.amp not in ("auto", "bf16", "none"):
-            bad("amp", "must be 'auto', 'bf16' or 'none'")
-        # YAML reads on/off as booleans
-        self.cuda_graph = {"True": "on", "true": "on", "False": "off", "false": "off"}.get(
-            str(self.cuda_graph), self.cuda_graph
-        )
-        if self.cuda_graph not in ("auto", "on", "off"):
-            bad("cuda_graph", "must be 'auto', 'on' or 'off'")
-        if self.eval_size not in ("small", "paper"):
-            bad("eval_size", "must be 'small' or 'paper'")
+        for name, choices in _CHOICES.items():
+            if "on" in choices:  # YAML reads on/off as booleans, which reach a str field as "True"/"False"
+                setattr(self, name, _YAML_BOOLS.get(str(getattr(self, name)), getattr(self, name)))
+            if getattr(self, name) not in choices:
+                bad(name, "must be " + " or ".join(", ".join(repr(c) for c in choices).rsplit(", ", 1)))
         return self
 
     @property
     def warmup(self) -> int:
         return self.warmup_steps if self.warmup_steps >= 0 else int(round(self.warmup_frac * self.steps))
+
+
+# the string settings of TrainConfig and their values
+_CHOICES = {
+    "amp": ("auto", "bf16", "none"),
+    "cuda_graph": ("auto", "on", "off"),
+    "value_checks": ("auto", "on", "first_step", "off"),
+    "eval_size": ("small", "paper"),
+}
+_YAML_BOOLS = {"True": "on", "true": "on", "False": "off", "false": "off"}
 
 
 @dataclass
@@ -147,6 +156,12 @@ def _merge(parts) -> ExperimentConfig:
     obj.train.train_lengths = list(obj.train.train_lengths)
     obj.train.eval_lengths = list(obj.train.eval_lengths)
     return obj
+
+
+def sample_lengths(v: list[int]) -> int | tuple[int, int] | None:
+    """A config's lengths list as the ``lengths`` argument of ``Task.sample``: [L] -> L, [lo, hi] -> (lo, hi),
+    [] -> None (the task's own lengths)."""
+    return None if not v else (int(v[0]) if len(v) == 1 else (int(v[0]), int(v[1])))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 
 from statetrack.tasks.metrics import prefix_accuracy
 
+from .config import ExperimentConfig, sample_lengths
+
 
 @dataclass
 class EvalResult:
@@ -46,6 +48,16 @@ class EvalResult:
             "count_per_length": {str(k): v for k, v in self.count_per_length.items()},
             "prefix_accuracy": {str(k): v for k, v in self.prefix_accuracy.items()},
         }
+
+
+def eval_batch(cfg: ExperimentConfig, task):
+    """The fixed evaluation set of a run: the task's test set (``train.eval_size``), or ``train.eval_samples``
+    sequences of ``train.eval_lengths`` (default: the task's test lengths) from a fixed seed."""
+    t = cfg.train
+    if t.eval_samples > 0:
+        lengths = sample_lengths(t.eval_lengths) or tuple(task.test_lengths)
+        return task.sample(t.eval_samples, generator=torch.Generator().manual_seed(2**31 - 1), lengths=lengths)
+    return task.test_set(size=t.eval_size)
 
 
 def scaled(acc: float, chance: float) -> float:

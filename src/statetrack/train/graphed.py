@@ -27,6 +27,13 @@ from statetrack.ops import value_checks
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
 
 
+def fixed_width(task, train_lengths) -> int:
+    """Positions of the longest training sequence: the one batch width of a graphed run.
+    ``train_lengths``: the ``lengths`` argument of ``task.sample`` (L, (lo, hi), or None = the task's own)."""
+    hi = train_lengths if isinstance(train_lengths, int) else (train_lengths or task.train_lengths)[-1]
+    return int(task.positions(int(hi)))
+
+
 def pad_batch(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, length: int, pad_id: int):
     """Right-pad input/target [B, T] with ``pad_id`` and mask [B, T] with False to T = ``length``."""
     extra = length - x.shape[1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from statetrack.plotting import pyplot, running_mean, save_figure
+
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".3f") -> str:
     """A plain aligned text table."""
@@ -31,35 +33,17 @@ def length_bins(per_length: dict[int, float], counts: dict[int, int], n_bins: in
     return out
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_vs_length(series: dict[str, dict[int, float]], path: str | Path, ylabel: str, title: str = "",
                    smooth: int = 1) -> Path:  # fmt: skip
     """One line per label: value against length (optionally a running mean over ``smooth`` lengths)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, d in series.items():
         Ls = sorted(d)
-        ys = [d[L] for L in Ls]
-        if smooth > 1:
-            ys = [sum(ys[max(0, i - smooth + 1) : i + 1]) / len(ys[max(0, i - smooth + 1) : i + 1])
-                  for i in range(len(ys))]  # fmt: skip
-        ax.plot(Ls, ys, label=label)
+        ax.plot(Ls, running_mean([d[L] for L in Ls], before=max(smooth, 1) - 1), label=label)
     ax.set_xlabel("sequence length")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

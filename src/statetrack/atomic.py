@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -24,3 +25,13 @@ def atomic_write(path: str | Path, write: Callable[[IO], object], binary: bool =
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_write_json(path: str | Path, obj) -> Path:
+    """Write ``obj`` as indented JSON (keys in their order) and a newline to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
