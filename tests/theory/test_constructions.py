@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from statetrack.tasks import get_task
+from statetrack.tasks import get_task, permutations
 from statetrack.theory import (
     CyclicReflections,
     CyclicRotation,
     HouseholderParity,
     PermutationGroupLRNN,
     ScalarParity,
-    groups,
 )
 from statetrack.theory.on_tasks import cyclic_as_permutation, cyclic_letters, group_letters, score
 
@@ -47,17 +46,17 @@ def test_cyclic_in_float64_and_shapes():
 
 
 def reference_products(c: PermutationGroupLRNN, x: torch.Tensor) -> torch.Tensor:
-    return torch.tensor([[c.index[p] for p in groups.word_products(c.letters, row)] for row in x.tolist()])
+    return torch.tensor([[c.index[p] for p in permutations.word_products(c.letters, row)] for row in x.tolist()])
 
 
 @pytest.mark.parametrize(
     ("letters", "n_h"),
     [
-        (groups.swaps(5), 1),  # S5 with swaps only: one DeltaNet step per token
-        (groups.symmetric_group(5), 4),
-        (groups.alternating_group(5), 4),
-        (groups.symmetric_group(3), 2),
-        ([p for p in groups.symmetric_group(5) if groups.moved_points(p) <= 3], 2),
+        (permutations.swaps(5), 1),  # S5 with swaps only: one DeltaNet step per token
+        (permutations.symmetric_group(5), 4),
+        (permutations.alternating_group(5), 4),
+        (permutations.symmetric_group(3), 2),
+        ([p for p in permutations.symmetric_group(5) if permutations.moved_points(p) <= 3], 2),
     ],
 )
 def test_permutation_groups(letters, n_h):
@@ -70,7 +69,7 @@ def test_permutation_groups(letters, n_h):
 
 
 def test_permutation_group_chunked_backend_agrees():
-    c = PermutationGroupLRNN(groups.swaps(4), backend="torch")
+    c = PermutationGroupLRNN(permutations.swaps(4), backend="torch")
     x = words(len(c.letters), T=150)
     assert torch.equal(c(x), reference_products(c, x))
 
@@ -85,7 +84,7 @@ def test_permutation_group_rejects_bad_letters():
 def test_cyclic_as_permutation_uses_prime_powers():
     p = cyclic_as_permutation(1, 60)
     assert len(p) == 4 + 3 + 5
-    order = next(k for k in range(1, 61) if groups.word_products([p], [0] * k)[-1] == tuple(range(12)))
+    order = next(k for k in range(1, 61) if permutations.word_products([p], [0] * k)[-1] == tuple(range(12)))
     assert order == 60
 
 

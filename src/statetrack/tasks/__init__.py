@@ -8,12 +8,13 @@ ts = task.test_set("small")                 # fixed, versioned, disjoint from ev
 ```
 
 Modules: ``chomsky`` (parity, modular arithmetic with/without brackets, cycle navigation, even pairs),
-``groups`` (S_n, A_n, Z_m, D_n and products as Cayley tables), ``word_problem`` (group word problems,
+``permutations`` (permutation algebra on tuples, shared with statetrack.theory), ``groups`` (S_n, A_n, Z_m,
+D_n and products as Cayley tables), ``word_problem`` (group word problems,
 generator restrictions, k tokens per transition), ``registry`` (presets), ``metrics``.
 This package imports nothing of the models.
 """
 
-from . import metrics
+from . import metrics, permutations
 from .base import TEST_SET_VERSION, Batch, Task
 from .chomsky import CycleNav, EvenPairs, ModArith, ModArithBrackets, Parity
 from .groups import Group, get_group, prefix_products
@@ -38,6 +39,7 @@ __all__ = [
     "list_families",
     "list_tasks",
     "metrics",
+    "permutations",
     "prefix_products",
     "register_preset",
 ]

@@ -19,12 +19,12 @@ Glossary of shape letters: B batch, N word length, G group order.
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import permutations
 from ._random import _multipliers
 
 MAX_ORDER = 2520  # a Cayley table of order G costs G*G int32: 25 MB at this bound
@@ -126,25 +126,6 @@ class Group:
         return out
 
 
-def _perm_parity(p: tuple[int, ...]) -> int:
-    return sum(1 for i in range(len(p)) for j in range(i + 1, len(p)) if p[i] > p[j]) % 2
-
-
-def _perm_closure(gens: list[tuple[int, ...]], n: int) -> list[tuple[int, ...]]:
-    seen = {tuple(range(n))}
-    frontier = list(seen)
-    while frontier:
-        nxt = []
-        for a in frontier:
-            for g in gens:
-                c = tuple(g[a[i]] for i in range(n))
-                if c not in seen:
-                    seen.add(c)
-                    nxt.append(c)
-        frontier = nxt
-    return sorted(seen)
-
-
 def _perm_table(perms: np.ndarray) -> np.ndarray:
     """int32 [G, G] table of a permutation group given as distinct one-line rows perms [G, n]."""
     G, n = perms.shape
@@ -177,17 +158,17 @@ def _factor(kind: str, n: int) -> tuple[list, np.ndarray, np.ndarray]:
     if kind == "S":
         if not 2 <= n <= 6:
             raise ValueError(f"S_n is supported for 2 <= n <= 6, got n = {n}")
-        perms = list(itertools.permutations(range(n)))
+        perms = permutations.symmetric_group(n)
     elif kind == "A":
         if not 3 <= n <= 7:
             raise ValueError(f"A_n is supported for 3 <= n <= 7, got n = {n}")
-        perms = [p for p in itertools.permutations(range(n)) if _perm_parity(p) == 0]
+        perms = permutations.alternating_group(n)
     elif kind == "D":
         if not 3 <= n <= 64:
             raise ValueError(f"D_n (order 2n, symmetries of the n-gon) is supported for 3 <= n <= 64, got n = {n}")
         rotation = tuple((i + 1) % n for i in range(n))
         reflection = tuple((-i) % n for i in range(n))
-        perms = _perm_closure([rotation, reflection], n)
+        perms = permutations.generate([rotation, reflection])
     else:  # pragma: no cover - the parser only produces the kinds above
         raise ValueError(f"unknown group kind {kind!r}")
     arr = np.array(sorted(perms), dtype=np.int64)

@@ -13,7 +13,7 @@ Checks (:mod:`statetrack.theory.checks`): Theorems 1 and 2 in finite precision, 
 :func:`statetrack.theory.report.run_all` runs everything (``statetrack theory check``).
 """
 
-from . import checks, groups
+from . import checks
 from .constructions import (
     Construction,
     CyclicReflections,
@@ -37,6 +37,5 @@ __all__ = [
     "PermutationGroupLRNN",
     "ScalarParity",
     "checks",
-    "groups",
     "krohn_rhodes",
 ]

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import torch
 
-from . import groups
+from statetrack.tasks import permutations
+
 from ._lrnn import FactorTable, reflection_key, run_layer, swap_key
 
 
@@ -196,7 +197,7 @@ class PermutationGroupLRNN(Construction):
     """Any permutation group automaton in one layer (Theorem 3): letters act on n points by permutations.
 
     H_0 = (1, 2, ..., n)^T, B = 0, A(w) = permutation matrix of w, written as the product of the swap reflections
-    I - 2 k k^T, k = (e_i - e_j) / sqrt(2) of :func:`groups.transpositions` (n - #cycles of w <= k - 1 of them for
+    I - 2 k k^T, k = (e_i - e_j) / sqrt(2) of :func:`permutations.transpositions` (n - #cycles of w <= k - 1 of them for
     a letter moving k points; n_h is their maximum over letters, shorter letters are padded with beta = 0).
     n heads with queries e_1..e_n read H_t; the decoder reads the prefix product off it: H_t[y(i)] = i + 1.
 
@@ -220,17 +221,17 @@ class PermutationGroupLRNN(Construction):
         if not self.letters:
             raise ValueError("need at least one letter")
         self.n = len(self.letters[0])
-        if any(len(p) != self.n or not groups.is_permutation(p) for p in self.letters):
+        if any(len(p) != self.n or not permutations.is_permutation(p) for p in self.letters):
             raise ValueError("every letter must be a permutation of the same n points, in one-line notation")
-        self.elements = [tuple(p) for p in elements] if elements is not None else groups.generate(self.letters)
+        self.elements = [tuple(p) for p in elements] if elements is not None else permutations.generate(self.letters)
         self.index = {p: i for i, p in enumerate(self.elements)}
         self.alphabet_size = len(self.letters)
         self.dtype, self.backend = dtype, backend
         n = self.n
         self.table = FactorTable(
-            [[(swap_key(a, b, n), 2.0, 0.0) for a, b in groups.transpositions(p)] for p in self.letters], dim=n
+            [[(swap_key(a, b, n), 2.0, 0.0) for a, b in permutations.transpositions(p)] for p in self.letters], dim=n
         )
-        self.max_moved = max(groups.moved_points(p) for p in self.letters)
+        self.max_moved = max(permutations.moved_points(p) for p in self.letters)
         self.name = name or f"permutation group on {n} points"
 
     @property

@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import groups
+from statetrack.tasks import permutations
+
 from ._lrnn import FactorTable, run_layer, swap_key, unit_key
 from .dfa import DFA
 
@@ -465,8 +466,8 @@ class CascadeLRNN:
             factors, is_reset, inverse = [], [], []
             for f in lv.maps:
                 if _is_perm(f):
-                    factors.append([(swap_key(a, b, K), 2.0, 0.0) for a, b in groups.transpositions(f)])
-                    inverse.append(list(groups.inverse(f)))
+                    factors.append([(swap_key(a, b, K), 2.0, 0.0) for a, b in permutations.transpositions(f)])
+                    inverse.append(list(permutations.inverse(f)))
                 else:
                     fs = [(swap_key(i, n + i, K), 2.0, 0.0) for i in range(n)] if two else []
                     fs += [(unit_key(i, K), 1.0, 1.0 if i == f[0] else 0.0) for i in range(n)]

@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from . import checks, groups
+from statetrack.tasks import permutations
+
+from . import checks
 from .constructions import CyclicReflections, CyclicRotation, HouseholderParity, PermutationGroupLRNN, ScalarParity
 from .on_tasks import MachineOnTask, cyclic_letters, group_letters, score
 
@@ -186,7 +188,7 @@ def construction_rows(length: int = 10_000, batch: int = 16, seed: int = 0, quic
         c = PermutationGroupLRNN(
             [letter_perms[i] for i in used] + [tuple(range(len(elements[0])))], elements, name=name
         )
-        moved = max(groups.moved_points(letter_perms[i]) for i in used)
+        moved = max(permutations.moved_points(letter_perms[i]) for i in used)
         what = (
             f"{task.group.name} ({name}): 1 layer on {c.n} points, n_h = {c.householders_per_token}"
             f" (letters move <= {moved} points)"

@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from statetrack.theory import groups
+from statetrack.tasks import permutations
 
 
 def perm_matrix(p):
@@ -28,25 +28,25 @@ def test_transpositions_multiply_to_the_permutation_matrix():
     for n in (2, 3, 4, 5):
         for p in itertools.permutations(range(n)):
             prod = torch.eye(n, dtype=torch.float64)
-            swaps = groups.transpositions(p)
+            swaps = permutations.transpositions(p)
             for a, b in swaps:  # applied in order: later factors on the left
                 prod = swap_matrix(a, b, n) @ prod
             assert torch.allclose(prod, perm_matrix(p), atol=1e-12)
-            assert len(swaps) == n - sum(1 for _ in groups.cycles(p)) - sum(1 for i in range(n) if p[i] == i)
-            assert len(swaps) <= max(groups.moved_points(p) - 1, 0)
+            assert len(swaps) == n - sum(1 for _ in permutations.cycles(p)) - sum(1 for i in range(n) if p[i] == i)
+            assert len(swaps) <= max(permutations.moved_points(p) - 1, 0)
 
 
 def test_orders_and_conventions():
-    assert len(groups.generate(groups.swaps(5))) == 120
-    assert len(groups.alternating_group(5)) == 60
-    assert len(groups.generate(groups.cyclic_group(7)[1:2])) == 7
+    assert len(permutations.generate(permutations.swaps(5))) == 120
+    assert len(permutations.alternating_group(5)) == 60
+    assert len(permutations.generate(permutations.cyclic_group(7)[1:2])) == 7
     p, q = (1, 2, 0), (0, 2, 1)
-    assert groups.compose(p, q) == tuple(q[p[i]] for i in range(3))  # p first, then q
-    assert groups.compose(p, groups.inverse(p)) == (0, 1, 2)
+    assert permutations.compose(p, q) == tuple(q[p[i]] for i in range(3))  # p first, then q
+    assert permutations.compose(p, permutations.inverse(p)) == (0, 1, 2)
     rng = random.Random(0)
-    letters = groups.symmetric_group(4)
+    letters = permutations.symmetric_group(4)
     word = [rng.randrange(len(letters)) for _ in range(20)]
-    prods = groups.word_products(letters, word)
+    prods = permutations.word_products(letters, word)
     cur = tuple(range(4))
     for w, y in zip(word, prods, strict=True):
         cur = tuple(letters[w][cur[i]] for i in range(4))  # y_t(i) = x_t(y_{t-1}(i))

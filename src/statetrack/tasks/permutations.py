@@ -1,8 +1,10 @@
-"""Small permutation-group helpers used by the constructions (theory's own; exact, pure Python).
+"""Permutations as tuples: composition, cycles, parity, closure and the standard groups (exact, pure Python).
 
-A permutation of n points is a tuple ``p`` in one-line notation: ``p[i]`` is the image of point i (0-based).
-Words are read left to right and the product applies the first letter first, as in the group word problems:
-``compose(p, q)[i] = q[p[i]]`` ("p, then q"), so the label of x_1 ... x_t is y_t(i) = x_t(...x_1(i)...).
+The one home of permutation algebra: ``groups`` builds its Cayley tables from these, and statetrack.theory's
+constructions use them directly. A permutation of n points is a tuple ``p`` in one-line notation: ``p[i]`` is
+the image of point i (0-based). Words are read left to right and the product applies the first letter first, as
+in the group word problems: ``compose(p, q)[i] = q[p[i]]`` ("p, then q"), so the label of x_1 ... x_t is
+y_t(i) = x_t(...x_1(i)...).
 """
 
 from __future__ import annotations
