@@ -14,13 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="statetrack", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:
-        try:
-            mod = importlib.import_module(f"statetrack.commands.{name}")
-        except ModuleNotFoundError as e:  # a command whose module is not written yet
-            if e.name == f"statetrack.commands.{name}":
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(f"statetrack.commands.{name}").register(sub)
     return parser
 
 

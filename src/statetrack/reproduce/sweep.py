@@ -30,7 +30,6 @@ class SweepStats:
     trained: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
-    interrupted: bool = False
 
 
 def resolve_devices(device: str, visible: bool = True) -> list[str]:
@@ -169,7 +168,6 @@ def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, 
                     stop_workers(pool)
                     raise
     except (KeyboardInterrupt, BrokenProcessPool) as e:
-        stats.interrupted = True
         bar.write(f"sweep stopped ({type(e).__name__}); finished runs are kept, rerun to continue")
         if isinstance(e, KeyboardInterrupt):
             raise

@@ -13,7 +13,6 @@ import platform
 import signal
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -117,7 +116,3 @@ def execute(job: dict) -> dict:
     if not job.get("keep_checkpoint", False):
         ckpt.unlink(missing_ok=True)  # the result is safe; checkpoints of hundreds of runs would fill the disk
     return result
-
-
-def result_path(out: str | Path, key: str) -> Path:
-    return run_dir(out, key) / RESULT
