@@ -109,7 +109,18 @@ class HouseholderParity(Construction):
         return {**super().describe(), "layers": 1, "state_dim": 1, "householders_per_token": 1}
 
 
-class CyclicRotation(Construction):
+class _Cyclic(Construction):
+    """The Z_m constructions: letters 0..m-1 (add w), labels the prefix sum mod m."""
+
+    def __init__(self, m: int, dtype: torch.dtype, backend: str, name: str):
+        if m < 2:
+            raise ValueError(f"m must be >= 2, got {m}")
+        self.m, self.dtype, self.backend = m, dtype, backend
+        self.alphabet_size = m
+        self.name = name
+
+
+class CyclicRotation(_Cyclic):
     """Z_m (running sum mod m) in one layer of 2x2 rotations, each the product of two reflections (Thm 3).
 
     H_0 = (1, 0)^T, A(w) = R(2 pi w / m) = H(2 pi w / m) H(0), two Householder steps per token (DeltaProduct with
@@ -121,11 +132,7 @@ class CyclicRotation(Construction):
     statement = "Thm 3: Z_m by rotations (2 reflections per token)"
 
     def __init__(self, m: int, dtype: torch.dtype = torch.float32, backend: str = "naive"):
-        if m < 2:
-            raise ValueError(f"m must be >= 2, got {m}")
-        self.m, self.dtype, self.backend = m, dtype, backend
-        self.alphabet_size = m
-        self.name = f"Z_{m}, rotations (DeltaProduct n_h = 2)"
+        super().__init__(m, dtype, backend, f"Z_{m}, rotations (DeltaProduct n_h = 2)")
         self.table = FactorTable(
             [[(reflection_key(0.0), 2.0, 0.0), (reflection_key(2 * math.pi * w / m), 2.0, 0.0)] for w in range(m)],
             dim=2,
@@ -144,7 +151,7 @@ class CyclicRotation(Construction):
         return {**super().describe(), "layers": 1, "state_dim": 2, "householders_per_token": 2, "m": self.m}
 
 
-class CyclicReflections(Construction):
+class CyclicReflections(_Cyclic):
     """Z_m in two layers with a single reflection per token each (Theorem 6, Appendix D).
 
     Layer 1 (K = 1): h_0 = 0, h_t = -h_{t-1} + 1 (one DeltaNet step, k = 1, beta = 2, v = 1/2), output
@@ -158,11 +165,7 @@ class CyclicReflections(Construction):
     statement = "Thm 6: Z_m in 2 layers of single reflections"
 
     def __init__(self, m: int, dtype: torch.dtype = torch.float32, backend: str = "naive"):
-        if m < 2:
-            raise ValueError(f"m must be >= 2, got {m}")
-        self.m, self.dtype, self.backend = m, dtype, backend
-        self.alphabet_size = m
-        self.name = f"Z_{m}, 2 DeltaNet layers"
+        super().__init__(m, dtype, backend, f"Z_{m}, 2 DeltaNet layers")
         self.layer1 = FactorTable([[([1.0], 2.0, 0.5)]], dim=1)  # h <- (1 - 2) h + 2 * 1 * 1/2
 
         def theta(i: int, odd: int) -> float:

@@ -54,6 +54,14 @@ def _chomsky_length(task, length: int) -> int:
     return length
 
 
+def _timed(make: Callable[..., Row], *args) -> Row:
+    """The row ``make(*args)`` returns, with the seconds it took."""
+    t0 = time.perf_counter()
+    row = make(*args)
+    row.seconds = time.perf_counter() - t0
+    return row
+
+
 def _construction_row(
     statement: str,
     construction: str,
@@ -67,7 +75,6 @@ def _construction_row(
 ) -> Row:
     """Run ``predict`` on a task sample; compare its labels with the task's (where masked), and its labels, or
     the states when it returns (labels, states), with the prefix reference at every position."""
-    t0 = time.perf_counter()
     b = _sample(task, batch, length, seed)
     pred = predict(b.input)
     pred, got = pred if isinstance(pred, tuple) else (pred, pred)
@@ -84,8 +91,7 @@ def _construction_row(
         int(b.input.shape[1]),
         result,
         passed,
-        time.perf_counter() - t0,
-        {
+        details={
             **details,
             "task": task.name,
             "batch": batch,
@@ -137,28 +143,15 @@ def construction_rows(length: int = 10_000, batch: int = 16, seed: int = 0, quic
     L = _chomsky_length(task, length)
     ref = _cumulative_mod([0, 1] + [0] * (task.vocab_size - 2), 2)
     to_bits = torch.tensor([0, 1] + [0] * (task.vocab_size - 2))
-    yield _construction_row(
-        "Sec. 4.1 / Thm 1: parity with a(1) = -1",
-        "parity: scalar h = a h + b (diag_scan)",
-        task,
-        L,
-        batch,
-        seed,
-        lambda x: ScalarParity()(to_bits[x]),
-        ref,
-        {"layers": 1, "state_dim": 1},
-    )
-    yield _construction_row(
-        "Thm 3: parity, A(1) = -1",
-        "parity: DeltaNet, K = 1, beta = 2",
-        task,
-        L,
-        batch,
-        seed,
-        lambda x: HouseholderParity()(to_bits[x]),
-        ref,
-        {"layers": 1, "state_dim": 1},
-    )
+    for cls, statement, what in (
+        (ScalarParity, "Sec. 4.1 / Thm 1: parity with a(1) = -1", "parity: scalar h = a h + b (diag_scan)"),
+        (HouseholderParity, "Thm 3: parity, A(1) = -1", "parity: DeltaNet, K = 1, beta = 2"),
+    ):
+        c = cls()
+        predict = lambda x, c=c: c(to_bits[x])  # noqa: E731
+        yield _timed(
+            _construction_row, statement, what, task, L, batch, seed, predict, ref, {"layers": 1, "state_dim": 1}
+        )
 
     # Z_m: cycle navigation (Z_5) and the Z_60 word problem
     for name in ["cycle-nav"] + ([] if quick else ["z60"]):
@@ -172,8 +165,17 @@ def construction_rows(length: int = 10_000, batch: int = 16, seed: int = 0, quic
         ):
             c = cls(m)
             predict = lambda x, c=c, letters=letters: c(letters[x])  # noqa: E731
-            yield _construction_row(
-                statement, f"{what} ({name})", task, L, batch, seed, predict, _cumulative_mod(vals, m), c.describe()
+            yield _timed(
+                _construction_row,
+                statement,
+                f"{what} ({name})",
+                task,
+                L,
+                batch,
+                seed,
+                predict,
+                _cumulative_mod(vals, m),
+                c.describe(),
             )
 
     # permutation groups, one layer of swap reflections
@@ -193,7 +195,8 @@ def construction_rows(length: int = 10_000, batch: int = 16, seed: int = 0, quic
             f"{task.group.name} ({name}): 1 layer on {c.n} points, n_h = {c.householders_per_token}"
             f" (letters move <= {moved} points)"
         )
-        yield _construction_row(
+        yield _timed(
+            _construction_row,
             "Thm 3: group automaton, swap reflections",
             what,
             task,
@@ -206,34 +209,32 @@ def construction_rows(length: int = 10_000, batch: int = 16, seed: int = 0, quic
         )
 
     # any regular language: Krohn-Rhodes cascades of the regular Chomsky tasks
-    for name in ["even-pairs"] + ([] if quick else ["modarith"]):
-        task = get_task(name)
-        t0 = time.perf_counter()
+    def cascade_row(task) -> Row:  # timed with the decomposition
         machine = MachineOnTask(task)
         d = machine.lrnn.describe()
         dfa = machine.cascade.dfa
-        L = _chomsky_length(task, length)
 
-        def ref(x, dfa=dfa):
+        def ref(x):
             return torch.tensor([dfa.run(r) for r in x.tolist()], dtype=torch.long)
 
         what = (
-            f"{name}: {dfa.n_states}-state machine -> depth {d['depth']}, width {d['width']} "
+            f"{task.name}: {dfa.n_states}-state machine -> depth {d['depth']}, width {d['width']} "
             f"(level states {d['level_states']})"
         )
-        row = _construction_row(
+        return _construction_row(
             "Thm 4: regular language, Krohn-Rhodes cascade",
             what,
             task,
-            L,
+            _chomsky_length(task, length),
             batch,
             seed,
             machine.labels_and_states,
             ref,
             d,
         )
-        row.seconds = time.perf_counter() - t0  # the decomposition included
-        yield row
+
+    for name in ["even-pairs"] + ([] if quick else ["modarith"]):
+        yield _timed(cascade_row, get_task(name))
 
 
 def _orbit_summary(results, allowed: set[int]) -> tuple[str, bool, dict]:
@@ -258,97 +259,80 @@ def check_rows(quick: bool = False, seed: int = 0) -> Iterable[Row]:
     dtypes = (torch.bfloat16, torch.float16) if quick else (torch.bfloat16, torch.float16, torch.float32)
     horizons = {torch.bfloat16: 600, torch.float16: 600, torch.float32: 600} if quick else None
     models = 8 if quick else 32
-
-    t0 = time.perf_counter()
-    res = checks.eventual_periods("nonneg", dtypes=dtypes, models=models, horizons=horizons, seed=seed)
-    text, ok, det = _orbit_summary(res, {1})
-    fams = sorted({r.family for r in res})
-    horizon = max(r.horizon for r in res)
-    yield Row(
-        "Thm 1: eigenvalues in [0, 1] -> state eventually constant on 1^k",
-        f"{models} random layers each: {'; '.join(fams)} ({_horizons(res)})",
-        horizon,
-        text + " (all must be 1)",
-        ok,
-        time.perf_counter() - t0,
-        det,
-    )
-
-    t0 = time.perf_counter()
-    res = checks.parity_orbit(dtypes=dtypes, horizon=200)
-    ok = all(r.periods == [2] for r in res)
-    yield Row(
-        "Thm 1: with a(1) = -1 the state alternates forever",
-        "the two parity constructions on 1^k " f"({'/'.join(checks._name(d) for d in dtypes)})",
-        200,
-        f"periods {sorted({p for r in res for p in r.periods})}: alternate forever",
-        ok,
-        time.perf_counter() - t0,
-        {"periods": [r.periods[0] for r in res]},
-    )
-
-    t0 = time.perf_counter()
-    res = checks.eventual_periods("real", dtypes=dtypes, models=models, horizons=horizons, seed=seed)
-    text, ok, det = _orbit_summary(res, {1, 2})
-    fams = sorted({r.family for r in res})
-    yield Row(
-        "Thm 2: real eigenvalues -> state eventually 2-periodic on 1^k (no mod-3 count)",
-        f"{models} random layers each: {'; '.join(fams)} ({_horizons(res)})",
-        max(r.horizon for r in res),
-        text + " (all must divide 2)",
-        ok,
-        time.perf_counter() - t0,
-        det,
-    )
-
-    t0 = time.perf_counter()
-    res = checks.rotation_orbit(3, dtypes=dtypes, horizon=1000)
-    ok = all(r.periods[0] > 0 and r.periods[0] % 3 == 0 and r.extra["decoded_period"] == 3 for r in res)
-    yield Row(
-        "Thm 2: counting mod 3 needs a non-real eigenvalue",
-        "Z_3 rotation layer on 1^k " f"({'/'.join(checks._name(d) for d in dtypes)})",
-        1000,
-        f"state periods {[r.periods[0] for r in res]}, decoded label period 3",
-        ok,
-        time.perf_counter() - t0,
-        {"periods": [r.periods[0] for r in res]},
-    )
-
-    t0 = time.perf_counter()
     samples = 50 if quick else 400
-    r = checks.prop1_norm(samples=samples, seed=seed)
-    yield Row(
+    dtype_names = "/".join(checks._name(d) for d in dtypes)
+
+    def orbits(kind: str, statement: str, allowed: set[int], must: str) -> Row:
+        res = checks.eventual_periods(kind, dtypes=dtypes, models=models, horizons=horizons, seed=seed)
+        text, ok, det = _orbit_summary(res, allowed)
+        fams = sorted({r.family for r in res})
+        what = f"{models} random layers each: {'; '.join(fams)} ({_horizons(res)})"
+        return Row(statement, what, max(r.horizon for r in res), f"{text} ({must})", ok, details=det)
+
+    def parity() -> Row:
+        res = checks.parity_orbit(dtypes=dtypes, horizon=200)
+        return Row(
+            "Thm 1: with a(1) = -1 the state alternates forever",
+            f"the two parity constructions on 1^k ({dtype_names})",
+            200,
+            f"periods {sorted({p for r in res for p in r.periods})}: alternate forever",
+            all(r.periods == [2] for r in res),
+            details={"periods": [r.periods[0] for r in res]},
+        )
+
+    def mod3() -> Row:
+        res = checks.rotation_orbit(3, dtypes=dtypes, horizon=1000)
+        return Row(
+            "Thm 2: counting mod 3 needs a non-real eigenvalue",
+            f"Z_3 rotation layer on 1^k ({dtype_names})",
+            1000,
+            f"state periods {[r.periods[0] for r in res]}, decoded label period 3",
+            all(r.periods[0] > 0 and r.periods[0] % 3 == 0 and r.extra["decoded_period"] == 3 for r in res),
+            details={"periods": [r.periods[0] for r in res]},
+        )
+
+    def prop(check, offset: int, statement: str, what: str, result: Callable[[dict], str]) -> Row:
+        r = check(samples=samples, seed=seed + offset)
+        return Row(statement, what, None, result(r), r["passed"], details=r)
+
+    yield _timed(
+        orbits, "nonneg", "Thm 1: eigenvalues in [0, 1] -> state eventually constant on 1^k", {1}, "all must be 1"
+    )
+    yield _timed(parity)
+    yield _timed(
+        orbits,
+        "real",
+        "Thm 2: real eigenvalues -> state eventually 2-periodic on 1^k (no mod-3 count)",
+        {1, 2},
+        "all must divide 2",
+    )
+    yield _timed(mod3)
+    yield _timed(
+        prop,
+        checks.prop1_norm,
+        0,
         "Prop 1.1: GH products with beta in [0, 2] have norm <= 1",
         "random products of 1..2n factors, n = 2..8 (fp64, delta_rule)",
-        None,
-        f"max norm {r['max_norm']:.15f} over {r['products']:,} products (tolerance 1e-9)",
-        r["passed"],
-        time.perf_counter() - t0,
-        r,
+        lambda r: f"max norm {r['max_norm']:.15f} over {r['products']:,} products (tolerance 1e-9)",
     )
-    t0 = time.perf_counter()
-    r = checks.prop1_nonneg(samples=samples, seed=seed + 1)
-    yield Row(
+    yield _timed(
+        prop,
+        checks.prop1_nonneg,
+        1,
         "Prop 1.3: beta in [0, 1], <= 2 factors -> eigenvalues real, in [0, 1]",
         "random products of 1 and 2 factors (fp64)",
-        None,
-        f"max abs(Im) {r['max_imag']:.1e}, min Re {r['min_real']:.1e} over {r['products']:,}; "
+        lambda r: f"max abs(Im) {r['max_imag']:.1e}, min Re {r['min_real']:.1e} over {r['products']:,}; "
         f"(3 factors, not covered: max abs(Im) {r['three_factor_max_imag']:.3f})",
-        r["passed"],
-        time.perf_counter() - t0,
-        r,
     )
-    t0 = time.perf_counter()
-    r = checks.prop1_open_range(samples=samples, seed=seed + 2)
-    yield Row(
+    yield _timed(
+        prop,
+        checks.prop1_open_range,
+        2,
         "Prop 1.3: beta in (0, 2) -> every eigenvalue is 1 or has modulus < 1",
         "random products, beta in [0.01, 1.99] (fp64)",
-        None,
-        f"N = I off the keys' span (error {r['identity_error_off_span']:.0e}), spectral radius on it "
-        f"1 - {1 - r['radius_on_span']:.1e}, over {r['products']:,} (beta = 2: {r['beta2_max_abs_not_one']:.6f})",
-        r["passed"],
-        time.perf_counter() - t0,
-        r,
+        lambda r: f"N = I off the keys' span (error {r['identity_error_off_span']:.0e}), spectral radius "
+        f"on it 1 - {1 - r['radius_on_span']:.1e}, over {r['products']:,} "
+        f"(beta = 2: {r['beta2_max_abs_not_one']:.6f})",
     )
 
 
