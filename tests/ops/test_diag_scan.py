@@ -53,12 +53,17 @@ def case(T: int, kind: str, tail: tuple = (3,)):
     return (a, b, h0, g, gf), (h.detach(), final.detach(), *grads)
 
 
+def chunks(backend: str, chunk_size: int) -> dict:
+    """chunk_size for the torch backend (the only one it applies to; the others refuse it)."""
+    return dict(chunk_size=chunk_size) if backend == "torch" else {}
+
+
 def run(inputs, dtype, backend, chunk_size=64):
     a, b, h0, g, gf = inputs
     ins = [x.to(dtype).requires_grad_() for x in (a, b)]
     ins.append(h0.to(dtype).requires_grad_())  # fp32 state for fp32 inputs, fp64 for fp64
     h, final = diag_scan(
-        *ins[:2], initial_state=ins[2], output_final_state=True, backend=backend, chunk_size=chunk_size
+        *ins[:2], initial_state=ins[2], output_final_state=True, backend=backend, **chunks(backend, chunk_size)
     )
     grads = torch.autograd.grad((h * g.to(dtype)).sum() + (final * gf.to(dtype)).sum(), ins)
     return (h.detach(), final.detach(), *grads)
@@ -139,7 +144,7 @@ def test_noncontiguous_inputs_and_sum_gradient():
     b = torch.randn(4, 300, 3, generator=gen, dtype=F64).requires_grad_()
     outs = []
     for backend in ("naive", "torch"):
-        h, f = diag_scan(a, b, output_final_state=True, backend=backend, chunk_size=16)
+        h, f = diag_scan(a, b, output_final_state=True, backend=backend, **chunks(backend, 16))
         outs.append((h, *torch.autograd.grad(h.sum() + f.sum(), (a, b))))  # expanded (stride-0) gradients
     for x, r in zip(outs[1], outs[0], strict=True):
         assert rel(x, r) < 1e-12
@@ -174,9 +179,9 @@ def test_low_precision_and_mixed_dtypes():
 def test_steps_continue_the_full_forward(backend):
     inputs, _ = case(1000, "uniform")
     a, b, h0 = inputs[0][:, :130], inputs[1][:, :130], inputs[2]
-    h_full, f_full = diag_scan(a, b, initial_state=h0, output_final_state=True, backend=backend, chunk_size=8)
+    h_full, f_full = diag_scan(a, b, initial_state=h0, output_final_state=True, backend=backend, **chunks(backend, 8))
     _, state = diag_scan(
-        a[:, :100], b[:, :100], initial_state=h0, output_final_state=True, backend=backend, chunk_size=8
+        a[:, :100], b[:, :100], initial_state=h0, output_final_state=True, backend=backend, **chunks(backend, 8)
     )
     for t in range(100, 130):
         h_t, state = diag_scan_step(a[:, t], b[:, t], state)
@@ -232,6 +237,8 @@ def _ok():
         (dict(backend="triton"), ValueError, "backend 'triton' is not available"),
         (dict(backend="cuda"), ValueError, "backend must be one of"),
         (dict(chunk_size=0), ValueError, "chunk_size must be a positive int"),
+        (dict(chunk_size=8, backend="naive"), ValueError, "chunk_size=8 applies to backend='torch' only"),
+        (dict(triton_config=dict(block_t=8)), ValueError, "triton_config=.* applies to backend='triton' only"),
     ],
 )
 def test_bad_input(kwargs, exc, match):

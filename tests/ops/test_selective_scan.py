@@ -29,11 +29,16 @@ def make_inputs(Bt, T, Dm, N, gen):
     return r(Bt, T, Dm), delta, A, r(Bt, T, N), r(Bt, T, N), r(Dm), r(Bt, T, Dm), r(Bt, Dm, N)
 
 
+def chunks(backend: str, chunk_size: int) -> dict:
+    """chunk_size for the torch backend (the only one it applies to; the others refuse it)."""
+    return dict(chunk_size=chunk_size) if backend == "torch" else {}
+
+
 def forward(ins, m, backend, chunk_size=64):
     u, delta, A, B, C, D, z, h0 = ins
     return selective_scan(
         u, delta, A, B, C, D=D, z=z, min_eigenvalue=m, initial_state=h0,
-        output_final_state=True, backend=backend, chunk_size=chunk_size,
+        output_final_state=True, backend=backend, **chunks(backend, chunk_size),
     )  # fmt: skip
 
 
@@ -70,11 +75,11 @@ def test_torch_matches_naive(T, m, chunk_size):
 @pytest.mark.parametrize("T", [65, 1000])
 def test_time_blocks_give_the_same_result(T, chunk_size, monkeypatch):
     """Long inputs are scanned in blocks of whole chunks (bounded memory): values and gradients as one pass."""
-    from statetrack.ops.diag_scan import selective
+    from statetrack.ops.selective_scan import chunk
 
     inputs, g, gf, ref = case(T, -1.0)
     whole = run(inputs, g, gf, -1.0, F64, "torch", chunk_size)
-    monkeypatch.setattr(selective, "BLOCK_ELEMENTS", 2 * 3 * 4 * 24)  # blocks of 3 chunks of 8 (or of 24 steps)
+    monkeypatch.setattr(chunk, "BLOCK_ELEMENTS", 2 * 3 * 4 * 24)  # blocks of 3 chunks of 8 (or of 24 steps)
     blocked = run(inputs, g, gf, -1.0, F64, "torch", chunk_size)
     for name, x, w, r in zip(NAMES, blocked, whole, ref, strict=True):
         assert torch.allclose(x, w, rtol=1e-12, atol=1e-12), name
@@ -97,7 +102,7 @@ def test_optional_D_z_initial_state():
     inputs, *_ = case(65, -1.0)
     u, delta, A, B, C = inputs[:5]
     for D, z in ((None, None), (inputs[5], None), (None, inputs[6])):
-        ys = [selective_scan(u, delta, A, B, C, D=D, z=z, backend=bk, chunk_size=8)[0] for bk in ("naive", "torch")]
+        ys = [selective_scan(u, delta, A, B, C, D=D, z=z, backend=bk, **chunks(bk, 8))[0] for bk in ("naive", "torch")]
         assert rel(ys[1], ys[0]) < 1e-12
     y, f = selective_scan(u, delta, A, B, C)
     assert f is None and y.shape == u.shape
@@ -119,11 +124,11 @@ def test_steps_continue_the_full_forward(backend, m):
     T, T0 = 90, 70
     y_full, f_full = selective_scan(
         u[:, :T], delta[:, :T], A, B[:, :T], C[:, :T], D=D, z=z[:, :T], min_eigenvalue=m, initial_state=h0,
-        output_final_state=True, backend=backend, chunk_size=8,
+        output_final_state=True, backend=backend, **chunks(backend, 8),
     )  # fmt: skip
     _, state = selective_scan(
         u[:, :T0], delta[:, :T0], A, B[:, :T0], C[:, :T0], D=D, z=z[:, :T0], min_eigenvalue=m, initial_state=h0,
-        output_final_state=True, backend=backend, chunk_size=8,
+        output_final_state=True, backend=backend, **chunks(backend, 8),
     )  # fmt: skip
     for t in range(T0, T):
         y_t, state = selective_scan_step(
@@ -186,6 +191,11 @@ I64 = torch.int64
         (dict(D=torch.randn(3, device="meta")), ValueError, "D is on meta"),
         (dict(backend="triton"), ValueError, "backend 'triton' is not available"),
         (dict(chunk_size=-1), ValueError, "chunk_size must be a positive int"),
+        (dict(chunk_size=8, backend="naive"), ValueError, "chunk_size=8 applies to backend='torch' only"),
+        (dict(algorithm="steps"), ValueError, "algorithm='steps' applies to backend='triton' only"),
+        (dict(triton_config=dict(block_t=4)), ValueError, "triton_config=.* applies to backend='triton' only"),
+        (dict(triton_config=dict(tile=4)), ValueError, r"triton_config has unknown keys \['tile'\]"),
+        (dict(min_eigenvalue=float("nan")), ValueError, r"min_eigenvalue must lie in \[-1, 0\]"),
     ],
 )
 def test_bad_input(change, exc, match):

@@ -1,24 +1,33 @@
 """Pure tensor functions for the recurrences of negative-eigenvalue linear RNNs (no nn.Module here).
 
 - :func:`delta_rule` / :func:`delta_rule_step`: S <- g (prod_j (I - beta k k^T)) S + writes; o = scale S^T q.
-- :func:`diag_scan`: h_t = a_t * h_{t-1} + b_t with signed a_t in [-1, 1].
-- :func:`selective_scan`: Mamba-1's scan with a = min_eigenvalue + (1 - min_eigenvalue) exp(delta A).
+- :func:`diag_scan` / :func:`diag_scan_step`: h_t = a_t * h_{t-1} + b_t with signed a_t in [-1, 1].
+- :func:`selective_scan` / :func:`selective_scan_step`: Mamba-1's scan with decays
+  :func:`selective_transition` = min_eigenvalue + (1 - min_eigenvalue) exp(delta A).
 - :func:`slstm_scan`: the sLSTM recurrence (a nonlinear baseline; fused into one kernel each way on CUDA).
+
+Shared rules: :func:`check_min_eigenvalue` (the one parameter of every layer), :func:`state_dtype` (fp32 states,
+fp64 for fp64 inputs), :func:`value_checks` / :func:`set_value_checks` (the range checks that read values), and
+``statetrack.ops.backends`` (which backends run where, and what "auto" tries).
 """
 
-from ._checks import set_value_checks, value_checks
+from ._checks import check_min_eigenvalue, set_value_checks, state_dtype, value_checks
 from .delta_rule import delta_rule, delta_rule_step
-from .diag_scan import diag_scan, diag_scan_step, selective_scan, selective_scan_step
+from .diag_scan import diag_scan, diag_scan_step
+from .selective_scan import selective_scan, selective_scan_step, selective_transition
 from .slstm import slstm_scan
 
 __all__ = [
+    "check_min_eigenvalue",
     "delta_rule",
     "delta_rule_step",
     "diag_scan",
     "diag_scan_step",
     "selective_scan",
     "selective_scan_step",
+    "selective_transition",
     "set_value_checks",
     "slstm_scan",
+    "state_dtype",
     "value_checks",
 ]

@@ -8,9 +8,11 @@ the environment variable ``STATETRACK_VALUE_CHECKS=0``. Shape, dtype and device 
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -81,8 +83,9 @@ def require_range(name: str, x: torch.Tensor, lo: float | None, hi: float | None
     if not value_checks_enabled() or x.numel() == 0:
         return
     with torch.no_grad():
-        # one pass for min and max (NaN propagates into both); the full mask only to write the message
-        x_min, x_max = torch.aminmax(x.detach().float() if x.dtype in (torch.bfloat16, torch.float16) else x.detach())
+        # one pass for min and max (NaN propagates into both), in x's own dtype (a bf16 bound is exact as a float);
+        # the full mask, several boolean tensors of x's size, only to write the message
+        x_min, x_max = torch.aminmax(x.detach())
         ok = bool(torch.isfinite(x_min) & torch.isfinite(x_max))
         ok = ok and (lo is None or x_min.item() >= lo) and (hi is None or x_max.item() <= hi)
         if ok:
@@ -100,9 +103,55 @@ def require_range(name: str, x: torch.Tensor, lo: float | None, hi: float | None
         )
 
 
-def state_dtype_for(dtype: torch.dtype) -> torch.dtype:
-    """Recurrent states and accumulation: fp64 for fp64 inputs, fp32 otherwise."""
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of recurrent states and accumulation for inputs of ``dtype``: fp64 for fp64, fp32 otherwise."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+state_dtype_for = state_dtype  # the name delta_rule/api.py still imports
+
+
+def check_min_eigenvalue(value: object) -> float:
+    """``min_eigenvalue`` as a float: a finite real number in [-1, 0] (-1 gives transitions with eigenvalues in
+    [-1, 1], 0 the original models' [0, 1]). TypeError for bools and non-numbers, ValueError outside the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"min_eigenvalue must be a real number (a float in [-1, 0]), got {type(value).__name__} "
+                        f"{value!r}")  # fmt: skip
+    value = float(value)
+    if not (math.isfinite(value) and -1.0 <= value <= 0.0):
+        raise ValueError(
+            f"min_eigenvalue must lie in [-1, 0] (-1: eigenvalues in [-1, 1]; 0: the original [0, 1]), got {value}"
+        )
+    return value
+
+
+def require_chunk_size(chunk_size: object) -> None:
+    """``chunk_size`` (tokens per chunk) must be a positive int, or None for the op's default."""
+    if chunk_size is None:
+        return
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def refuse_off_path(name: str, value: object, path: str, applies_to: str) -> None:
+    """An explicit argument that the chosen path would ignore is an error, not a silent no-op: ``value`` (None or
+    "auto" mean "not given") must be unset unless ``path`` is ``applies_to``."""
+    if value is None or value == "auto" or path == applies_to:
+        return
+    raise ValueError(f"{name}={value!r} applies to {applies_to} only, and this call runs {path}")
+
+
+def require_config(name: str, config: Mapping[str, object] | None, allowed: Iterable[str]) -> dict[str, object]:
+    """A tuning dict (e.g. ``triton_config``): None or a dict whose keys are all in ``allowed``; returns a copy."""
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise TypeError(f"{name} must be a dict or None, got {type(config).__name__}")
+    allowed = tuple(allowed)
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name} has unknown keys {unknown}; the keys are {list(allowed)}")
+    return dict(config)
 
 
 def require_state(name: str, s: torch.Tensor | None, expected: Sequence[int], letters: str, dtype: torch.dtype):

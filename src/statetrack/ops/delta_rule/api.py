@@ -15,6 +15,7 @@ from .._checks import (
     state_dtype_for,
 )
 from .._varlen import Varlen
+from ..backends import available_backends
 from .chunk import default_chunk_size, delta_rule_chunk
 from .fla_backend import delta_rule_fla, fla_available
 from .naive import delta_rule_naive, delta_rule_step_core
@@ -22,22 +23,14 @@ from .triton import (
     check_precision,
     delta_rule_recurrent_triton,
     delta_rule_triton,
-    interpreter_requested,
     prefers_recurrent,
-    triton_installed,
 )
 
 BACKENDS = ("naive", "torch", "triton", "fla")
 
 
 def _available(device: torch.device, dtype: torch.dtype | None = None) -> dict[str, bool]:
-    return {
-        "naive": True,
-        "torch": True,
-        # CUDA, or any device under Triton's interpreter (tests); fp64 stays on the torch paths
-        "triton": triton_installed() and (device.type == "cuda" or interpreter_requested()) and dtype != torch.float64,
-        "fla": fla_available(device),
-    }
+    return {**available_backends(device, dtype), "fla": fla_available(device)}
 
 
 def _longest(cu_seqlens: torch.Tensor) -> int:

@@ -1,5 +1,9 @@
-"""Signed diagonal recurrences: h_t = a_t * h_{t-1} + b_t with a_t in [-1, 1], and Mamba-1's selective scan."""
+"""The signed diagonal recurrence h_t = a_t * h_{t-1} + b_t with a_t in [-1, 1] (elementwise).
 
-from .api import BACKENDS, diag_scan, diag_scan_step, selective_scan, selective_scan_step
+``naive.py`` (the loop, the oracle), ``scan.py`` (the chunked torch path, also under the selective scan),
+``triton/`` (the kernels), ``api.py`` (the public functions, which dispatch).
+"""
 
-__all__ = ["BACKENDS", "diag_scan", "diag_scan_step", "selective_scan", "selective_scan_step"]
+from .api import BACKENDS, diag_scan, diag_scan_step
+
+__all__ = ["BACKENDS", "diag_scan", "diag_scan_step"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from .._checks import require_float, require_same_device, require_shape, resolve_backend
-from .._triton import interpreter_requested, triton_installed
+from ..backends import available_backends
 from .naive import SLSTMState, slstm_cell, slstm_scan_naive, zero_state
 
 __all__ = ["SLSTMState", "slstm_cell", "slstm_scan", "zero_state"]
 
-MAX_FAST_K = 64  # auto runs the kernels up to this head dim; above, r's blocks spill (benchmarks/kernel_spills.py)
+# auto runs the kernels up to this head dim; above, r's blocks spill (docs/kernels.md, "The sLSTM kernels")
+MAX_FAST_K = 64
 
 
 def slstm_scan(wx: torch.Tensor, r: torch.Tensor, *, state: SLSTMState | None = None,
@@ -22,8 +23,8 @@ def slstm_scan(wx: torch.Tensor, r: torch.Tensor, *, state: SLSTMState | None = 
         r: [H, K, 4, K] recurrent weights, block-diagonal over the H heads.
         state: (h, c, n, m), each [B, H, K], or None (zeros).
         backend: "naive" (the loop, autograd through it), "triton" (one fused launch each way; fp32, no
-            initial or final state), or "auto": triton for fp32 CUDA inputs without state and head dims K <= 64
-            (above, its registers spill), else naive.
+            initial or final state; CUDA, or CPU tensors under TRITON_INTERPRET=1), or "auto": triton for fp32
+            CUDA inputs without state and head dims K <= 64 (above, its registers spill), else naive.
     Returns:
         (h [B, T, H, K], final state or None).
     """
@@ -40,8 +41,7 @@ def slstm_scan(wx: torch.Tensor, r: torch.Tensor, *, state: SLSTMState | None = 
             require_shape(f"state[{name!r}]", s, (B, H, K), "[B, H, K]")
     dev = require_same_device(wx=wx, r=r)
     stateless = state is None and not output_final_state
-    fused_ok = triton_installed() and (dev.type == "cuda" or interpreter_requested())
-    available = {"naive": True, "triton": fused_ok}
+    available = available_backends(dev, wx.dtype, names=("naive", "triton"))
     if backend == "triton" and not stateless:
         raise ValueError("backend='triton' runs without initial or final state; use backend='naive' for those")
     fast = stateless and dev.type == "cuda" and wx.dtype == torch.float32 and K <= MAX_FAST_K

@@ -21,6 +21,8 @@ import torch
 from ..._triton import cdiv, kernels_for, loop_bound, pow2, require_kernel_dtypes, sm_count
 
 _MODULE = f"{__package__}.kernels"  # the @triton.jit code, imported on first use
+# the tuning keywords of diag_scan_triton (``diag_scan(triton_config=...)``)
+DIAG_KEYS = ("block_t", "block_d", "segment", "warps_fwd", "warps_bwd", "stages_fwd", "stages_bwd")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ BB = 16  # batch rows per program (tl.dot needs >= 16)
 
 def launch_warps(BK: int) -> int:
     """Warps of a program: the head's four [BK, BK] fp32 blocks of r live in registers (no spills on sm_90 up to
-    BK = 64 with 8 warps; benchmarks/results/kernel_spills_sm90.md)."""
+    BK = 64 with 8 warps: docs/kernels.md, "The sLSTM kernels")."""
     return 8 if BK >= 64 else 4
 
 

@@ -1,9 +1,9 @@
 """Triton kernels of the selective scan that walk time one step at a time (the ``steps`` path; forward and backward).
 
-Only ``@triton.jit`` code, imported by ``ops._triton.kernels_for``; launch layout and math: ``selective_steps.py``.
+Only ``@triton.jit`` code, imported by ``ops._triton.kernels_for``; launch layout and math: ``steps.py``.
 
 Where many sequences run at once (Table 3: 1,024 sequences of 40 steps, 256 channels) there is parallelism enough
-across sequences and channels, and the tile kernels' parallelism along time (``kernels.py``) only costs: their
+across sequences and channels, and the tiles kernels' parallelism along time (``tiles_kernels.py``) only costs: their
 backward is a four-warp program whose sums over channels (dB, dC) cross warps through shared memory, with 18 layout
 conversions (sm_90 TTGIR). Here each one-warp program owns BDm channels x BN states of one sequence, [BDm, BN] fp32
 in registers, and a step is elementwise work plus sums over N (y) or over channels (dB, dC) within the warp. The
@@ -13,6 +13,8 @@ that the backward's scratch is per program, not per item.
 
 import triton
 import triton.language as tl
+
+from ..._scan_kernels import selective_transition
 
 
 @triton.jit
@@ -77,7 +79,7 @@ def sel_steps_fwd_kernel(
     y_ptr,
     ht_ptr,
     ck_ptr,
-    lo,
+    min_eigenvalue,
     T,
     Dm,
     N,
@@ -126,7 +128,7 @@ def sel_steps_fwd_kernel(
                 )
             else:
                 u, dl, Bv, Cv, z = _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, row, o_d, m_d, o_n, m_n, Dm, N, USE_Z)
-            a = lo + (1.0 - lo) * tl.exp(dl[:, None] * A)
+            a = selective_transition(dl[:, None] * A, min_eigenvalue)[1]
             s = a * s + (dl * u)[:, None] * Bv[None, :]
             y = tl.sum(s * Cv[None, :], 1)
             if USE_D:
@@ -158,7 +160,7 @@ def sel_steps_bwd_kernel(
     dD_ptr,
     dz_ptr,
     dh0_ptr,
-    lo,
+    min_eigenvalue,
     T,
     Dm,
     N,
@@ -179,10 +181,10 @@ def sel_steps_bwd_kernel(
 ):
     """Persistent grid; same layouts as the forward; dy [Bt, T, Dm], dht [Bt, Dm, N] fp32; scr [programs, CK, BDm,
     BN] fp32. Per checkpoint, last first: (1) from the checkpoint, recompute the state entering each of its CK steps
-    into this program's scratch; (2) walk those steps backwards. Per step t, with e = exp(delta A), a = lo + (1 - lo) e,
-    x = delta u, h_prev from the scratch and h = a h_prev + x B:
+    into this program's scratch; (2) walk those steps backwards. Per step t, with e = exp(delta A), a = m + (1 - m) e
+    (m = min_eigenvalue), x = delta u, h_prev from the scratch and h = a h_prev + x B:
         dy0 = dy silu(z), dz = dy y0 silu'(z), G = dy0 C + q (q: a_{t+1} G_{t+1}, carried), then q = a G,
-        d(delta A) = (1 - lo) G h_prev e, dA += d(delta A) delta, ddelta = d(delta A) . A + (G . B) u,
+        d(delta A) = (1 - m) G h_prev e, dA += d(delta A) delta, ddelta = d(delta A) . A + (G . B) u,
         du = (G . B) delta + D dy0, dD += dy0 u, dB_t = sum_d G x, dC_t = sum_d dy0 h.
     dB, dC [NDB, Bt, T, N], dA [Bt, Dm, N] and dD [Bt, Dm] are each item's shares; the launcher sums them."""
     n_d = tl.cdiv(Dm, BDm)
@@ -219,7 +221,7 @@ def sel_steps_bwd_kernel(
                     u_n, dl_n, B_n = _step_in(u_ptr, dl_ptr, B_ptr, r0 + j + 1, o_d, m_d & ok1, o_n, m_n & ok1, Dm, N)
                 else:
                     u, dl, Bv = _step_in(u_ptr, dl_ptr, B_ptr, r0 + j, o_d, m_d & ok, o_n, m_n & ok, Dm, N)
-                s = (lo + (1.0 - lo) * tl.exp(dl[:, None] * A)) * s + (dl * u)[:, None] * Bv[None, :]
+                s = selective_transition(dl[:, None] * A, min_eigenvalue)[1] * s + (dl * u)[:, None] * Bv[None, :]
             tl.debug_barrier()  # the scratch written above is read below
             # (2) the chunk's steps, last first
             if PREFETCH:
@@ -247,8 +249,7 @@ def sel_steps_bwd_kernel(
                         scr, off_s, j, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, row, o_d, m_dt, o_n, m_nt, Dm, N,
                         BDm, BN, USE_Z,
                     )  # fmt: skip
-                e = tl.exp(dl[:, None] * A)
-                a = lo + (1.0 - lo) * e
+                e, a = selective_transition(dl[:, None] * A, min_eigenvalue)
                 x = dl * u
                 h = a * hp + x[:, None] * Bv[None, :]
                 if USE_Z:
@@ -261,7 +262,7 @@ def sel_steps_bwd_kernel(
                     dy = dy * z * sz
                 G = dy[:, None] * Cv[None, :] + q
                 q = a * G
-                dlA = (1.0 - lo) * G * hp * e
+                dlA = (1.0 - min_eigenvalue) * G * hp * e
                 dA += dlA * dl[:, None]
                 dx = tl.sum(G * Bv[None, :], 1)
                 du = dx * dl
