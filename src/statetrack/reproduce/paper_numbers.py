@@ -19,39 +19,36 @@ TABLE3_COLUMNS = {
     "modarith-brackets-mult": "Mod. arith. (w/ brackets, *)",
 }
 
+
+def _by_column(rows: dict[str, tuple]) -> dict[str, dict[str, object]]:
+    """model -> values in the order of TABLE3_COLUMNS  ->  model -> {task: value}."""
+    return {m: dict(zip(TABLE3_COLUMNS, vals, strict=True)) for m, vals in rows.items()}
+
+
 # Table 3: best of 3 seeds at the lr chosen by the median over seeds; scaled accuracy [V].
 # The 4th column is not in the camera-ready Table 3: those values come from a third-party note on an earlier
 # arXiv version whose "w/ brackets" column is most likely the multiplication variant [S] (paper.md 5.1.4).
-TABLE3 = {
-    "Transformer": {"parity": 0.022, "modarith": 0.031, "modarith-brackets": 0.067, "modarith-brackets-mult": 0.025},
-    "mLSTM": {"parity": 0.087, "modarith": 0.040, "modarith-brackets": 0.114, "modarith-brackets-mult": 0.034},
-    "sLSTM": {"parity": 1.000, "modarith": 0.787, "modarith-brackets": 0.178, "modarith-brackets-mult": 0.173},
-    "Mamba [0,1]": {"parity": 0.000, "modarith": 0.095, "modarith-brackets": 0.123, "modarith-brackets-mult": 0.092},
-    "Mamba [-1,1]": {"parity": 1.000, "modarith": 0.241, "modarith-brackets": 0.116, "modarith-brackets-mult": 0.136},
-    "DeltaNet [0,1]": {"parity": 0.017, "modarith": 0.314, "modarith-brackets": 0.194,
-                       "modarith-brackets-mult": 0.137},
-    "DeltaNet [-1,1]": {"parity": 1.000, "modarith": 0.971, "modarith-brackets": 0.260,
-                        "modarith-brackets-mult": 0.200},
-}  # fmt: skip
+TABLE3 = _by_column({  # columns in the order of TABLE3_COLUMNS
+    "Transformer":      (0.022, 0.031, 0.067, 0.025),
+    "mLSTM":            (0.087, 0.040, 0.114, 0.034),
+    "sLSTM":            (1.000, 0.787, 0.178, 0.173),
+    "Mamba [0,1]":      (0.000, 0.095, 0.123, 0.092),
+    "Mamba [-1,1]":     (1.000, 0.241, 0.116, 0.136),
+    "DeltaNet [0,1]":   (0.017, 0.314, 0.194, 0.137),
+    "DeltaNet [-1,1]":  (1.000, 0.971, 0.260, 0.200),
+})  # fmt: skip
 TABLE3_UNVERIFIED_COLUMNS = ("modarith-brackets-mult",)
 
 # Table 5: median +- MAD over 3 seeds [V]; 4th column read as "w/ brackets, mult".
-TABLE5 = {
-    "Transformer": {"parity": (0.003, 0.013), "modarith": (0.018, 0.009), "modarith-brackets": (0.064, 0.003),
-                    "modarith-brackets-mult": (0.025, 0.000)},
-    "mLSTM": {"parity": (0.018, 0.035), "modarith": (0.027, 0.013), "modarith-brackets": (0.114, 0.000),
-              "modarith-brackets-mult": (0.034, 0.001)},
-    "sLSTM": {"parity": (1.000, 0.000), "modarith": (0.124, 0.000), "modarith-brackets": (0.163, 0.015),
-              "modarith-brackets-mult": (0.153, 0.020)},
-    "Mamba [0,1]": {"parity": (0.000, 0.000), "modarith": (0.066, 0.029), "modarith-brackets": (0.116, 0.007),
-                    "modarith-brackets-mult": (0.072, 0.008)},
-    "Mamba [-1,1]": {"parity": (1.000, 0.000), "modarith": (0.214, 0.027), "modarith-brackets": (0.098, 0.009),
-                     "modarith-brackets-mult": (0.126, 0.010)},
-    "DeltaNet [0,1]": {"parity": (0.010, 0.005), "modarith": (0.214, 0.056), "modarith-brackets": (0.162, 0.018),
-                       "modarith-brackets-mult": (0.113, 0.009)},
-    "DeltaNet [-1,1]": {"parity": (0.999, 0.006), "modarith": (0.826, 0.146), "modarith-brackets": (0.227, 0.011),
-                        "modarith-brackets-mult": (0.129, 0.016)},
-}  # fmt: skip
+TABLE5 = _by_column({  # (median, MAD) per column
+    "Transformer":      ((0.003, 0.013), (0.018, 0.009), (0.064, 0.003), (0.025, 0.000)),
+    "mLSTM":            ((0.018, 0.035), (0.027, 0.013), (0.114, 0.000), (0.034, 0.001)),
+    "sLSTM":            ((1.000, 0.000), (0.124, 0.000), (0.163, 0.015), (0.153, 0.020)),
+    "Mamba [0,1]":      ((0.000, 0.000), (0.066, 0.029), (0.116, 0.007), (0.072, 0.008)),
+    "Mamba [-1,1]":     ((1.000, 0.000), (0.214, 0.027), (0.098, 0.009), (0.126, 0.010)),
+    "DeltaNet [0,1]":   ((0.010, 0.005), (0.214, 0.056), (0.162, 0.018), (0.113, 0.009)),
+    "DeltaNet [-1,1]":  ((0.999, 0.006), (0.826, 0.146), (0.227, 0.011), (0.129, 0.016)),
+})  # fmt: skip
 
 # Claims checked on our runs. Each: (experiment, text, check) with check one of
 #   ("ge"|"le", task, model, threshold)  on the Table 3 statistic (best of 3) or, for figures, on the stated metric

@@ -81,51 +81,61 @@ def _claims_md(claims: list[dict]) -> str:
     return "\n## Targets and claims\n\n" + _md_table(["claim", "ours", "reference", "verdict"], rows) + "\n"
 
 
-def table3_md(cells, models, claims, head: str) -> str:
-    cols = list(TABLE3_COLUMNS)
+def _vs_paper(cells, models, ours_of, paper_of, text_of) -> tuple[list[list[str]], list[str]]:
+    """A model x Table 3 column table of (ours, paper) cells: (rows, the miss lines of :func:`_misses`).
+
+    ours_of(cell) -> our value or None; paper_of(model, task) -> the paper's value; text_of(ours, cell, model,
+    task) -> the cell's text (cell None where no run has a result; a note on missing or diverged runs is added)."""
     rows, miss_rows = [], []
     for m in models:
         r = [m]
-        for t in cols:
+        for t in TABLE3_COLUMNS:
             c = cells.get((m, t))
-            paper = TABLE3[m][t]
-            mark = "†" if t in TABLE3_UNVERIFIED_COLUMNS else ""
-            ours = c["best"] if c else None
-            gap = "" if ours is None else f", {ours - paper:+.3f}"
-            r.append(f"{_f(ours)} (paper {paper:.3f}{mark}{gap}){_runs_note(c) if c else ''}")
-            miss_rows.append((m, TABLE3_COLUMNS[t], ours, paper))
+            ours = ours_of(c) if c else None
+            r.append(text_of(ours, c, m, t) + (_runs_note(c) if c else ""))
+            miss_rows.append((m, TABLE3_COLUMNS[t], ours, paper_of(m, t)))
         rows.append(r)
-    lr_rows = [[m, *(f"{c['lr']:g}" if (c := cells.get((m, t))) and c["lr"] is not None else "—" for t in cols)]
-               for m in models]  # fmt: skip
-    misses = _misses(miss_rows)
+    return rows, _misses(miss_rows)
+
+
+def _misses_md(title: str, misses: list[str], claims: list[dict]) -> str:
+    return (
+        f"### {title} (by more than {MISS_TOL})\n\n"
+        + ("\n".join(misses) if misses else "none")
+        + "\n"
+        + _claims_md(claims)
+    )
+
+
+def table3_md(cells, models, claims, head: str) -> str:
+    def text(ours, cell, m, t):
+        paper, mark = TABLE3[m][t], "†" if t in TABLE3_UNVERIFIED_COLUMNS else ""
+        gap = "" if ours is None else f", {ours - paper:+.3f}"
+        return f"{_f(ours)} (paper {paper:.3f}{mark}{gap})"
+
+    rows, misses = _vs_paper(cells, models, lambda c: c["best"], lambda m, t: TABLE3[m][t], text)
+    lr_rows = [[m, *(f"{c['lr']:g}" if (c := cells.get((m, t))) and c["lr"] is not None else "—"
+                     for t in TABLE3_COLUMNS)] for m in models]  # fmt: skip
     return (head + "## Table 3: best of the seeds at the lr chosen by the median over seeds (scaled accuracy)\n\n"
             + _md_table(["model", *TABLE3_COLUMNS.values()], rows)
             + "\n\nCells: ours (paper, ours − paper). † not in the camera-ready Table 3: an earlier arXiv version's "
             "'w/ brackets' column, most likely the `*` variant (unverified, paper.md 5.1.4). Test: the task's fixed "
             "test set, lengths 40-256, trained on 3-40.\n\n### Chosen learning rates\n\n"
             + _md_table(["model", *TABLE3_COLUMNS.values()], lr_rows)
-            + "\n\n### Where ours misses the paper (by more than "
-            f"{MISS_TOL})\n\n" + ("\n".join(misses) if misses else "none") + "\n" + _claims_md(claims))  # fmt: skip
+            + "\n\n" + _misses_md("Where ours misses the paper", misses, claims))  # fmt: skip
 
 
 def table5_md(cells, models, claims, head: str) -> str:
-    cols = list(TABLE3_COLUMNS)
-    rows, miss_rows = [], []
-    for m in models:
-        r = [m]
-        for t in cols:
-            c = cells.get((m, t))
-            pm, pd = TABLE5[m][t]
-            ours = None if not c or c["median"] is None else f"{c['median']:.3f} ± {c['mad']:.3f}"
-            r.append(f"{ours or '—'} (paper {pm:.3f} ± {pd:.3f}){_runs_note(c) if c else ''}")
-            miss_rows.append((m, TABLE3_COLUMNS[t], c["median"] if c else None, pm))
-        rows.append(r)
-    misses = _misses(miss_rows)
+    def text(ours, cell, m, t):
+        pm, pd = TABLE5[m][t]
+        mad = "" if ours is None else f" ± {cell['mad']:.3f}"
+        return f"{_f(ours)}{mad} (paper {pm:.3f} ± {pd:.3f})"
+
+    rows, misses = _vs_paper(cells, models, lambda c: c["median"], lambda m, t: TABLE5[m][t][0], text)
     return (head + "## Table 5: median ± MAD over seeds at the chosen lr (scaled accuracy)\n\n"
             + _md_table(["model", *TABLE3_COLUMNS.values()], rows)
             + "\n\nCells: ours (paper). The lr of each cell is the one of Table 3 (highest median).\n\n"
-            f"### Where our median misses the paper's (by more than {MISS_TOL})\n\n"
-            + ("\n".join(misses) if misses else "none") + "\n" + _claims_md(claims))  # fmt: skip
+            + _misses_md("Where our median misses the paper's", misses, claims))  # fmt: skip
 
 
 def figure1_md(cells, claims, head: str) -> str:
