@@ -14,6 +14,18 @@ _HELP = {
 }
 
 
+# the on/off options, in the order command_line records them (--dry-run never reaches it: it trains nothing)
+_SWITCHES = {
+    "--report-only": "train nothing; write the outputs from cached runs (runs made on GPUs: add --device cuda, no "
+    "GPU needed)",
+    "--keep-checkpoints": "keep each run's final checkpoint.pt",
+    "--no-progress": "no progress bar",
+    "--compile": "torch.compile each model on GPUs (~2x the steps/s; the same runs)",
+    "--mps": "share each GPU between the worker processes through NVIDIA MPS (started for the sweep if none runs)",
+    "--dry-run": "list the runs and their cache state; train nothing",
+}
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "reproduce",
@@ -46,23 +58,8 @@ def register(sub) -> None:
         default=None,
         help="I/N: train only every N-th run of the plan from the I-th, cached ones skipped (cluster array jobs; docs)",
     )
-    p.add_argument(
-        "--report-only",
-        action="store_true",
-        help="train nothing; write the outputs from cached runs "
-        "(runs made on GPUs: add --device cuda, no GPU needed)",
-    )
-    p.add_argument(
-        "--compile", action="store_true", help="torch.compile each model on GPUs (~2x the steps/s; the same runs)"
-    )
-    p.add_argument(
-        "--mps",
-        action="store_true",
-        help="share each GPU between the worker processes through NVIDIA MPS (started for the sweep if none runs)",
-    )
-    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's final checkpoint.pt")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their cache state; train nothing")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for flag, text in _SWITCHES.items():
+        p.add_argument(flag, action="store_true", help=text)
     p.set_defaults(func=run)
 
 
@@ -108,9 +105,5 @@ def command_line(args) -> list[str]:
                       ("--steps", args.steps), ("--shard", args.shard)):  # fmt: skip
         if val is not None:
             argv += [flag, str(val)]
-    for flag, on in (("--report-only", args.report_only), ("--keep-checkpoints", args.keep_checkpoints),
-                     ("--no-progress", args.no_progress), ("--compile", getattr(args, "compile", False)),
-                     ("--mps", getattr(args, "mps", False))):  # fmt: skip
-        if on:
-            argv.append(flag)
+    argv += [flag for flag in _SWITCHES if getattr(args, flag[2:].replace("-", "_"), False)]
     return argv

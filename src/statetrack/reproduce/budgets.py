@@ -49,8 +49,8 @@ _SMOKE_NOTE = "SMOKE budget: tiny models, a handful of steps, {grid}; for testin
 BUDGETS: dict[str, dict[str, Budget]] = {
     "table3": {
         "paper": Budget(100_000, _CHOMSKY_LRS, (0, 1, 2), ckpt_every=5000),
-        # 1,000 steps: measured step costs on an H100 (benchmarks/results/gpu_sharing_h100.md, train_loop_h100.md)
-        # put all 336 runs at ~30 min with --compile (and --mps); 2,000 would take about an hour
+        # 1,000 steps: all 336 runs in ~25 min of one H100 with --compile --mps; 2,000 would take about an hour
+        # (docs/reproduce.md, "Sharing a GPU, and why the quick budgets are the sizes they are")
         "quick": Budget(1000, _CHOMSKY_LRS, (0, 1, 2),
                         note="quick budget: 1,000 steps per run instead of the paper's 100,000 (same models, "
                         "batch, optimiser, lr grid, seeds and 8,192-sequence test set)."),
@@ -66,7 +66,8 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     },
     "figure4": {
         "paper": Budget(312_500, (1e-4,), (0, 1, 2), ckpt_every=10_000),
-        # 2,500 steps: ~20 min of an H100 for the 84 runs with --compile (estimated from measured step costs)
+        # 2,500 steps: ~20 min of an H100 for the 84 runs with --compile (estimated from measured step costs,
+        # docs/reproduce.md)
         # checkpoints every 500 steps: a sweep cut by a time limit resumes its runs instead of restarting them
         "quick": Budget(2500, (1e-4,), (0, 1, 2), eval_size="small", test_size_small=8192, ckpt_every=500,
                         note="quick budget: 2,500 steps per run instead of the paper's 312,500 (100 epochs of 1.6M), "

@@ -2,7 +2,7 @@
 
 Processes that share a GPU without MPS take turns on it; with MPS their kernels run at the same time. On the
 H100 that made 6 Table 3 runs train 1.2x (DeltaNet) to 1.9x (sLSTM) faster together than one after the other
-(benchmarks/results/gpu_sharing_h100.md). MPS is a user-level daemon that ships with the driver
+(docs/reproduce.md, "Sharing a GPU"). MPS is a user-level daemon that ships with the driver
 (``nvidia-cuda-mps-control``); it changes no setting of the GPU. If one is already serving this process's
 environment (``CUDA_MPS_PIPE_DIRECTORY`` holds its control pipe), it is used as it is; otherwise one is started
 with its pipe and log folders in a temporary folder, the workers (spawned afterwards) inherit the environment
