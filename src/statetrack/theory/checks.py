@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from statetrack.ops import delta_rule, delta_rule_step, value_checks
+from statetrack.ops import delta_rule, delta_rule_step, diag_scan, value_checks
 
 _BITS = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
 
@@ -149,8 +149,6 @@ def _delta_batch(kind: str, R: int, K: int, g: torch.Generator, dtype: torch.dty
 def _diag_batch(kind: str, R: int, K: int, g: torch.Generator, dtype: torch.dtype, cdt: torch.dtype):
     """R random diagonal (Mamba-style) layers frozen at x = 1: a uniform in the range (1/8 of the models with
     one entry exactly at its bottom), random b and initial state."""
-    from statetrack.ops import diag_scan
-
     name, (lo, hi) = _DIAG_FAMILIES[kind]
     a = lo + (hi - lo) * torch.rand(R, 1, K, generator=g, dtype=torch.float64)
     a[: max(1, R // 8), 0, 0] = lo
@@ -162,14 +160,6 @@ def _diag_batch(kind: str, R: int, K: int, g: torch.Generator, dtype: torch.dtyp
         return diag_scan(a, b, initial_state=s, output_final_state=True)[1]
 
     return [name] * R, step, s0
-
-
-def _has_diag_scan() -> bool:
-    try:
-        from statetrack.ops import diag_scan
-    except ImportError:
-        return False
-    return callable(diag_scan)  # while it is being written, the name is only the sub-package
 
 
 DEFAULT_HORIZONS = {torch.bfloat16: 2500, torch.float16: 6000, torch.float32: 10000}
@@ -194,18 +184,24 @@ def eventual_periods(
     if kind not in _DELTA_FAMILIES:
         raise ValueError(f"kind must be 'nonneg' or 'real', got {kind!r}")
     horizons = {**DEFAULT_HORIZONS, **(horizons or {})}
-    builders = [_delta_batch] + ([_diag_batch] if _has_diag_scan() else [])
+    builders = [_delta_batch, _diag_batch]
     out = []
     for bi, build in enumerate(builders):
-        for di, dt in enumerate(dtypes):
+        for di, dtype in enumerate(dtypes):
             g = torch.Generator().manual_seed(seed * 1000 + bi * 10 + di)
-            cdt = _compute_dtype(dt) if wide else dt
-            names, step, s0 = build(kind, models, dim, g, dt, cdt)
-            periods, transients = _orbit(step, s0, horizons[dt], dt, cdt)
+            cdt = _compute_dtype(dtype) if wide else dtype
+            names, step, s0 = build(kind, models, dim, g, dtype, cdt)
+            periods, transients = _orbit(step, s0, horizons[dtype], dtype, cdt)
             for name in dict.fromkeys(names):
                 idx = [i for i, nm in enumerate(names) if nm == name]
                 out.append(
-                    OrbitResult(name, _name(dt), horizons[dt], [periods[i] for i in idx], [transients[i] for i in idx])
+                    OrbitResult(
+                        name,
+                        dtype_name(dtype),
+                        horizons[dtype],
+                        [periods[i] for i in idx],
+                        [transients[i] for i in idx],
+                    )
                 )
     return out
 
@@ -213,26 +209,23 @@ def eventual_periods(
 def parity_orbit(dtypes=(torch.bfloat16, torch.float16, torch.float32), horizon: int = 3000) -> list[OrbitResult]:
     """The parity constructions on 1^k: period 2 (they alternate forever) in every dtype."""
     out = []
-    for dt in dtypes:
-        cdt = _compute_dtype(dt)
+    for dtype in dtypes:
+        cdt = _compute_dtype(dtype)
         q, k, v = torch.zeros(1, 1, 1, dtype=cdt), torch.ones(1, 1, 1, dtype=cdt), torch.zeros(1, 1, 1, dtype=cdt)
         beta = torch.full((1, 1), 2.0, dtype=cdt)
 
         def step(s, q=q, k=k, v=v, beta=beta):
             return delta_rule_step(q, k, v, beta, s)[1]
 
-        p, t = _orbit(step, torch.full((1, 1, 1, 1), -1.0), horizon, dt)
-        out.append(OrbitResult("parity, DeltaNet reflection (Thm 3)", _name(dt), horizon, p, t))
-        if _has_diag_scan():
-            from statetrack.ops import diag_scan
+        p, t = _orbit(step, torch.full((1, 1, 1, 1), -1.0), horizon, dtype)
+        out.append(OrbitResult("parity, DeltaNet reflection (Thm 3)", dtype_name(dtype), horizon, p, t))
+        a1, b1 = torch.full((1, 1, 1), -1.0, dtype=cdt), torch.ones(1, 1, 1, dtype=cdt)
 
-            a1, b1 = torch.full((1, 1, 1), -1.0, dtype=cdt), torch.ones(1, 1, 1, dtype=cdt)
+        def step2(s, a1=a1, b1=b1):
+            return diag_scan(a1, b1, initial_state=s, output_final_state=True)[1]
 
-            def step2(s, a1=a1, b1=b1):
-                return diag_scan(a1, b1, initial_state=s, output_final_state=True)[1]
-
-            p, t = _orbit(step2, torch.zeros(1, 1), horizon, dt)
-            out.append(OrbitResult("parity, scalar a(1) = -1", _name(dt), horizon, p, t))
+        p, t = _orbit(step2, torch.zeros(1, 1), horizon, dtype)
+        out.append(OrbitResult("parity, scalar a(1) = -1", dtype_name(dtype), horizon, p, t))
     return out
 
 
@@ -245,9 +238,9 @@ def rotation_orbit(
     from ._lrnn import reflection_key
 
     out = []
-    for dt in dtypes:
+    for dtype in dtypes:
         keys = torch.tensor([reflection_key(0.0), reflection_key(2 * math.pi / m)], dtype=torch.float64)
-        k = torch.nn.functional.normalize(_on_grid(keys[None, :, None, :], dt), dim=-1)  # [1, n_h = 2, 1, 2]
+        k = torch.nn.functional.normalize(_on_grid(keys[None, :, None, :], dtype), dim=-1)  # [1, n_h = 2, 1, 2]
         cdt = k.dtype
         q, v = torch.zeros(1, 1, 2, dtype=cdt), torch.zeros(1, 2, 1, 1, dtype=cdt)
         beta = torch.full((1, 2, 1), 2.0, dtype=cdt)
@@ -256,22 +249,23 @@ def rotation_orbit(
             return delta_rule_step(q, k, v, beta, s)[1]
 
         s0 = torch.tensor([1.0, 0.0]).reshape(1, 1, 2, 1)
-        p, t = _orbit(step, s0, horizon, dt)
+        p, t = _orbit(step, s0, horizon, dtype)
         # the decoded label along the orbit, from the last 4m states
         ang = torch.arange(m, dtype=torch.float64) * 2 * math.pi / m
         D = torch.stack([ang.cos(), ang.sin()], -1)
-        s, labels = s0.to(dt), []
+        s, labels = s0.to(dtype), []
         for _ in range(horizon):
-            s = step(s.to(cdt)).to(dt)
+            s = step(s.to(cdt)).to(dtype)
             labels.append(int((D @ s.double().reshape(2)).argmax()))
         tail = labels[-4 * m :]
         dec = next((pp for pp in range(1, 2 * m + 1) if all(tail[i] == tail[i + pp] for i in range(2 * m))), 0)
-        out.append(OrbitResult(f"Z_{m} rotation (Thm 3)", _name(dt), horizon, p, t, {"decoded_period": dec}))
+        out.append(OrbitResult(f"Z_{m} rotation (Thm 3)", dtype_name(dtype), horizon, p, t, {"decoded_period": dec}))
     return out
 
 
-def _name(dt: torch.dtype) -> str:
-    return str(dt).replace("torch.", "")
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.bfloat16 -> "bfloat16"."""
+    return str(dtype).replace("torch.", "")
 
 
 # ---- Proposition 1 -------------------------------------------------------------------------------------------

@@ -251,7 +251,7 @@ def _orbit_summary(results, allowed: set[int]) -> tuple[str, bool, dict]:
 
 def _horizons(results) -> str:
     h = {r.dtype: r.horizon for r in results}
-    return ", ".join(f"{dt} {n:,} steps" for dt, n in h.items())
+    return ", ".join(f"{dtype} {n:,} steps" for dtype, n in h.items())
 
 
 def check_rows(quick: bool = False, seed: int = 0) -> Iterable[Row]:
@@ -260,7 +260,7 @@ def check_rows(quick: bool = False, seed: int = 0) -> Iterable[Row]:
     horizons = {torch.bfloat16: 600, torch.float16: 600, torch.float32: 600} if quick else None
     models = 8 if quick else 32
     samples = 50 if quick else 400
-    dtype_names = "/".join(checks._name(d) for d in dtypes)
+    dtype_names = "/".join(checks.dtype_name(d) for d in dtypes)
 
     def orbits(kind: str, statement: str, allowed: set[int], must: str) -> Row:
         res = checks.eventual_periods(kind, dtypes=dtypes, models=models, horizons=horizons, seed=seed)
