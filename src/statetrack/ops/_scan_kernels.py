@@ -40,3 +40,24 @@ def selective_transition(delta_A, min_eigenvalue):
     needs e itself; a forward that does not is compiled without it."""
     e = tl.exp(delta_A)
     return e, min_eigenvalue + (1.0 - min_eigenvalue) * e
+
+
+@triton.jit
+def selective_program_inputs(
+    A_ptr, D_ptr, s_ptr, i_b, off_dn, m_dn, o_d, m_d, Dm, N,
+    BDm: tl.constexpr, BN: tl.constexpr, USE_D: tl.constexpr, USE_S: tl.constexpr,
+):  # fmt: skip
+    """What a selective-scan program loads once for its (sequence i_b, channels o_d): A [BDm, BN] (0 on padding
+    lanes, so a = 1 there: the identity), D [BDm] (zeros without USE_D) and the [BDm, BN] fp32 state it starts from,
+    read at ``s_ptr`` [Bt, Dm, N] (the initial state forward, the final-state gradient backward; zeros without
+    USE_S)."""
+    A = tl.load(A_ptr + off_dn, mask=m_dn, other=0.0).to(tl.float32)
+    if USE_D:
+        Dv = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+    else:
+        Dv = tl.zeros([BDm], dtype=tl.float32)
+    if USE_S:
+        s = tl.load(s_ptr + i_b * Dm * N + off_dn, mask=m_dn, other=0.0).to(tl.float32)
+    else:
+        s = tl.zeros([BDm, BN], dtype=tl.float32)
+    return A, Dv, s

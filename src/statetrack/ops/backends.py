@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ._checks import refuse_off_path, require_chunk_size, require_config, resolve_backend
 from ._triton import interpreter_requested, triton_installed
 
 
@@ -35,3 +36,18 @@ def auto_order(device: torch.device) -> tuple[str, ...]:
     """The order ``backend="auto"`` tries: the kernels first on CUDA; elsewhere the torch path, as the interpreter
     is only a test harness there. The first available one runs."""
     return ("triton", "torch", "naive") if device.type == "cuda" else ("torch", "naive")
+
+
+def choose_backend(
+    backend: str, device: torch.device, dtype: torch.dtype, *, chunk_size: int | None = None,
+    triton_config: dict | None = None, triton_keys: Sequence[str] = (),
+) -> tuple[str, dict]:  # fmt: skip
+    """The backend a scan runs (``backend``, or for "auto" the first available in :func:`auto_order`), after checking
+    its tuning arguments: ``chunk_size`` only for "torch", ``triton_config`` (keys among ``triton_keys``) only for
+    "triton"; either given elsewhere raises. Returns (backend name, triton_config as a dict, empty if None)."""
+    require_chunk_size(chunk_size)
+    config = require_config("triton_config", triton_config, triton_keys)
+    name = resolve_backend(backend, available_backends(device, dtype), device, auto_order(device))
+    refuse_off_path("chunk_size", chunk_size, f"backend={name!r}", "backend='torch'")
+    refuse_off_path("triton_config", triton_config, f"backend={name!r}", "backend='triton'")
+    return name, config

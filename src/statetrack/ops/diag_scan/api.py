@@ -5,19 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor
 
-from .._checks import (
-    refuse_off_path,
-    require_chunk_size,
-    require_config,
-    require_float,
-    require_range,
-    require_same_device,
-    require_state,
-    resolve_backend,
-    state_dtype,
-)
-from ..backends import auto_order, available_backends
+from .._checks import require_float, require_range, require_same_device, require_state, state_dtype
+from ..backends import choose_backend
 from .naive import diag_scan_naive
 from .scan import default_chunk_size, diag_scan_chunk
 from .triton import DIAG_KEYS, diag_scan_triton
@@ -44,15 +35,9 @@ def _check_diag(a, b, state, state_name: str, with_time: bool) -> tuple[torch.dt
 
 
 def diag_scan(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    *,
-    initial_state: torch.Tensor | None = None,
-    output_final_state: bool = False,
-    backend: str = "auto",
-    chunk_size: int | None = None,
-    triton_config: dict | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    a: Tensor, b: Tensor, *, initial_state: Tensor | None = None, output_final_state: bool = False,
+    backend: str = "auto", chunk_size: int | None = None, triton_config: dict | None = None,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
     """Signed diagonal linear recurrence h_t = a_t * h_{t-1} + b_t (elementwise), a_t in [-1, 1].
 
     Negative, zero and unit decays are exact: decays are multiplied, never divided or logged.
@@ -76,11 +61,8 @@ def diag_scan(
         (h [B, T, ...] in the promoted input dtype, final state [B, ...] or None).
     """
     out_dtype, sdt = _check_diag(a, b, initial_state, "initial_state", with_time=True)
-    require_chunk_size(chunk_size)
-    config = require_config("triton_config", triton_config, DIAG_KEYS)
-    name = resolve_backend(backend, available_backends(a.device, out_dtype), a.device, auto_order(a.device))
-    refuse_off_path("chunk_size", chunk_size, f"backend={name!r}", "backend='torch'")
-    refuse_off_path("triton_config", triton_config, f"backend={name!r}", "backend='triton'")
+    name, config = choose_backend(backend, a.device, out_dtype, chunk_size=chunk_size, triton_config=triton_config,
+                                  triton_keys=DIAG_KEYS)  # fmt: skip
     B, T = a.shape[:2]
     if name == "triton" and T == 0:
         name = "torch"  # nothing to launch; the torch path returns the initial state with its gradient wired
@@ -99,9 +81,7 @@ def diag_scan(
     return h.to(out_dtype), (final if output_final_state else None)
 
 
-def diag_scan_step(
-    a: torch.Tensor, b: torch.Tensor, state: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def diag_scan_step(a: Tensor, b: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One step of :func:`diag_scan`: h = a * state + b, continuing from its final state.
 
     a, b [B, ...]; state [B, ...] in the state dtype (zeros if None). Returns (h in the promoted input dtype,

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from .._checks import (
     check_min_eigenvalue,
     refuse_off_path,
-    require_chunk_size,
-    require_config,
     require_float,
     require_range,
     require_same_device,
     require_shape,
     require_state,
-    resolve_backend,
     state_dtype,
 )
 from .._triton import sm_count
-from ..backends import auto_order, available_backends
+from ..backends import choose_backend
 from ..diag_scan.scan import default_chunk_size
 from .chunk import selective_scan_chunk
 from .naive import selective_scan_naive, selective_step
@@ -66,22 +64,10 @@ def _cast(tensors, dtype: torch.dtype, only_fp64: bool = False) -> list:
 
 
 def selective_scan(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    *,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    min_eigenvalue: float = -1.0,
-    initial_state: torch.Tensor | None = None,
-    output_final_state: bool = False,
-    backend: str = "auto",
-    algorithm: str = "auto",
-    chunk_size: int | None = None,
-    triton_config: dict | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, *, D: Tensor | None = None, z: Tensor | None = None,
+    min_eigenvalue: float = -1.0, initial_state: Tensor | None = None, output_final_state: bool = False,
+    backend: str = "auto", algorithm: str = "auto", chunk_size: int | None = None, triton_config: dict | None = None,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
     """Mamba-1 selective scan with decays in [min_eigenvalue, 1], time-major.
 
     Per channel d and state index n: a = m + (1 - m) exp(delta_t A), h_t = a * h_{t-1} + delta_t u_t B_t,
@@ -119,11 +105,8 @@ def selective_scan(
     """
     sdt = _check_selective(u, delta, A, B, C, D, z, initial_state, "initial_state", with_time=True)
     min_eigenvalue = check_min_eigenvalue(min_eigenvalue)
-    require_chunk_size(chunk_size)
-    config = require_config("triton_config", triton_config, TILES_KEYS + STEPS_KEYS)
-    name = resolve_backend(backend, available_backends(u.device, u.dtype), u.device, auto_order(u.device))
-    refuse_off_path("chunk_size", chunk_size, f"backend={name!r}", "backend='torch'")
-    refuse_off_path("triton_config", triton_config, f"backend={name!r}", "backend='triton'")
+    name, config = choose_backend(backend, u.device, u.dtype, chunk_size=chunk_size, triton_config=triton_config,
+                                  triton_keys=TILES_KEYS + STEPS_KEYS)  # fmt: skip
     Bt, T, Dm = u.shape
     N = A.shape[1]
     if name == "triton":
@@ -146,17 +129,9 @@ def selective_scan(
 
 
 def selective_scan_step(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    state: torch.Tensor | None = None,
-    *,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    min_eigenvalue: float = -1.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor | None = None, *,
+    D: Tensor | None = None, z: Tensor | None = None, min_eigenvalue: float = -1.0,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One decoding token of :func:`selective_scan`, continuing from its final state.
 
     u, delta, z [Bt, Dm]; A [Dm, N]; B, C [Bt, N]; D [Dm]; state [Bt, Dm, N] in the state dtype (zeros if None).

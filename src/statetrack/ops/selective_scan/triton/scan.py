@@ -52,17 +52,8 @@ class SelectiveScanTritonFn(torch.autograd.Function):
 
 @torch.compiler.disable  # Dynamo cannot trace a Triton launch inside an autograd.Function: eager in compiled graphs
 def selective_scan_triton(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    min_eigenvalue: float = -1.0,
-    initial_state: torch.Tensor | None = None,
-    **config,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    u, delta, A, B, C, D=None, z=None, min_eigenvalue: float = -1.0, initial_state=None, **config
+):
     """Selective scan on Triton, fp32 state and accumulation.
 
     u, delta, z: [Bt, T, Dm]; A: [Dm, N]; B, C: [Bt, T, N]; D: [Dm] or None; z or None; initial_state [Bt, Dm, N]

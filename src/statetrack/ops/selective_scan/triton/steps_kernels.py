@@ -14,7 +14,7 @@ that the backward's scratch is per program, not per item.
 import triton
 import triton.language as tl
 
-from ..._scan_kernels import selective_transition
+from ..._scan_kernels import selective_program_inputs, selective_transition
 
 
 @triton.jit
@@ -68,36 +68,12 @@ def _bwd_in(scr, off_s, j, u_ptr, dl_ptr, B_ptr, C_ptr, dy_ptr, z_ptr, row, o_d,
 
 @triton.jit
 def sel_steps_fwd_kernel(
-    u_ptr,
-    dl_ptr,
-    A_ptr,
-    B_ptr,
-    C_ptr,
-    D_ptr,
-    z_ptr,
-    h0_ptr,
-    y_ptr,
-    ht_ptr,
-    ck_ptr,
-    min_eigenvalue,
-    T,
-    Dm,
-    N,
-    NCK,
-    n_work,
-    ITEMS,
-    BDm: tl.constexpr,
-    BN: tl.constexpr,
-    CK: tl.constexpr,
-    ITEMS_I: tl.constexpr,
-    T_I: tl.constexpr,
-    PREFETCH: tl.constexpr,
-    UNROLL: tl.constexpr,
-    USE_D: tl.constexpr,
-    USE_Z: tl.constexpr,
-    USE_H0: tl.constexpr,
+    u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, h0_ptr, y_ptr, ht_ptr, ck_ptr,
+    min_eigenvalue, T, Dm, N, NCK, n_work, ITEMS,
+    BDm: tl.constexpr, BN: tl.constexpr, CK: tl.constexpr, ITEMS_I: tl.constexpr, T_I: tl.constexpr,
+    PREFETCH: tl.constexpr, UNROLL: tl.constexpr, USE_D: tl.constexpr, USE_Z: tl.constexpr, USE_H0: tl.constexpr,
     STORE_CK: tl.constexpr,
-):
+):  # fmt: skip
     """Persistent grid; items (sequence, channel block). u, delta, z, y [Bt, T, Dm]; A [Dm, N]; B, C [Bt, T, N];
     D [Dm]; h0, ht [Bt, Dm, N] fp32; ck [Bt, NCK, Dm, N] fp32: the state entering steps 0, CK, 2 CK, ..."""
     n_d = tl.cdiv(Dm, BDm)
@@ -105,13 +81,8 @@ def sel_steps_fwd_kernel(
     for i in range(0, ITEMS_I if ITEMS_I > 0 else ITEMS):
         i_b, _, o_d, m_d, off_dn, m_dn, w_ok = _item(i, n_work, n_d, Dm, N, BDm, BN)
         m_n = (o_n < N) & w_ok
-        A = tl.load(A_ptr + off_dn, mask=m_dn, other=0.0).to(tl.float32)
-        if USE_D:
-            Dv = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-        if USE_H0:
-            s = tl.load(h0_ptr + i_b * Dm * N + off_dn, mask=m_dn, other=0.0).to(tl.float32)
-        else:
-            s = tl.zeros([BDm, BN], dtype=tl.float32)
+        A, Dv, s = selective_program_inputs(A_ptr, D_ptr, h0_ptr, i_b, off_dn, m_dn, o_d, m_d, Dm, N, BDm, BN, USE_D,
+                                            USE_H0)  # fmt: skip
         r0 = i_b * T
         if PREFETCH:
             u_n, dl_n, B_n, C_n, z_n = _fwd_in(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, r0, o_d, m_d, o_n, m_n, Dm, N, USE_Z)
@@ -141,44 +112,12 @@ def sel_steps_fwd_kernel(
 
 @triton.jit
 def sel_steps_bwd_kernel(
-    u_ptr,
-    dl_ptr,
-    A_ptr,
-    B_ptr,
-    C_ptr,
-    D_ptr,
-    z_ptr,
-    ck_ptr,
-    dy_ptr,
-    dht_ptr,
-    scr_ptr,
-    du_ptr,
-    ddl_ptr,
-    dA_ptr,
-    dB_ptr,
-    dC_ptr,
-    dD_ptr,
-    dz_ptr,
-    dh0_ptr,
-    min_eigenvalue,
-    T,
-    Dm,
-    N,
-    NCK,
-    NB,
-    n_work,
-    ITEMS,
-    BDm: tl.constexpr,
-    BN: tl.constexpr,
-    CK: tl.constexpr,
-    ITEMS_I: tl.constexpr,
-    NCK_I: tl.constexpr,
-    PREFETCH: tl.constexpr,
-    UNROLL: tl.constexpr,
-    USE_D: tl.constexpr,
-    USE_Z: tl.constexpr,
-    USE_DHT: tl.constexpr,
-):
+    u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, ck_ptr, dy_ptr, dht_ptr, scr_ptr, du_ptr, ddl_ptr, dA_ptr,
+    dB_ptr, dC_ptr, dD_ptr, dz_ptr, dh0_ptr,
+    min_eigenvalue, T, Dm, N, NCK, NB, n_work, ITEMS,
+    BDm: tl.constexpr, BN: tl.constexpr, CK: tl.constexpr, ITEMS_I: tl.constexpr, NCK_I: tl.constexpr,
+    PREFETCH: tl.constexpr, UNROLL: tl.constexpr, USE_D: tl.constexpr, USE_Z: tl.constexpr, USE_DHT: tl.constexpr,
+):  # fmt: skip
     """Persistent grid; same layouts as the forward; dy [Bt, T, Dm], dht [Bt, Dm, N] fp32; scr [programs, CK, BDm,
     BN] fp32. Per checkpoint, last first: (1) from the checkpoint, recompute the state entering each of its CK steps
     into this program's scratch; (2) walk those steps backwards. Per step t, with e = exp(delta A), a = m + (1 - m) e
@@ -195,13 +134,8 @@ def sel_steps_bwd_kernel(
         i_b, i_d, o_d, m_d, off_dn, m_dn, w_ok = _item(i, n_work, n_d, Dm, N, BDm, BN)
         m_n = (o_n < N) & w_ok  # no dB, dC rows from an item past the end
         part = (i_d * NB + i_b) * T * N  # this item's rows of the dB, dC shares
-        A = tl.load(A_ptr + off_dn, mask=m_dn, other=0.0).to(tl.float32)
-        if USE_D:
-            Dv = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-        if USE_DHT:
-            q = tl.load(dht_ptr + i_b * Dm * N + off_dn, mask=m_dn, other=0.0).to(tl.float32)
-        else:
-            q = tl.zeros([BDm, BN], dtype=tl.float32)
+        A, Dv, q = selective_program_inputs(A_ptr, D_ptr, dht_ptr, i_b, off_dn, m_dn, o_d, m_d, Dm, N, BDm, BN, USE_D,
+                                            USE_DHT)  # fmt: skip
         dA = tl.zeros([BDm, BN], dtype=tl.float32)
         dD = tl.zeros([BDm], dtype=tl.float32)
         for cc in range(0, NCK_I if NCK_I > 0 else NCK):

@@ -17,7 +17,7 @@ Names: o_* index vectors, m_* masks, *_ptr pointers; ``dl`` is delta (the step s
 import triton
 import triton.language as tl
 
-from ..._scan_kernels import affine, affine_excl, program_block, selective_transition
+from ..._scan_kernels import affine, affine_excl, program_block, selective_program_inputs, selective_transition
 
 
 @triton.jit
@@ -32,38 +32,10 @@ def _sel_terms(u_ptr, dl_ptr, B_ptr, row, off_td, off_tn, m_td, m_tn, A, min_eig
 
 
 @triton.jit
-def sel_fwd_kernel(
-    u_ptr,
-    dl_ptr,
-    A_ptr,
-    B_ptr,
-    C_ptr,
-    D_ptr,
-    z_ptr,
-    h0_ptr,
-    y_ptr,
-    ht_ptr,
-    ck_ptr,
-    min_eigenvalue,
-    T,
-    Dm,
-    N,
-    NT,
-    NCK,
-    BT: tl.constexpr,
-    BDm: tl.constexpr,
-    BN: tl.constexpr,
-    R: tl.constexpr,
-    NT_I: tl.constexpr,
-    STAGES: tl.constexpr,
-    USE_D: tl.constexpr,
-    USE_Z: tl.constexpr,
-    USE_H0: tl.constexpr,
-    STORE_CK: tl.constexpr,
-):
-    """Grid (cdiv(Dm, BDm) * Bt,). u, delta, z, y [Bt, T, Dm]; A [Dm, N]; B, C [Bt, T, N]; D [Dm];
-    h0, ht [Bt, Dm, N] fp32; ck [Bt, NCK, Dm, N] fp32: the state entering every R-th tile (a checkpoint every R BT
-    steps). The [BDm, N] state stays in registers; y_t = C_t . h_t + D u_t, times silu(z_t)."""
+def _tile_layout(Dm, N, BT: tl.constexpr, BDm: tl.constexpr, BN: tl.constexpr):
+    """This program's sequence i_b (int64) and channel block i_d, its index vectors o_t [BT] (steps of a tile),
+    o_d [BDm] (channels), o_n [BN] (states), the masks m_d, m_n, m_dn [BDm, BN], and the offsets off_dn [BDm, BN]
+    (into A and the states), off_td [BT, BDm] (into u-shaped rows), off_tn [BT, BN] (into B-shaped rows)."""
     i_b, i_d = program_block(Dm, BDm)
     o_t = tl.arange(0, BT)
     o_d = i_d * BDm + tl.arange(0, BDm)
@@ -74,14 +46,24 @@ def sel_fwd_kernel(
     off_dn = o_d[:, None] * N + o_n[None, :]
     off_td = o_t[:, None] * Dm + o_d[None, :]
     off_tn = o_t[:, None] * N + o_n[None, :]
+    return i_b, i_d, o_t, o_d, o_n, m_d, m_n, m_dn, off_dn, off_td, off_tn
+
+
+@triton.jit
+def sel_fwd_kernel(
+    u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, h0_ptr, y_ptr, ht_ptr, ck_ptr,
+    min_eigenvalue, T, Dm, N, NT, NCK,
+    BT: tl.constexpr, BDm: tl.constexpr, BN: tl.constexpr, R: tl.constexpr, NT_I: tl.constexpr, STAGES: tl.constexpr,
+    USE_D: tl.constexpr, USE_Z: tl.constexpr, USE_H0: tl.constexpr, STORE_CK: tl.constexpr,
+):  # fmt: skip
+    """Grid (cdiv(Dm, BDm) * Bt,). u, delta, z, y [Bt, T, Dm]; A [Dm, N]; B, C [Bt, T, N]; D [Dm];
+    h0, ht [Bt, Dm, N] fp32; ck [Bt, NCK, Dm, N] fp32: the state entering every R-th tile (a checkpoint every R BT
+    steps). The [BDm, N] state stays in registers; y_t = C_t . h_t + D u_t, times silu(z_t)."""
+    i_b, i_d, o_t, o_d, o_n, m_d, m_n, m_dn, off_dn, off_td, off_tn = _tile_layout(Dm, N, BT, BDm, BN)
     last = (o_t == BT - 1)[:, None, None]
-    A = tl.load(A_ptr + off_dn, mask=m_dn, other=0.0).to(tl.float32)  # A = 0 on padding lanes: a = 1, identity
-    if USE_D:
-        Dv = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-    if USE_H0:
-        s = tl.load(h0_ptr + i_b * Dm * N + off_dn, mask=m_dn, other=0.0).to(tl.float32)
-    else:
-        s = tl.zeros([BDm, BN], dtype=tl.float32)
+    A, Dv, s = selective_program_inputs(
+        A_ptr, D_ptr, h0_ptr, i_b, off_dn, m_dn, o_d, m_d, Dm, N, BDm, BN, USE_D, USE_H0
+    )
     for k in tl.range(0, NT_I if NT_I > 0 else NT, num_stages=STAGES):
         row = i_b * T + k * BT
         m_t = (k * BT + o_t) < T
@@ -107,41 +89,12 @@ def sel_fwd_kernel(
 
 @triton.jit
 def sel_bwd_kernel(
-    u_ptr,
-    dl_ptr,
-    A_ptr,
-    B_ptr,
-    C_ptr,
-    D_ptr,
-    z_ptr,
-    ck_ptr,
-    dy_ptr,
-    dht_ptr,
-    scr_ptr,
-    du_ptr,
-    ddl_ptr,
-    dA_ptr,
-    dB_ptr,
-    dC_ptr,
-    dD_ptr,
-    dz_ptr,
-    dh0_ptr,
-    min_eigenvalue,
-    T,
-    Dm,
-    N,
-    NCK,
-    NB,
-    BT: tl.constexpr,
-    BDm: tl.constexpr,
-    BN: tl.constexpr,
-    R: tl.constexpr,
-    NCK_I: tl.constexpr,
-    STAGES: tl.constexpr,
-    USE_D: tl.constexpr,
-    USE_Z: tl.constexpr,
-    USE_DHT: tl.constexpr,
-):
+    u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, ck_ptr, dy_ptr, dht_ptr, scr_ptr, du_ptr, ddl_ptr, dA_ptr,
+    dB_ptr, dC_ptr, dD_ptr, dz_ptr, dh0_ptr,
+    min_eigenvalue, T, Dm, N, NCK, NB,
+    BT: tl.constexpr, BDm: tl.constexpr, BN: tl.constexpr, R: tl.constexpr, NCK_I: tl.constexpr, STAGES: tl.constexpr,
+    USE_D: tl.constexpr, USE_Z: tl.constexpr, USE_DHT: tl.constexpr,
+):  # fmt: skip
     """Grid (cdiv(Dm, BDm) * Bt,); same layouts as the forward, dy [Bt, T, Dm], dht [Bt, Dm, N] fp32.
 
     Walks the checkpoints from the last: (1) from checkpoint c, recompute the states entering its R tiles into this
@@ -153,30 +106,16 @@ def sel_bwd_kernel(
         du = (G . B) delta + D dy0,  dD += dy0 u,  dB = sum_d G x,  dC = sum_d dy0 h.
     dB and dC sum over channels, so each program writes its block's share: dB, dC [NDB, Bt, T, N]; dA [Bt, Dm, N] and
     dD [Bt, Dm] are per-sequence shares; the launcher sums the shares (deterministic, no atomics)."""
-    i_b, i_d = program_block(Dm, BDm)
-    o_t = tl.arange(0, BT)
-    o_dl = tl.arange(0, BDm)
-    o_d = i_d * BDm + o_dl
-    o_n = tl.arange(0, BN)
-    m_d = o_d < Dm
-    m_n = o_n < N
-    m_dn = m_d[:, None] & m_n[None, :]
-    off_dn = o_d[:, None] * N + o_n[None, :]
-    off_td = o_t[:, None] * Dm + o_d[None, :]
-    off_tn = o_t[:, None] * N + o_n[None, :]
-    off_s = o_dl[:, None] * BN + o_n[None, :]
+    i_b, i_d, o_t, o_d, o_n, m_d, m_n, m_dn, off_dn, off_td, off_tn = _tile_layout(Dm, N, BT, BDm, BN)
+    off_s = tl.arange(0, BDm)[:, None] * BN + o_n[None, :]
     scr = scr_ptr + tl.program_id(0).to(tl.int64) * (R * BDm * BN)
     last = (o_t == BT - 1)[:, None, None]
     first = (o_t == 0)[:, None, None]
     one = tl.full([BT, BDm, BN], 1.0, tl.float32)
     zero = tl.zeros([BT, BDm, BN], dtype=tl.float32)
-    A = tl.load(A_ptr + off_dn, mask=m_dn, other=0.0).to(tl.float32)
-    if USE_D:
-        Dv = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-    if USE_DHT:
-        q = tl.load(dht_ptr + i_b * Dm * N + off_dn, mask=m_dn, other=0.0).to(tl.float32)
-    else:
-        q = tl.zeros([BDm, BN], dtype=tl.float32)
+    A, Dv, q = selective_program_inputs(
+        A_ptr, D_ptr, dht_ptr, i_b, off_dn, m_dn, o_d, m_d, Dm, N, BDm, BN, USE_D, USE_DHT
+    )
     dA = tl.zeros([BDm, BN], dtype=tl.float32)
     dD = tl.zeros([BDm], dtype=tl.float32)
     for cc in range(0, NCK_I if NCK_I > 0 else NCK):
