@@ -4,6 +4,6 @@
 ``triton/`` (the kernels), ``api.py`` (the public functions, which dispatch).
 """
 
-from .api import BACKENDS, diag_scan, diag_scan_step
+from .api import diag_scan, diag_scan_step
 
-__all__ = ["BACKENDS", "diag_scan", "diag_scan_step"]
+__all__ = ["diag_scan", "diag_scan_step"]

@@ -13,8 +13,6 @@ from .naive import diag_scan_naive
 from .scan import default_chunk_size, diag_scan_chunk
 from .triton import DIAG_KEYS, diag_scan_triton
 
-BACKENDS = ("naive", "torch", "triton")
-
 
 def _check_diag(a, b, state, state_name: str, with_time: bool) -> tuple[torch.dtype, torch.dtype]:
     """Validate; returns (output dtype, state dtype). Shapes with the time axis when ``with_time``, else without."""

@@ -5,8 +5,8 @@
 (the kernels, algorithms "tiles" and "steps"), ``api.py`` (the public functions, which dispatch).
 """
 
-from .api import BACKENDS, selective_scan, selective_scan_step
+from .api import selective_scan, selective_scan_step
 from .naive import selective_transition
 from .triton import ALGORITHMS
 
-__all__ = ["ALGORITHMS", "BACKENDS", "selective_scan", "selective_scan_step", "selective_transition"]
+__all__ = ["ALGORITHMS", "selective_scan", "selective_scan_step", "selective_transition"]

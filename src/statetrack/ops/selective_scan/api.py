@@ -22,8 +22,6 @@ from .chunk import selective_scan_chunk
 from .naive import selective_scan_naive, selective_step
 from .triton import STEPS_KEYS, TILES_KEYS, pick_algorithm, selective_scan_triton
 
-BACKENDS = ("naive", "torch", "triton")
-
 
 def _check_selective(u, delta, A, B, C, D, z, state, state_name: str, with_time: bool) -> torch.dtype:
     """Validate; returns the state dtype. Shapes with the time axis when ``with_time``, else without."""
