@@ -9,38 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from statetrack.layers import Mixer, RMSNorm, State, get_mixer_class
+from statetrack.layers import RMSNorm, State, build_mixer
 
 from .config import ModelConfig
-
-
-def build_mixer(cfg: ModelConfig) -> Mixer:
-    """The mixer of one block, with the config's knobs mapped to that layer's arguments."""
-    cls, D, m = get_mixer_class(cfg.mixer), cfg.d_model, cfg.mixer
-    if m in ("deltanet", "gated_deltanet", "deltaproduct"):
-        kw = dict(use_short_conv=cfg.use_short_conv, conv_size=cfg.conv_size, norm_eps=cfg.norm_eps,
-                  backend=cfg.backend)  # fmt: skip
-        if m == "deltaproduct":
-            kw["num_householder"] = cfg.num_householder
-        if m != "gated_deltanet":
-            kw["use_output_gate"] = cfg.use_output_gate
-        return cls(D, cfg.n_heads, cfg.min_eigenvalue, **kw)
-    if m == "mamba":
-        return cls(D, cfg.d_state, cfg.min_eigenvalue, expand=cfg.expand, dt_rank=cfg.dt_rank or None,
-                   conv_size=cfg.conv_size, backend=cfg.backend)  # fmt: skip
-    if m == "diagonal_rnn":
-        return cls(D, cfg.d_state or D, cfg.min_eigenvalue, gate_scale=cfg.gate_scale)
-    if m == "full_matrix_rnn":
-        return cls(D, cfg.full_matrix_n)
-    if m == "transformer":
-        return cls(D, cfg.n_heads)
-    if m == "lstm":
-        return cls(D)
-    if m == "slstm":
-        return cls(D, cfg.n_heads, norm_eps=cfg.norm_eps)
-    if m == "mlstm":
-        return cls(D, cfg.n_heads, use_short_conv=cfg.use_short_conv, conv_size=cfg.conv_size, norm_eps=cfg.norm_eps)
-    raise ValueError(f"unknown mixer {m!r}")  # pragma: no cover - validate() catches it first
 
 
 class SwiGLU(nn.Module):
@@ -62,7 +33,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.mixer_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.mixer = build_mixer(cfg)
+        self.mixer = build_mixer(cfg.mixer, cfg.d_model, cfg.mixer_settings)
         hidden = 8 * round(2 * cfg.mlp_ratio * cfg.d_model / 3 / 8)
         self.mlp = SwiGLU(cfg.d_model, max(hidden, 8)) if cfg.mlp_ratio > 0 else None
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps) if self.mlp is not None else None
