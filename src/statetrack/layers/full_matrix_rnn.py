@@ -46,6 +46,7 @@ class FullMatrixRNN(Mixer):
         super().__init__(d_model, settings, **overrides)
         n = self.n = self.settings.n
         self.a_proj = nn.Linear(d_model, n * n)
+        self.a_proj.keep_init = True  # near the identity by design: a model-wide re-initialisation skips it
         with torch.no_grad():
             self.a_proj.weight.normal_(0.0, self.settings.init_std)
             self.a_proj.bias.copy_(torch.eye(n).flatten())

@@ -62,6 +62,7 @@ class Mamba(Mixer):
         self.conv = ShortConv(E, s.conv_size)
         self.x_proj = nn.Linear(E, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, E)
+        self.dt_proj.keep_init = True  # its init sets the step sizes: a model-wide re-initialisation skips it
         with torch.no_grad():  # softplus(bias) log-uniform in [dt_min, dt_max], as in Mamba
             dt = torch.exp(torch.empty(E).uniform_(math.log(s.dt_min), math.log(s.dt_max)))
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
