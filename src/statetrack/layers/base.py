@@ -141,11 +141,13 @@ class Mixer(nn.Module):
         return torch.device(device) if device is not None else next(self.parameters()).device
 
 
-def causal_conv(x, weight, bias, cache=None, activation: bool = True):
+def causal_conv(x, weight, bias, cache=None, activation: bool = True, cu_seqlens=None):
     """Causal depthwise convolution along time, in the [B, T, C] layout, optionally followed by SiLU.
 
     x [B, T, C]; weight [C, W]; bias [C]; cache [B, C, W-1] (the W-1 inputs before x) or None (zeros).
     Returns (y [B, T, C], new cache [B, C, W-1]). y_t = bias + sum_i weight[:, i] * x_{t - W + 1 + i}.
+    With ``cu_seqlens`` [N + 1] (x a packed row, B = 1, no cache): no window reaches back past its document's
+    start, and the new cache is each document's last W - 1 inputs, [N, C, W-1].
     Why W shifted multiply-adds rather than F.conv1d: at these widths (W = 4) cuDNN's depthwise kernels, and the
     transposes to [B, C, T] around them, cost several times more, its weight gradient above all.
     """
@@ -156,11 +158,28 @@ def causal_conv(x, weight, bias, cache=None, activation: bool = True):
         full = F.pad(x, (0, 0, W - 1, 0))
     else:
         full = torch.cat([cache.transpose(1, 2).to(x.dtype), x], dim=1)  # [B, W-1+T, C]
+    offset = None if cu_seqlens is None else position_in_document(cu_seqlens, T)[None, :, None]
     y = torch.addcmul(bias.to(x.dtype), x, w[:, W - 1])
     for i in range(W - 1):
-        y = torch.addcmul(y, full[:, i : i + T], w[:, i])
-    new_cache = full[:, T:].transpose(1, 2)
+        tap = full[:, i : i + T]
+        if offset is not None:  # this tap looks W - 1 - i tokens back: only within the document
+            tap = tap * (offset >= W - 1 - i).to(x.dtype)
+        y = torch.addcmul(y, tap, w[:, i])
+    if cu_seqlens is None:
+        new_cache = full[:, T:].transpose(1, 2)
+    else:  # each document's last W - 1 inputs (zeros before its start)
+        ends = cu_seqlens[1:].long().to(x.device)
+        idx = ends[:, None] - torch.arange(W - 1, 0, -1, device=x.device)  # [N, W-1]
+        inside = idx >= cu_seqlens[:-1].long().to(x.device)[:, None]
+        new_cache = (x[0][idx.clamp_min(0)] * inside[..., None].to(x.dtype)).transpose(1, 2)
     return (F.silu(y) if activation else y), new_cache
+
+
+def position_in_document(cu_seqlens: torch.Tensor, T: int) -> torch.Tensor:
+    """cu_seqlens [N + 1] of a packed row of T tokens -> each token's position within its document, [T] long."""
+    starts = cu_seqlens[:-1].long()
+    lens = cu_seqlens[1:].long() - starts
+    return torch.arange(T, device=cu_seqlens.device) - starts.repeat_interleave(lens, output_size=T)
 
 
 class ShortConv(nn.Module):

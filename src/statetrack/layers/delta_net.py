@@ -126,7 +126,7 @@ class DeltaNet(Mixer):
             out.append(t)
         return tuple(out)
 
-    def _qkv_fused(self, x: torch.Tensor, state: State | None, new: State):
+    def _qkv_fused(self, x: torch.Tensor, state: State | None, new: State, cu_seqlens=None):
         """The forward's q, k, v as one matmul and one convolution over the concatenated channels: three times
         fewer (and larger) kernels on short sequences; the parameters stay the three modules of ``step``."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
@@ -141,7 +141,7 @@ class DeltaNet(Mixer):
                                 for n, c in convs], 1)  # fmt: skip
         w = torch.cat([c.weight[:, 0] for _, c in convs])
         b = torch.cat([c.bias for _, c in convs])
-        qkv, cache = causal_conv(qkv, w, b, caches)
+        qkv, cache = causal_conv(qkv, w, b, caches, cu_seqlens=cu_seqlens)
         for (name, _), part in zip(convs, cache.split(sizes, 1), strict=True):
             new[name] = part
         return qkv.split(sizes, -1)
@@ -175,10 +175,16 @@ class DeltaNet(Mixer):
                 st[name] = conv.init_state(batch_size, dev, dtype)
         return st
 
-    def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
-        """x [B, T, D] -> (y [B, T, D], state or None)."""
+    #: takes packed documents (``cu_seqlens``) in one pass: the op and the conv respect the boundaries
+    supports_cu_seqlens = True
+
+    def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False, cu_seqlens=None):
+        """x [B, T, D] -> (y [B, T, D], state or None). With ``cu_seqlens`` [N + 1]: x is a packed row [1, T, D],
+        the state (in and out) has one row per document."""
+        if cu_seqlens is not None and state is not None and any(state.get(n) is not None for n, _ in self._convs()):
+            raise ValueError("cu_seqlens with conv caches in the state: continue packed documents one by one")
         new: State = {}
-        q, k, v = self._qkv_fused(x, state, new)
+        q, k, v = self._qkv_fused(x, state, new, cu_seqlens)
         q, k, v, beta, log_decay = self._heads(x, q, k, v)
         if self.n_h == 1:  # the op's DeltaNet layout
             k, v, beta = k[:, :, 0], v[:, :, 0], beta[:, :, 0]
@@ -187,7 +193,7 @@ class DeltaNet(Mixer):
         # keeps its own state algebra in fp32 whatever autocast says).
         o, S = delta_rule(
             q.to(v.dtype), k.to(v.dtype), v, beta, log_decay=log_decay, initial_state=S0,
-            output_final_state=output_state, **self.op_options,
+            output_final_state=output_state, cu_seqlens=cu_seqlens, **self.op_options,
         )  # fmt: skip
         y = self._out(x, o)
         if not output_state:

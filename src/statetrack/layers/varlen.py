@@ -1,7 +1,8 @@
 """Packed batches for every mixer: documents laid end to end in one row, ``cu_seqlens`` [N + 1] marking their
 starts (FlashAttention convention), no state and no convolution window crossing a boundary.
 
-Mixers with ``supports_cu_seqlens`` take the packed row themselves (one pass); for the others,
+Mixers with ``supports_cu_seqlens`` take the packed row themselves (one pass, starting from empty states); for
+the others (and for packed documents that continue from a state),
 :func:`mixer_forward` runs the documents as a right-padded batch [N, T_max, D] when no state goes in or out (a
 causal mixer's outputs at real positions never see the padding after them), and one document at a time when a
 state does (the padding would otherwise run through the state).
@@ -30,6 +31,10 @@ def cu_seqlens_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
 
 def stack_states(states: list[State]) -> State:
     """One state per document -> the batch's state (concatenated along the batch axis)."""
+    for k in states[0]:
+        if len({s[k].shape[1:] for s in states}) > 1:
+            raise ValueError(f"the documents' states {k!r} differ in shape (an attention layer's key/value cache grows "
+                             "with the document): there is no one batch state for them; run them one by one")  # fmt: skip
     return {k: torch.cat([s[k] for s in states]) for k in states[0]}
 
 
@@ -45,8 +50,8 @@ def mixer_forward(mixer, x: torch.Tensor, state: State | None, output_state: boo
         return mixer(x, state, output_state)
     if x.shape[0] != 1:
         raise ValueError(f"with cu_seqlens the batch size must be 1 (documents packed along T), got {x.shape[0]}")
-    if getattr(mixer, "supports_cu_seqlens", False):
-        return mixer(x, state, output_state, cu_seqlens=cu_seqlens)
+    if getattr(mixer, "supports_cu_seqlens", False) and state is None:
+        return mixer(x, None, output_state, cu_seqlens=cu_seqlens)
     if state is None and not output_state:
         v = Varlen(cu_seqlens, x.device)
         y, _ = mixer(v.pad(x), None, False)
