@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from statetrack.layers import MIXERS, get_mixer_class
 
 D = 16
-
-
-def mamba_available() -> bool:
-    import statetrack.ops as ops
-
-    return callable(getattr(ops, "selective_scan", None))
 
 
 # name -> constructor kwargs beyond d_model (kept small: these run in fp64 on a 2-core CPU)
@@ -35,8 +28,6 @@ assert {c.split("_noconv")[0] for c in CASES} == set(MIXERS)
 
 def make(case: str, min_eigenvalue: float | None = None, seed: int = 0):
     name = case.split("_noconv")[0]
-    if name == "mamba" and not mamba_available():
-        pytest.skip("statetrack.ops.selective_scan is not there yet")
     kw = dict(CASES[case])
     if min_eigenvalue is not None:
         kw["min_eigenvalue"] = min_eigenvalue

@@ -11,7 +11,8 @@ from statetrack.models import ModelConfig, TokenClassifier
 @pytest.mark.parametrize("mixer", ["deltanet", "gated_deltanet", "diagonal_rnn", "transformer", "mlstm", "mamba"])
 def test_step_decoding_equals_forward(mixer):
     torch.manual_seed(0)
-    cfg = ModelConfig(mixer=mixer, vocab_size=7, d_model=16, n_heads=2, n_layers=2, d_state=4, mlp_ratio=2)
+    flat = dict(mixer=mixer, vocab_size=7, d_model=16, n_heads=2, n_layers=2, d_state=4, mlp_ratio=2)
+    cfg = ModelConfig.from_dict(flat)  # the old flat form: each mixer takes what applies to it
     model = TokenClassifier(cfg).double()
     tokens = torch.randint(0, 7, (2, 7))
     logits, final = model(tokens, output_state=True)
@@ -26,7 +27,8 @@ def test_step_decoding_equals_forward(mixer):
 
 
 def test_min_eigenvalue_reaches_every_layer():
-    cfg = ModelConfig(mixer="deltanet", vocab_size=5, d_model=16, n_heads=2, n_layers=3, min_eigenvalue=-0.25)
+    settings = dict(n_heads=2, min_eigenvalue=-0.25)
+    cfg = ModelConfig(mixer="deltanet", vocab_size=5, d_model=16, n_layers=3, settings=settings)
     model = TokenClassifier(cfg)
     assert [b.mixer.min_eigenvalue for b in model.blocks] == [-0.25] * 3
 
@@ -49,4 +51,4 @@ def test_no_mlp_and_tied_embeddings():
 )
 def test_bad_configs(kw, match):
     with pytest.raises(ValueError, match=match):
-        TokenClassifier(ModelConfig(**{"vocab_size": 5, **kw}))
+        TokenClassifier(ModelConfig.from_dict({"vocab_size": 5, **kw}))

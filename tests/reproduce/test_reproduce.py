@@ -41,17 +41,27 @@ def test_table3_plan_has_the_papers_settings():
     assert [r.key for r in again] == [r.key for r in runs]
     by = {(r.model_label, r.task, r.lr, r.seed): r.config for r in runs}
     c = by[("DeltaNet [-1,1]", "modarith", 1e-2, 0)]
-    assert (c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.conv_size) == (3, 128, 4, 4)
+    assert (c.model.n_layers, c.model.d_model, c.model.mixer_settings.n_heads, c.model.mixer_settings.conv_size) == (
+        3,
+        128,
+        4,
+        4,
+    )
     assert (c.train.steps, c.train.batch_size, c.train.grad_clip, c.train.weight_decay) == (100_000, 1024, 1.0, 0.1)
     assert (c.train.warmup_frac, c.train.min_lr, c.train.eval_size) == (0.1, 1e-6, "paper")
     p = by[("DeltaNet [0,1]", "parity", 1e-4, 2)]
     assert (p.model.n_layers, p.model.min_eigenvalue, p.train.grad_clip) == (2, 0.0, 0.0)
     m = by[("mLSTM", "modarith-brackets", 5e-4, 1)]
-    assert (m.train.batch_size, m.model.d_model, m.model.n_heads, m.train.grad_clip) == (512, 64, 1, 0.0)
+    assert (m.train.batch_size, m.model.d_model, m.model.mixer_settings.n_heads, m.train.grad_clip) == (512, 64, 1, 0.0)
     f4 = build_runs("figure4", get_budget("figure4", "paper"))
     assert len(f4) == 7 * 4 * 3
     g = next(r.config for r in f4 if r.model_label == "DeltaNet 1L [-1,1]" and r.task == "s5-swaps")
-    assert (g.model.use_short_conv, g.train.lr, g.train.weight_decay, g.train.batch_size) == (False, 1e-4, 0.01, 512)
+    assert (g.model.mixer_settings.use_short_conv, g.train.lr, g.train.weight_decay, g.train.batch_size) == (
+        False,
+        1e-4,
+        0.01,
+        512,
+    )
 
 
 # ------------------------------------------------------------------------------------------ aggregation

@@ -20,7 +20,8 @@ def test_shipped_configs_load_and_validate(path):
     assert isinstance(cfg, ExperimentConfig) and cfg.name == path.stem
     task = get_task(cfg.train.task, **cfg.train.task_args)
     cfg.model.d_model, cfg.model.n_layers = 8, 1  # only the wiring: keep the build cheap
-    cfg.model.n_heads = min(cfg.model.n_heads, 2)
+    if hasattr(cfg.model.mixer_settings, "n_heads"):
+        cfg.model.settings["n_heads"] = min(cfg.model.mixer_settings.n_heads, 2)
     build_model(cfg, task)
 
 

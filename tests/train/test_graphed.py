@@ -31,7 +31,8 @@ def test_padding_to_fixed_width_changes_neither_loss_nor_gradients(mixer):
     """Why a graph may pad every batch to the longest training length: every mixer is causal and the loss is
     masked, so extra columns on the right leave the loss and every gradient unchanged."""
     torch.manual_seed(0)
-    cfg = ModelConfig(mixer=mixer, vocab_size=5, d_model=16, n_layers=2, n_heads=2, min_eigenvalue=-1.0)
+    # the flat form of the old one-for-all config: each mixer takes what applies to it
+    cfg = ModelConfig.from_dict(dict(mixer=mixer, vocab_size=5, d_model=16, n_layers=2, n_heads=2, min_eigenvalue=-1.0))
     model = TokenClassifier(cfg).double()
     x = torch.randint(0, 4, (3, 7))
     y = torch.randint(0, 2, (3, 7))
@@ -92,7 +93,9 @@ def test_graph_owns_the_memory_it_touches(mixer):
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    cfg = ModelConfig(mixer=mixer, vocab_size=6, d_model=128, n_layers=2, n_heads=4, min_eigenvalue=-1.0)
+    cfg = ModelConfig.from_dict(
+        dict(mixer=mixer, vocab_size=6, d_model=128, n_layers=2, n_heads=4, min_eigenvalue=-1.0)
+    )
     models = [TokenClassifier(cfg).to(dev) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
     x = torch.randint(0, 5, (1024, 40), device=dev)

@@ -40,9 +40,7 @@ def demo_config(min_eigenvalue: float, steps: int, seed: int, device: str, out: 
         d_model=16,
         n_layers=1,
         mlp_ratio=0.0,
-        d_state=16,
-        gate_scale=10.0,
-        min_eigenvalue=min_eigenvalue,
+        settings=dict(d_state=16, gate_scale=10.0, min_eigenvalue=min_eigenvalue),
     )
     train = TrainConfig(
         task="parity",

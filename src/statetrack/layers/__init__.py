@@ -1,44 +1,60 @@
 """Token mixers: nn.Modules mapping [B, T, D] -> [B, T, D], each with ``step()`` for one token and state I/O.
 
-Layers with ``has_min_eigenvalue`` take ``min_eigenvalue`` in [-1, 0] (-1: transition eigenvalues in [-1, 1];
-0: the original [0, 1]). ``MIXERS`` names every mixer; :func:`get_mixer_class` imports one by name.
+Every mixer registers itself once (:mod:`.registry`) with its settings dataclass; ``MIXERS`` maps each name to
+its class, :func:`build_mixer` makes one from a width and settings. Mixers whose settings have
+``min_eigenvalue`` take it in [-1, 0] (-1: transition eigenvalues in [-1, 1]; 0: the original [0, 1]).
 """
 
 from __future__ import annotations
 
-import importlib
+from .attention import Attention, AttentionSettings
+from .base import Mixer, MixerSettings, RMSNorm, ShortConv, State, check_heads, check_min_eigenvalue
+from .delta_net import (
+    DeltaNet,
+    DeltaNetSettings,
+    DeltaProduct,
+    DeltaProductSettings,
+    GatedDeltaNet,
+    GatedDeltaNetSettings,
+)
+from .diagonal_rnn import DiagonalRNN, DiagonalRNNSettings
+from .full_matrix_rnn import FullMatrixRNN, FullMatrixRNNSettings
+from .lstm import LSTM, LSTMSettings
+from .mamba import Mamba, MambaSettings
+from .registry import MIXERS, build_mixer, get_mixer_class, mixer_settings, register_mixer
+from .xlstm import MLSTM, SLSTM, MLSTMSettings, SLSTMSettings
 
-from .base import Mixer, RMSNorm, ShortConv, State, check_heads, check_min_eigenvalue
-
-# name -> (module, class). Imported on demand so that one layer's missing op does not break the others.
-MIXERS: dict[str, tuple[str, str]] = {
-    "deltanet": ("delta_net", "DeltaNet"),
-    "gated_deltanet": ("delta_net", "GatedDeltaNet"),
-    "deltaproduct": ("delta_net", "DeltaProduct"),
-    "mamba": ("mamba", "Mamba"),
-    "diagonal_rnn": ("diagonal_rnn", "DiagonalRNN"),
-    "full_matrix_rnn": ("full_matrix_rnn", "FullMatrixRNN"),
-    "transformer": ("attention", "Attention"),
-    "lstm": ("lstm", "LSTM"),
-    "slstm": ("xlstm", "SLSTM"),
-    "mlstm": ("xlstm", "MLSTM"),
-}
-
-
-def get_mixer_class(name: str) -> type[Mixer]:
-    """The Mixer class registered under ``name`` (see ``MIXERS``)."""
-    if name not in MIXERS:
-        raise ValueError(f"unknown mixer {name!r}; choose one of {sorted(MIXERS)}")
-    module, cls = MIXERS[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
-
-
-def __getattr__(attr: str):  # from statetrack.layers import DeltaNet, Mamba, ...
-    for module, cls in MIXERS.values():
-        if cls == attr:
-            return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
-
-
-__all__ = ["MIXERS", "Mixer", "RMSNorm", "ShortConv", "State", "check_heads", "check_min_eigenvalue",
-           "get_mixer_class", *(c for _, c in MIXERS.values())]  # fmt: skip
+__all__ = [
+    "LSTM",
+    "MIXERS",
+    "MLSTM",
+    "SLSTM",
+    "Attention",
+    "AttentionSettings",
+    "DeltaNet",
+    "DeltaNetSettings",
+    "DeltaProduct",
+    "DeltaProductSettings",
+    "DiagonalRNN",
+    "DiagonalRNNSettings",
+    "FullMatrixRNN",
+    "FullMatrixRNNSettings",
+    "GatedDeltaNet",
+    "GatedDeltaNetSettings",
+    "LSTMSettings",
+    "MLSTMSettings",
+    "Mamba",
+    "MambaSettings",
+    "Mixer",
+    "MixerSettings",
+    "RMSNorm",
+    "SLSTMSettings",
+    "ShortConv",
+    "State",
+    "build_mixer",
+    "check_heads",
+    "check_min_eigenvalue",
+    "get_mixer_class",
+    "mixer_settings",
+    "register_mixer",
+]

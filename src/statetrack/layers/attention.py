@@ -6,11 +6,14 @@ continue from L, so a forward over a continued sequence equals the forward over 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Mixer, State, check_heads
+from .base import Mixer, MixerSettings, State
+from .registry import register_mixer
 
 
 def rotary(x: torch.Tensor, offset: int, base: float = 10000.0) -> torch.Tensor:
@@ -25,13 +28,24 @@ def rotary(x: torch.Tensor, offset: int, base: float = 10000.0) -> torch.Tensor:
     return torch.cat([out, x[..., 2 * half :]], dim=-1) if K % 2 else out
 
 
+@dataclass
+class AttentionSettings(MixerSettings):
+    """n_heads: H (must divide d_model); rope_base: the rotary frequency base."""
+
+    n_heads: int = 4
+    rope_base: float = 10000.0
+
+
+@register_mixer("transformer")
 class Attention(Mixer):
     """x [B, T, D] -> y [B, T, D]; causal SDPA over H heads of size K = D / H, rotary positions."""
 
-    def __init__(self, d_model: int, n_heads: int = 4, rope_base: float = 10000.0):
-        super().__init__()
-        self.head_dim = check_heads(d_model, n_heads)
-        self.n_heads, self.rope_base = n_heads, rope_base
+    Settings = AttentionSettings
+
+    def __init__(self, d_model: int, settings: AttentionSettings | dict | None = None, **overrides):
+        super().__init__(d_model, settings, **overrides)
+        self.n_heads, self.rope_base = self.settings.n_heads, self.settings.rope_base
+        self.head_dim = d_model // self.n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
 

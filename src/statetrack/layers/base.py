@@ -10,7 +10,10 @@ continues from a state and returns the one after the last token, and ``step(x_t,
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +43,79 @@ def check_heads(width: int, n_heads: int, what: str = "d_model") -> int:
     return width // n_heads
 
 
-class Mixer(nn.Module):
-    """Base class of the token mixers: [B, T, D] -> [B, T, D] with a recurrent (or cached) state."""
+S = TypeVar("S", bound="MixerSettings")
 
-    #: True for layers whose transition eigenvalues follow ``min_eigenvalue``.
-    has_min_eigenvalue: bool = False
+
+@dataclasses.dataclass
+class MixerSettings:
+    """Base of every mixer's settings: a dataclass of the layer's knobs beyond the width, checked when made.
+
+    Subclasses add fields (with defaults) and extend :meth:`check`; the registry names the owner in errors.
+    """
+
+    owner: ClassVar[str] = "this mixer"
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self, d_model: int | None = None) -> None:
+        """Raise ValueError/TypeError naming the bad field. With ``d_model``, also what depends on the width
+        (heads that divide it)."""
+        if hasattr(self, "min_eigenvalue"):
+            self.min_eigenvalue = check_min_eigenvalue(self.min_eigenvalue)
+        for name in ("n_heads", "conv_size", "num_householder", "d_state", "expand", "n"):
+            value = getattr(self, name, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if getattr(self, "n_heads", None) is not None and d_model is not None:
+            check_heads(d_model, self.n_heads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+def make_settings(cls: type[S], settings: S | dict | None = None, overrides: dict | None = None) -> S:
+    """Settings of type ``cls`` from an instance, a dict (unknown keys raise, naming the mixer) or None (the
+    defaults), with ``overrides`` (keyword arguments) on top."""
+    if isinstance(settings, MixerSettings):
+        if type(settings) is not cls:
+            raise TypeError(f"settings of {cls.owner} must be {cls.__name__}, got {type(settings).__name__}")
+        values = settings.to_dict()
+    elif settings is None:
+        values = {}
+    elif isinstance(settings, Mapping):
+        values = dict(settings)
+    else:
+        raise TypeError(f"settings must be a {cls.__name__}, a dict or None, got {type(settings).__name__}")
+    values.update(overrides or {})
+    unknown = sorted(set(values) - set(cls.names()))
+    if unknown:
+        raise ValueError(f"{cls.owner} has no setting {', '.join(map(repr, unknown))}; its settings: {cls.names()}")
+    return cls(**values)
+
+
+class Mixer(nn.Module):
+    """Base class of the token mixers: [B, T, D] -> [B, T, D] with a recurrent (or cached) state.
+
+    A subclass declares ``Settings`` (a :class:`MixerSettings` dataclass) and is built as
+    ``Cls(d_model, settings=None, **overrides)``: ``DeltaNet(128, n_heads=4)`` or ``DeltaNet(128, settings)``.
+    The checked settings are ``self.settings``.
+    """
+
+    Settings: ClassVar[type[MixerSettings]] = MixerSettings
+    mixer_name: ClassVar[str] = ""
+
+    def __init__(self, d_model: int, settings: MixerSettings | Mapping | None = None, **overrides):
+        super().__init__()
+        if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
+            raise ValueError(f"d_model must be an int >= 1, got {d_model!r}")
+        self.d_model = d_model
+        self.settings = make_settings(self.Settings, settings, overrides)
+        self.settings.check(d_model)
 
     def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:
         """The state before the first token (zeros, or what the layer defines); ``dtype`` is the state's
@@ -70,11 +141,13 @@ class Mixer(nn.Module):
         return torch.device(device) if device is not None else next(self.parameters()).device
 
 
-def causal_conv(x, weight, bias, cache=None, activation: bool = True):
+def causal_conv(x, weight, bias, cache=None, activation: bool = True, cu_seqlens=None):
     """Causal depthwise convolution along time, in the [B, T, C] layout, optionally followed by SiLU.
 
     x [B, T, C]; weight [C, W]; bias [C]; cache [B, C, W-1] (the W-1 inputs before x) or None (zeros).
     Returns (y [B, T, C], new cache [B, C, W-1]). y_t = bias + sum_i weight[:, i] * x_{t - W + 1 + i}.
+    With ``cu_seqlens`` [N + 1] (x a packed row, B = 1, no cache): no window reaches back past its document's
+    start, and the new cache is each document's last W - 1 inputs, [N, C, W-1].
     Why W shifted multiply-adds rather than F.conv1d: at these widths (W = 4) cuDNN's depthwise kernels, and the
     transposes to [B, C, T] around them, cost several times more, its weight gradient above all.
     """
@@ -85,11 +158,28 @@ def causal_conv(x, weight, bias, cache=None, activation: bool = True):
         full = F.pad(x, (0, 0, W - 1, 0))
     else:
         full = torch.cat([cache.transpose(1, 2).to(x.dtype), x], dim=1)  # [B, W-1+T, C]
+    offset = None if cu_seqlens is None else position_in_document(cu_seqlens, T)[None, :, None]
     y = torch.addcmul(bias.to(x.dtype), x, w[:, W - 1])
     for i in range(W - 1):
-        y = torch.addcmul(y, full[:, i : i + T], w[:, i])
-    new_cache = full[:, T:].transpose(1, 2)
+        tap = full[:, i : i + T]
+        if offset is not None:  # this tap looks W - 1 - i tokens back: only within the document
+            tap = tap * (offset >= W - 1 - i).to(x.dtype)
+        y = torch.addcmul(y, tap, w[:, i])
+    if cu_seqlens is None:
+        new_cache = full[:, T:].transpose(1, 2)
+    else:  # each document's last W - 1 inputs (zeros before its start)
+        ends = cu_seqlens[1:].long().to(x.device)
+        idx = ends[:, None] - torch.arange(W - 1, 0, -1, device=x.device)  # [N, W-1]
+        inside = idx >= cu_seqlens[:-1].long().to(x.device)[:, None]
+        new_cache = (x[0][idx.clamp_min(0)] * inside[..., None].to(x.dtype)).transpose(1, 2)
     return (F.silu(y) if activation else y), new_cache
+
+
+def position_in_document(cu_seqlens: torch.Tensor, T: int) -> torch.Tensor:
+    """cu_seqlens [N + 1] of a packed row of T tokens -> each token's position within its document, [T] long."""
+    starts = cu_seqlens[:-1].long()
+    lens = cu_seqlens[1:].long() - starts
+    return torch.arange(T, device=cu_seqlens.device) - starts.repeat_interleave(lens, output_size=T)
 
 
 class ShortConv(nn.Module):

@@ -12,6 +12,7 @@ per-head output RMSNorm (gated by SiLU(W_g x) if ``use_output_gate``), output pr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,64 +20,89 @@ from torch import nn
 
 from statetrack.ops import delta_rule, delta_rule_step
 
-from .base import Mixer, RMSNorm, ShortConv, State, causal_conv, check_heads, check_min_eigenvalue
+from .base import Mixer, MixerSettings, RMSNorm, ShortConv, State, causal_conv
+from .registry import register_mixer
 
 
+@dataclass
+class DeltaNetSettings(MixerSettings):
+    """DeltaNet's settings (K = V = d_model / n_heads per head).
+
+    Attributes:
+        n_heads: H, must divide d_model.
+        min_eigenvalue: in [-1, 0]; beta = (1 - min_eigenvalue) * sigmoid(.) in [0, 1 - min_eigenvalue].
+        use_output_gate: SiLU-gated output norm. use_short_conv / conv_size: the short conv on q, k, v (without
+            it, SiLU on q, k, v as fla does). norm_eps: the per-head output RMSNorm's epsilon.
+        backend, algorithm, precision, chunk_size: passed to :func:`statetrack.ops.delta_rule` when set
+            ("auto" / None: the op's own choice).
+    """
+
+    n_heads: int = 4
+    min_eigenvalue: float = -1.0
+    use_output_gate: bool = False
+    use_short_conv: bool = True
+    conv_size: int = 4
+    norm_eps: float = 1e-6
+    backend: str = "auto"
+    algorithm: str = "auto"
+    precision: str = "auto"
+    chunk_size: int | None = None
+
+
+@dataclass
+class GatedDeltaNetSettings(DeltaNetSettings):
+    """Gated DeltaNet's settings: DeltaNet's, with the gated output norm on by default."""
+
+    use_output_gate: bool = True
+
+
+@dataclass
+class DeltaProductSettings(DeltaNetSettings):
+    """DeltaProduct's settings: DeltaNet's, plus n_h = ``num_householder`` factors per token and an optional
+    scalar decay gate (``use_gate``: Gated DeltaProduct)."""
+
+    num_householder: int = 2
+    use_gate: bool = False
+
+
+@register_mixer("deltanet")
 class DeltaNet(Mixer):
     """Delta-rule token mixer. x [B, T, D] -> [B, T, D]; state {"S": [B, H, K, V] fp32, "conv_*": [B, C, W-1]}.
 
-    Args:
-        d_model: width D. n_heads: H (must divide D); K = V = D / H.
-        min_eigenvalue: in [-1, 0]; beta = (1 - min_eigenvalue) * sigmoid(.) in [0, 1 - min_eigenvalue].
-        num_householder: n_h Householder factors per token (DeltaProduct when > 1).
-        use_gate: scalar decay gate per head and token (Gated DeltaNet).
-        use_output_gate: SiLU-gated output norm. use_short_conv / conv_size: the short conv on q, k, v.
-        backend: passed to :func:`statetrack.ops.delta_rule`.
+    ``DeltaNet(d_model, settings=None, **overrides)`` with :class:`DeltaNetSettings` (``DeltaNet(128, n_heads=4)``).
     """
 
-    has_min_eigenvalue = True
+    Settings = DeltaNetSettings
+    #: a scalar decay gate per head and token (Gated DeltaNet); DeltaProduct takes it from its settings
+    gated = False
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int = 4,
-        min_eigenvalue: float = -1.0,
-        *,
-        num_householder: int = 1,
-        use_gate: bool = False,
-        use_output_gate: bool = False,
-        use_short_conv: bool = True,
-        conv_size: int = 4,
-        norm_eps: float = 1e-6,
-        backend: str = "auto",
-        chunk_size: int = 64,
-    ):
-        super().__init__()
-        self.min_eigenvalue = check_min_eigenvalue(min_eigenvalue)
-        self.head_dim = check_heads(d_model, n_heads)
-        if num_householder < 1:
-            raise ValueError(f"num_householder (n_h) must be >= 1, got {num_householder}")
-        self.d_model, self.n_heads, self.n_h = d_model, n_heads, num_householder
-        self.use_gate, self.use_output_gate, self.use_short_conv = use_gate, use_output_gate, use_short_conv
-        self.backend, self.chunk_size = backend, chunk_size
-        D, n_h = d_model, num_householder
+    def __init__(self, d_model: int, settings: DeltaNetSettings | dict | None = None, **overrides):
+        super().__init__(d_model, settings, **overrides)
+        s = self.settings
+        self.min_eigenvalue, self.n_heads, self.head_dim = s.min_eigenvalue, s.n_heads, d_model // s.n_heads
+        self.n_h, self.use_gate = getattr(s, "num_householder", 1), getattr(s, "use_gate", self.gated)
+        self.use_output_gate, self.use_short_conv = s.use_output_gate, s.use_short_conv
+        # op arguments the user set; "auto"/None leave the op's own choice
+        chosen = dict(backend=s.backend, algorithm=s.algorithm, precision=s.precision, chunk_size=s.chunk_size)
+        self.op_options = {k: v for k, v in chosen.items() if v not in ("auto", None)}
+        D, n_h, n_heads, conv_size = d_model, self.n_h, s.n_heads, s.conv_size
         self.q_proj = nn.Linear(D, D, bias=False)
         self.k_proj = nn.Linear(D, n_h * D, bias=False)
         self.v_proj = nn.Linear(D, n_h * D, bias=False)
         self.b_proj = nn.Linear(D, n_h * n_heads, bias=False)
-        if use_gate:
+        if self.use_gate:
             self.a_proj = nn.Linear(D, n_heads, bias=False)
             # decay rates spread over heads, dt_bias = softplus^{-1}(dt) for dt log-uniform in [1e-3, 1e-1]
             self.A_log = nn.Parameter(torch.log(torch.empty(n_heads).uniform_(1.0, 16.0)))
             dt = torch.exp(torch.empty(n_heads).uniform_(math.log(1e-3), math.log(1e-1)))
             self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
-        if use_short_conv:
+        if self.use_short_conv:
             self.q_conv = ShortConv(D, conv_size)
             self.k_conv = ShortConv(n_h * D, conv_size)
             self.v_conv = ShortConv(n_h * D, conv_size)
-        if use_output_gate:
+        if self.use_output_gate:
             self.g_proj = nn.Linear(D, D, bias=False)
-        self.o_norm = RMSNorm(self.head_dim, eps=norm_eps)
+        self.o_norm = RMSNorm(self.head_dim, eps=s.norm_eps)
         self.o_proj = nn.Linear(D, D, bias=False)
         for lin in (self.q_proj, self.k_proj, self.v_proj, self.b_proj, self.o_proj):
             nn.init.xavier_uniform_(lin.weight, gain=2**-2.5)
@@ -86,27 +112,21 @@ class DeltaNet(Mixer):
     def _convs(self) -> tuple[tuple[str, ShortConv], ...]:
         return (("conv_q", self.q_conv), ("conv_k", self.k_conv), ("conv_v", self.v_conv))
 
-    def _qkv(self, x: torch.Tensor, state: State | None, new: State, conv_fn: str):
-        if conv_fn == "forward":
-            return self._qkv_fused(x, state, new)
+    def _qkv_step(self, x: torch.Tensor, state: State, new: State):
+        """One token's q, k, v [B, C] each, through the convs' step (new conv caches go into ``new``)."""
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        if self.use_short_conv:
-            out = []
-            for (name, conv), t in zip(self._convs(), (q, k, v), strict=True):
-                cache = None if state is None else state.get(name)
-                if conv_fn == "step":
-                    if cache is None:
-                        cache = conv.init_state(x.shape[0], x.device, x.dtype)
-                    t, new[name] = conv.step(t, cache)
-                else:
-                    t, new[name] = conv(t, cache)
-                out.append(t)
-            q, k, v = out
-        else:  # fla's default qk activation when there is no conv
-            q, k, v = F.silu(q), F.silu(k), F.silu(v)
-        return q, k, v
+        if not self.use_short_conv:
+            return F.silu(q), F.silu(k), F.silu(v)  # fla's default qk activation when there is no conv
+        out = []
+        for (name, conv), t in zip(self._convs(), (q, k, v), strict=True):
+            cache = state.get(name)
+            if cache is None:
+                cache = conv.init_state(x.shape[0], x.device, x.dtype)
+            t, new[name] = conv.step(t, cache)
+            out.append(t)
+        return tuple(out)
 
-    def _qkv_fused(self, x: torch.Tensor, state: State | None, new: State):
+    def _qkv_fused(self, x: torch.Tensor, state: State | None, new: State, cu_seqlens=None):
         """The forward's q, k, v as one matmul and one convolution over the concatenated channels: three times
         fewer (and larger) kernels on short sequences; the parameters stay the three modules of ``step``."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
@@ -121,7 +141,7 @@ class DeltaNet(Mixer):
                                 for n, c in convs], 1)  # fmt: skip
         w = torch.cat([c.weight[:, 0] for _, c in convs])
         b = torch.cat([c.bias for _, c in convs])
-        qkv, cache = causal_conv(qkv, w, b, caches)
+        qkv, cache = causal_conv(qkv, w, b, caches, cu_seqlens=cu_seqlens)
         for (name, _), part in zip(convs, cache.split(sizes, 1), strict=True):
             new[name] = part
         return qkv.split(sizes, -1)
@@ -155,20 +175,25 @@ class DeltaNet(Mixer):
                 st[name] = conv.init_state(batch_size, dev, dtype)
         return st
 
-    def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
-        """x [B, T, D] -> (y [B, T, D], state or None)."""
+    #: takes packed documents (``cu_seqlens``) in one pass: the op and the conv respect the boundaries
+    supports_cu_seqlens = True
+
+    def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False, cu_seqlens=None):
+        """x [B, T, D] -> (y [B, T, D], state or None). With ``cu_seqlens`` [N + 1]: x is a packed row [1, T, D],
+        the state (in and out) has one row per document."""
+        if cu_seqlens is not None and state is not None and any(state.get(n) is not None for n, _ in self._convs()):
+            raise ValueError("cu_seqlens with conv caches in the state: continue packed documents one by one")
         new: State = {}
-        q, k, v = self._qkv(x, state, new, "forward")
+        q, k, v = self._qkv_fused(x, state, new, cu_seqlens)
         q, k, v, beta, log_decay = self._heads(x, q, k, v)
         if self.n_h == 1:  # the op's DeltaNet layout
             k, v, beta = k[:, :, 0], v[:, :, 0], beta[:, :, 0]
         S0 = None if state is None else state.get("S")
         # Under autocast the L2 norm comes back in fp32 and v in bf16: the op wants one dtype for q, k, v (and
         # keeps its own state algebra in fp32 whatever autocast says).
-        dt = v.dtype
         o, S = delta_rule(
-            q.to(dt), k.to(dt), v, beta, log_decay=log_decay, initial_state=S0, output_final_state=output_state,
-            backend=self.backend, chunk_size=self.chunk_size,
+            q.to(v.dtype), k.to(v.dtype), v, beta, log_decay=log_decay, initial_state=S0,
+            output_final_state=output_state, cu_seqlens=cu_seqlens, **self.op_options,
         )  # fmt: skip
         y = self._out(x, o)
         if not output_state:
@@ -181,7 +206,7 @@ class DeltaNet(Mixer):
         if state is None:
             state = self.init_state(x.shape[0], x.device, self.state_dtype(x))
         new: State = {}
-        q, k, v = self._qkv(x, state, new, "step")
+        q, k, v = self._qkv_step(x, state, new)
         q, k, v, beta, log_decay = self._heads(x, q, k, v)
         if self.n_h == 1:
             k, v, beta = k[:, 0], v[:, 0], beta[:, 0]
@@ -192,7 +217,7 @@ class DeltaNet(Mixer):
     def transitions(self, x: torch.Tensor) -> torch.Tensor:
         """The state-transition matrices of each token: x [B, T, D] -> A [B, T, H, K, K] (fp64),
         A_t = g_t prod_j (I - beta_tj k_tj k_tj^T) acting on S (for eigenvalue checks)."""
-        q, k, v = self._qkv(x, None, {}, "forward")
+        q, k, v = self._qkv_fused(x, None, {})
         _, k, _, beta, log_decay = self._heads(x, q, k, v)
         k, beta = k.double(), beta.double()
         eye = torch.eye(self.head_dim, dtype=torch.float64, device=x.device)
@@ -205,18 +230,16 @@ class DeltaNet(Mixer):
         return A
 
 
+@register_mixer("gated_deltanet")
 class GatedDeltaNet(DeltaNet):
     """DeltaNet with a scalar decay gate per head and token and a gated output norm (Yang et al., 2025)."""
 
-    def __init__(self, d_model: int, n_heads: int = 4, min_eigenvalue: float = -1.0, **kw):
-        kw.setdefault("use_gate", True)
-        kw.setdefault("use_output_gate", True)
-        super().__init__(d_model, n_heads, min_eigenvalue, **kw)
+    Settings = GatedDeltaNetSettings
+    gated = True
 
 
+@register_mixer("deltaproduct")
 class DeltaProduct(DeltaNet):
     """DeltaNet with n_h Householder factors per token (Siems et al., 2025); ``num_householder`` defaults to 2."""
 
-    def __init__(self, d_model: int, n_heads: int = 4, min_eigenvalue: float = -1.0, **kw):
-        kw.setdefault("num_householder", 2)
-        super().__init__(d_model, n_heads, min_eigenvalue, **kw)
+    Settings = DeltaProductSettings

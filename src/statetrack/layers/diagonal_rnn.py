@@ -10,24 +10,37 @@ The block's pre-norm and this post-LayerNorm are the model's "pre- and post-Laye
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from statetrack.ops import diag_scan, diag_scan_step
 
-from .base import Mixer, State, check_min_eigenvalue
+from .base import Mixer, MixerSettings, State
+from .registry import register_mixer
 
 
+@dataclass
+class DiagonalRNNSettings(MixerSettings):
+    """d_state: N (None: d_model); min_eigenvalue in [-1, 0]; gate_scale: the gate's temperature."""
+
+    d_state: int | None = None
+    min_eigenvalue: float = -1.0
+    gate_scale: float = 10.0
+
+
+@register_mixer("diagonal_rnn")
 class DiagonalRNN(Mixer):
     """x [B, T, D] -> y [B, T, D] through a real diagonal recurrence of size N; state {"h": [B, N]}."""
 
-    has_min_eigenvalue = True
+    Settings = DiagonalRNNSettings
 
-    def __init__(self, d_model: int, d_state: int | None = None, min_eigenvalue: float = -1.0, gate_scale=10.0):
-        super().__init__()
-        self.min_eigenvalue = check_min_eigenvalue(min_eigenvalue)
-        self.d_state = d_state or d_model
-        self.gate_scale = float(gate_scale)
+    def __init__(self, d_model: int, settings: DiagonalRNNSettings | dict | None = None, **overrides):
+        super().__init__(d_model, settings, **overrides)
+        s = self.settings
+        self.min_eigenvalue, self.gate_scale = s.min_eigenvalue, float(s.gate_scale)
+        self.d_state = s.d_state or d_model
         self.a_proj = nn.Linear(d_model, self.d_state)
         self.b_proj = nn.Linear(d_model, self.d_state)
         self.norm = nn.LayerNorm(self.d_state)

@@ -8,10 +8,13 @@ vanish nor explode at initialisation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Mixer, State
+from .base import Mixer, MixerSettings, State
+from .registry import register_mixer
 
 
 def prefix_products(A: torch.Tensor) -> torch.Tensor:
@@ -25,15 +28,27 @@ def prefix_products(A: torch.Tensor) -> torch.Tensor:
     return P
 
 
+@dataclass
+class FullMatrixRNNSettings(MixerSettings):
+    """n: the state is n x n; init_std: the spread of the transition projection around the identity."""
+
+    n: int = 32
+    init_std: float = 0.02
+
+
+@register_mixer("full_matrix_rnn")
 class FullMatrixRNN(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"H": [B, n, n]} (the identity before the first token)."""
 
-    def __init__(self, d_model: int, n: int = 32, init_std: float = 0.02):
-        super().__init__()
-        self.n = n
+    Settings = FullMatrixRNNSettings
+
+    def __init__(self, d_model: int, settings: FullMatrixRNNSettings | dict | None = None, **overrides):
+        super().__init__(d_model, settings, **overrides)
+        n = self.n = self.settings.n
         self.a_proj = nn.Linear(d_model, n * n)
+        self.a_proj.keep_init = True  # near the identity by design: a model-wide re-initialisation skips it
         with torch.no_grad():
-            self.a_proj.weight.normal_(0.0, init_std)
+            self.a_proj.weight.normal_(0.0, self.settings.init_std)
             self.a_proj.bias.copy_(torch.eye(n).flatten())
         self.o_proj = nn.Linear(n * n, d_model)
 

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Mixer, State
+from .base import Mixer, MixerSettings, State
+from .registry import register_mixer
 
 
+@dataclass
+class LSTMSettings(MixerSettings):
+    """The LSTM has no settings beyond its width."""
+
+
+@register_mixer("lstm")
 class LSTM(Mixer):
     """x [B, T, D] -> y [B, T, D] = the hidden states of a one-layer LSTM of width D."""
 
-    def __init__(self, d_model: int):
-        super().__init__()
+    Settings = LSTMSettings
+
+    def __init__(self, d_model: int, settings: LSTMSettings | dict | None = None, **overrides):
+        super().__init__(d_model, settings, **overrides)
         self.lstm = nn.LSTM(d_model, d_model, batch_first=True)
 
     def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:

@@ -10,6 +10,7 @@ Only A changes with min_eigenvalue; the input term delta B u does not (as in the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,38 +18,53 @@ from torch import nn
 
 from statetrack.ops import selective_scan, selective_scan_step
 
-from .base import Mixer, ShortConv, State, check_min_eigenvalue
+from .base import Mixer, MixerSettings, ShortConv, State
+from .registry import register_mixer
 
 
+@dataclass
+class MambaSettings(MixerSettings):
+    """Mamba's settings.
+
+    Attributes:
+        d_state: N, the state size per channel. min_eigenvalue: in [-1, 0]. expand: E = expand * d_model.
+        dt_rank: rank of the step-size projection (None: ceil(d_model / 16)). conv_size: the short conv's kernel.
+        dt_min, dt_max: the initial step sizes, log-uniform between them.
+        backend, algorithm: passed to :func:`statetrack.ops.selective_scan` when set ("auto": the op's choice).
+    """
+
+    d_state: int = 16
+    min_eigenvalue: float = -1.0
+    expand: int = 2
+    dt_rank: int | None = None
+    conv_size: int = 4
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    backend: str = "auto"
+    algorithm: str = "auto"
+
+
+@register_mixer("mamba")
 class Mamba(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"h": [B, E, N] fp32, "conv": [B, E, W-1]}."""
 
-    has_min_eigenvalue = True
+    Settings = MambaSettings
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 16,
-        min_eigenvalue: float = -1.0,
-        *,
-        expand: int = 2,
-        dt_rank: int | None = None,
-        conv_size: int = 4,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        backend: str = "auto",
-    ):
-        super().__init__()
-        self.min_eigenvalue = check_min_eigenvalue(min_eigenvalue)
-        E = expand * d_model
-        self.d_inner, self.d_state, self.backend = E, d_state, backend
-        self.dt_rank = dt_rank or math.ceil(d_model / 16)
+    def __init__(self, d_model: int, settings: MambaSettings | dict | None = None, **overrides):
+        super().__init__(d_model, settings, **overrides)
+        s = self.settings
+        self.min_eigenvalue, d_state = s.min_eigenvalue, s.d_state
+        E = s.expand * d_model
+        self.d_inner, self.d_state = E, d_state
+        self.op_options = {k: v for k, v in dict(backend=s.backend, algorithm=s.algorithm).items() if v != "auto"}
+        self.dt_rank = s.dt_rank or math.ceil(d_model / 16)
         self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
-        self.conv = ShortConv(E, conv_size)
+        self.conv = ShortConv(E, s.conv_size)
         self.x_proj = nn.Linear(E, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, E)
+        self.dt_proj.keep_init = True  # its init sets the step sizes: a model-wide re-initialisation skips it
         with torch.no_grad():  # softplus(bias) log-uniform in [dt_min, dt_max], as in Mamba
-            dt = torch.exp(torch.empty(E).uniform_(math.log(dt_min), math.log(dt_max)))
+            dt = torch.exp(torch.empty(E).uniform_(math.log(s.dt_min), math.log(s.dt_max)))
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
             nn.init.uniform_(self.dt_proj.weight, -(self.dt_rank**-0.5), self.dt_rank**-0.5)
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(E, 1))
@@ -78,7 +94,7 @@ class Mamba(Mixer):
         y, h = selective_scan(
             u.to(sd), delta, A, Bm, Cm, D=self.D.to(sd), z=z.to(sd), min_eigenvalue=self.min_eigenvalue,
             initial_state=None if state is None else state["h"], output_final_state=output_state,
-            backend=self.backend,
+            **self.op_options,
         )  # fmt: skip
         out = self.out_proj(y.to(x.dtype))
         return out, ({"h": h, "conv": conv_cache} if output_state else None)

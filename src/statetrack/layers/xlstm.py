@@ -15,22 +15,45 @@ mLSTM, per head, matrix memory C [V, K] and normaliser n [K]; gates are scalars 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from statetrack.ops.slstm import SLSTMState, slstm_cell, slstm_scan, zero_state
 
-from .base import Mixer, RMSNorm, ShortConv, State, check_heads
+from .base import Mixer, MixerSettings, RMSNorm, ShortConv, State
+from .registry import register_mixer
 
 
+@dataclass
+class SLSTMSettings(MixerSettings):
+    """n_heads: H (must divide d_model; recurrent weights are block-diagonal over heads); norm_eps: the output
+    norm's epsilon."""
+
+    n_heads: int = 4
+    norm_eps: float = 1e-6
+
+
+@dataclass
+class MLSTMSettings(SLSTMSettings):
+    """sLSTM's settings, plus the short conv on q and k (use_short_conv, conv_size)."""
+
+    use_short_conv: bool = True
+    conv_size: int = 4
+
+
+@register_mixer("slstm")
 class SLSTM(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"h", "c", "n", "m"}: [B, D] each (fp32)."""
 
-    def __init__(self, d_model: int, n_heads: int = 4, norm_eps: float = 1e-6):
-        super().__init__()
-        self.head_dim = check_heads(d_model, n_heads)
-        self.d_model, self.n_heads = d_model, n_heads
+    Settings = SLSTMSettings
+
+    def __init__(self, d_model: int, settings: SLSTMSettings | dict | None = None, **overrides):
+        super().__init__(d_model, settings, **overrides)
+        n_heads, norm_eps = self.settings.n_heads, self.settings.norm_eps
+        self.head_dim, self.n_heads = d_model // n_heads, n_heads
         self.w = nn.Linear(d_model, 4 * d_model)  # gate pre-activations i, f, z, o from the input
         self.r = nn.Parameter(torch.randn(n_heads, self.head_dim, 4 * self.head_dim) / self.head_dim**0.5)
         with torch.no_grad():  # forget gates start open, spread over channels (xLSTM's choice)
@@ -81,13 +104,17 @@ class SLSTM(Mixer):
         return self._out(st[0], x.dtype), self._flat(st)
 
 
+@register_mixer("mlstm")
 class MLSTM(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"C": [B, H, V, K], "n": [B, H, K], "m": [B, H], conv caches}."""
 
-    def __init__(self, d_model: int, n_heads: int = 4, use_short_conv: bool = True, conv_size: int = 4, norm_eps=1e-6):
-        super().__init__()
-        self.head_dim = check_heads(d_model, n_heads)
-        self.d_model, self.n_heads, self.use_short_conv = d_model, n_heads, use_short_conv
+    Settings = MLSTMSettings
+
+    def __init__(self, d_model: int, settings: MLSTMSettings | dict | None = None, **overrides):
+        super().__init__(d_model, settings, **overrides)
+        s = self.settings
+        n_heads, norm_eps, use_short_conv, conv_size = s.n_heads, s.norm_eps, s.use_short_conv, s.conv_size
+        self.head_dim, self.n_heads, self.use_short_conv = d_model // n_heads, n_heads, use_short_conv
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.gates = nn.Linear(d_model, 2 * n_heads)  # i~, f~ per head
         self.o_gate = nn.Linear(d_model, d_model, bias=False)

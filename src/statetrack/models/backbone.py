@@ -9,38 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from statetrack.layers import Mixer, RMSNorm, State, get_mixer_class
+from statetrack.layers import RMSNorm, State, build_mixer
+from statetrack.layers.varlen import mixer_forward
 
 from .config import ModelConfig
-
-
-def build_mixer(cfg: ModelConfig) -> Mixer:
-    """The mixer of one block, with the config's knobs mapped to that layer's arguments."""
-    cls, D, m = get_mixer_class(cfg.mixer), cfg.d_model, cfg.mixer
-    if m in ("deltanet", "gated_deltanet", "deltaproduct"):
-        kw = dict(use_short_conv=cfg.use_short_conv, conv_size=cfg.conv_size, norm_eps=cfg.norm_eps,
-                  backend=cfg.backend)  # fmt: skip
-        if m == "deltaproduct":
-            kw["num_householder"] = cfg.num_householder
-        if m != "gated_deltanet":
-            kw["use_output_gate"] = cfg.use_output_gate
-        return cls(D, cfg.n_heads, cfg.min_eigenvalue, **kw)
-    if m == "mamba":
-        return cls(D, cfg.d_state, cfg.min_eigenvalue, expand=cfg.expand, dt_rank=cfg.dt_rank or None,
-                   conv_size=cfg.conv_size, backend=cfg.backend)  # fmt: skip
-    if m == "diagonal_rnn":
-        return cls(D, cfg.d_state or D, cfg.min_eigenvalue, gate_scale=cfg.gate_scale)
-    if m == "full_matrix_rnn":
-        return cls(D, cfg.full_matrix_n)
-    if m == "transformer":
-        return cls(D, cfg.n_heads)
-    if m == "lstm":
-        return cls(D)
-    if m == "slstm":
-        return cls(D, cfg.n_heads, norm_eps=cfg.norm_eps)
-    if m == "mlstm":
-        return cls(D, cfg.n_heads, use_short_conv=cfg.use_short_conv, conv_size=cfg.conv_size, norm_eps=cfg.norm_eps)
-    raise ValueError(f"unknown mixer {m!r}")  # pragma: no cover - validate() catches it first
 
 
 class SwiGLU(nn.Module):
@@ -56,30 +28,34 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(g) * u)
 
 
+def mlp_hidden_size(d_model: int, mlp_ratio: float) -> int:
+    """SwiGLU hidden size for a ratio (LLaMA's 2/3 rule, a multiple of 8); 0 for no MLP."""
+    return max(8, 8 * round(2 * mlp_ratio * d_model / 3 / 8)) if mlp_ratio > 0 else 0
+
+
 class Block(nn.Module):
-    """x + mixer(norm(x)), then x + mlp(norm(x)) (no MLP when mlp_ratio = 0)."""
+    """x + mixer(norm(x)), then x + mlp(norm(x)) (no MLP when ``mlp_hidden`` = 0).
 
-    def __init__(self, cfg: ModelConfig):
+    ``forward(x, state, output_state, cu_seqlens)``: x [B, T, D] (or a packed [1, T, D] row with cu_seqlens).
+    """
+
+    def __init__(self, d_model: int, mixer: nn.Module, mlp_hidden: int, norm_eps: float = 1e-6):
         super().__init__()
-        self.mixer_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.mixer = build_mixer(cfg)
-        hidden = 8 * round(2 * cfg.mlp_ratio * cfg.d_model / 3 / 8)
-        self.mlp = SwiGLU(cfg.d_model, max(hidden, 8)) if cfg.mlp_ratio > 0 else None
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps) if self.mlp is not None else None
+        self.mixer_norm = RMSNorm(d_model, norm_eps)
+        self.mixer = mixer
+        self.mlp = SwiGLU(d_model, mlp_hidden) if mlp_hidden > 0 else None
+        self.mlp_norm = RMSNorm(d_model, norm_eps) if self.mlp is not None else None
 
-    def forward(self, x, state: State | None = None, output_state: bool = False):
-        y, state = self.mixer(self.mixer_norm(x), state, output_state)
-        x = x + y
-        if self.mlp is not None:
-            x = x + self.mlp(self.mlp_norm(x))
-        return x, state
+    def _mlp(self, x):
+        return x if self.mlp is None else x + self.mlp(self.mlp_norm(x))
+
+    def forward(self, x, state: State | None = None, output_state: bool = False, cu_seqlens=None):
+        y, state = mixer_forward(self.mixer, self.mixer_norm(x), state, output_state, cu_seqlens)
+        return self._mlp(x + y), state
 
     def step(self, x, state: State | None = None):
         y, state = self.mixer.step(self.mixer_norm(x), state)
-        x = x + y
-        if self.mlp is not None:
-            x = x + self.mlp(self.mlp_norm(x))
-        return x, state
+        return self._mlp(x + y), state
 
 
 class TokenClassifier(nn.Module):
@@ -89,7 +65,11 @@ class TokenClassifier(nn.Module):
         super().__init__()
         self.config = cfg.validate()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        hidden = mlp_hidden_size(cfg.d_model, cfg.mlp_ratio)
+        self.blocks = nn.ModuleList(
+            Block(cfg.d_model, build_mixer(cfg.mixer, cfg.d_model, cfg.mixer_settings), hidden, cfg.norm_eps)
+            for _ in range(cfg.n_layers)
+        )
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, std=0.02)

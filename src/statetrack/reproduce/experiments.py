@@ -153,7 +153,7 @@ def build_runs(experiment: str, budget: Budget, *, device_type: str = "cpu") -> 
                     model = _tiny(ms.model) if budget.tiny else dict(ms.model)
                     cfg = ExperimentConfig(
                         name=f"{experiment} {task} {ms.label} lr={lr:g} seed={seed}",
-                        model=ModelConfig(**copy.deepcopy(model)),
+                        model=ModelConfig.from_dict(copy.deepcopy(model)),
                         train=TrainConfig(**copy.deepcopy(train)),
                     )
                     precision = "bf16" if device_type == "cuda" else "fp32"

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from statetrack.models import ModelConfig
+from statetrack.models import ModelConfig, upgrade_model_dict
 
 
 @dataclass
@@ -134,7 +134,8 @@ class ExperimentConfig:
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Nested plain dict; the model's settings with their defaults written out."""
+        return {**dataclasses.asdict(self), "model": self.model.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> ExperimentConfig:
@@ -145,13 +146,24 @@ class ExperimentConfig:
         return Path(self.train.out_dir or f"runs/{self.name}")
 
 
+def _upgrade(part):
+    """A part with its ``model`` section in today's form (flat model keys into ``model.settings``)."""
+    if not (OmegaConf.is_dict(part) and OmegaConf.is_dict(part.get("model"))):
+        return part
+    plain = OmegaConf.to_container(part, resolve=True)
+    plain["model"] = upgrade_model_dict(plain["model"])
+    return OmegaConf.create(plain)
+
+
 def _merge(parts) -> ExperimentConfig:
     try:
+        parts = [_upgrade(p) for p in parts]
         merged = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), *parts)
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ValueError(f"bad configuration: {e}".strip()) from None
     # OmegaConf hands back its own containers for nested fields; make them plain python
+    obj.model.mixer_settings  # noqa: B018 - unknown mixer settings fail at once, like unknown keys
     obj.train.task_args = dict(obj.train.task_args)
     obj.train.train_lengths = list(obj.train.train_lengths)
     obj.train.eval_lengths = list(obj.train.eval_lengths)
@@ -185,4 +197,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def dump_config(cfg: ExperimentConfig) -> str:
     """The config as YAML text (what the run directory's config.yaml holds)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    return OmegaConf.to_yaml(OmegaConf.create(cfg.to_dict()))
