@@ -81,38 +81,38 @@ def test_chunk_matches_naive(T, gate):
 
 @kernel_test
 @pytest.mark.parametrize(
-    "n_h,keys,gate,chunk",
+    "n_h,keys,gate,chunk_size",
     [
         (1, "rank1", True, 64),
-        (2, "random", True, 64),
-        (2, "rank1", False, 32),
-        (3, "random", True, 32),
+        (2, "random", True, 32),
+        (2, "rank1", False, 16),
+        (3, "random", True, 10),
     ],
 )
-def test_chunk_beta_near_two(n_h, keys, gate, chunk):
+def test_chunk_beta_near_two(n_h, keys, gate, chunk_size):
     T = LENGTHS[-1] if n_h == 1 else LENGTHS[-1] // 2 + 3
     D = DIMS[0]
     x = make_inputs(B=1, T=T, H=2, K=D, V=D, n_h=n_h, beta_range=(1.9, 2.0), keys=keys, gate=gate)
-    _check(x, TOL, chunk=chunk)
+    _check(x, TOL, chunk_size=chunk_size)
 
 
 @kernel_test
 @pytest.mark.parametrize(
-    "T,n_h,chunk",
+    "T,n_h,chunk_size",
     [
         (5, 1, 64),  # one chunk, mostly padding
-        (16, 2, 32),  # exactly one chunk of sub-steps
-        (17, 2, 32),  # one token into the second chunk
-        (31, 2, 64),  # one token short of a chunk
+        (16, 2, 16),  # exactly one chunk (32 sub-steps)
+        (17, 2, 16),  # one token into the second chunk
+        (31, 2, 32),  # one token short of a chunk
         (65, 1, 16),  # several chunks, one token over
-        (63, 3, 64),  # 21 tokens per chunk (63 of 64 rows), 3 chunks
-        (47, 3, 16),  # 5 tokens per chunk (15 of 16 rows), 10 chunks
+        (63, 3, 21),  # 21 tokens per chunk (63 of 64 rows), 3 chunks
+        (47, 3, 5),  # 5 tokens per chunk (15 of 16 rows), 10 chunks
     ],
 )
-def test_chunk_boundaries_with_gate_and_householders(T, n_h, chunk):
+def test_chunk_boundaries_with_gate_and_householders(T, n_h, chunk_size):
     """Chunk edges: T below, at and one off multiples of the chunk, in tokens and in sub-steps; gated."""
     x = make_inputs(B=2, T=T, H=1, K=DIMS[0], V=DIMS[0], n_h=n_h, beta_range=(0.0, 2.0), gate=True, seed=T)
-    _check(x, TOL, chunk=chunk)
+    _check(x, TOL, chunk_size=chunk_size)
 
 
 @kernel_test
@@ -121,7 +121,7 @@ def test_chunk_beta_exactly_zero_and_two():
     x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], n_h=2, keys="rank1", gate=True)
     g = torch.Generator().manual_seed(3)
     x["beta"] = 2.0 * (torch.rand(x["beta"].shape, generator=g) < 0.5).double()
-    _check(x, TOL, chunk=32)
+    _check(x, TOL, chunk_size=16)
 
 
 @kernel_test
@@ -137,10 +137,11 @@ def test_chunk_key_blocks(K, V):
 
 @kernel_test
 def test_chunk_small_chunks_ragged_dims_and_v_blocks():
-    """chunk = 16 (no block merge in the inverse), K and V not powers of two, V split over several programs."""
+    """16 tokens a chunk (no block merge in the inverse), K and V not powers of two, V split over several
+    programs."""
     K, V = (12, 24) if not GPU else (48, 80)
     x = make_inputs(B=1, T=LENGTHS[-1] - 3, H=1, K=K, V=V, beta_range=(0.0, 2.0), gate=True)
-    _check(x, TOL, chunk=16, block_v=16)
+    _check(x, TOL, chunk_size=16, config={"block_v": 16})
 
 
 @kernel_test
@@ -170,16 +171,15 @@ def test_chunk_gradient_of_one_output(used):
 
 
 @kernel_test
-@pytest.mark.parametrize("dtype,split", [(torch.bfloat16, 0), (torch.float16, 0), (torch.bfloat16, 3)])
-def test_chunk_low_precision_inputs(dtype, split):
-    """Against the fp64 reference fed the same rounded inputs: only o's final rounding and the fp32 math differ.
-    split 3: bf16 x fp32 products as three bf16 products, which must keep the state fp32-accurate too."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_chunk_low_precision_inputs(dtype):
+    """Against the fp64 reference fed the same rounded inputs: only o's final rounding and the fp32 math differ."""
     x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], beta_range=(1.9, 2.0), gate=True)
     x = {n: None if t is None else (t.to(dtype).double() if n != "initial_state" else t) for n, t in x.items()}
     ref = _prepare(x, torch.float64, "cpu")
     o_r, s_r = delta_rule_naive(*ref[:5], 0.3, ref[5], torch.float64)
     tri = _prepare(x, dtype, DEVICE)
-    o, s = delta_rule_triton(*tri[:5], 0.3, tri[5], config={"bf16_split": split})
+    o, s = delta_rule_triton(*tri[:5], 0.3, tri[5])
     assert o.dtype == dtype and s.dtype == torch.float32
     assert rel(s.cpu(), s_r) < TOL
     assert rel(o.cpu(), o_r) < 1e-2
@@ -206,27 +206,23 @@ def test_api_passes_precision_to_the_chunked_kernels(monkeypatch):
     monkeypatch.setattr(api, "delta_rule_triton", lambda *a, **kw: seen.append(kw) or (a[0], None))
     x = make_inputs(B=1, T=5, H=1, K=4, V=4, h0=False)
     delta_rule(**x, backend="triton", precision="tf32")
-    assert seen == [{"precision": "tf32"}]
+    assert [kw["precision"] for kw in seen] == ["tf32"]
     with pytest.raises(ValueError, match="precision must be one of"):
         delta_rule(**x, backend="torch", precision="bf16x3")
 
 
 def test_config_refuses_what_miscompiles_on_sm90():
-    """bf16x3/bf16x6 dots, 16-wide V blocks in the gradient kernel and bf16_split beyond K = V = 32 read shared
-    memory out of bounds on an H100 with triton 3.6 (compute-sanitizer): refused with the setting's name."""
-    from statetrack.ops.delta_rule.triton.chunk import check_config, make_config
+    """bf16x3/bf16x6 dots and 16-wide V blocks in the gradient kernel read shared memory out of bounds on an H100
+    with triton 3.6 (compute-sanitizer): refused with the setting's name."""
+    from statetrack.ops.delta_rule.triton.chunk import make_config
 
     cpu = torch.device("cpu")
     with pytest.raises(ValueError, match="precision must be one of"):
         make_config(1, 64, 64, 4, cpu, precision="bf16x3")
     with pytest.raises(ValueError, match="BV_grad must be >= 32"):
-        make_config(1, 64, 64, 4, cpu, overrides={"BV_grad": 16})
+        make_config(1, 64, 64, 4, cpu, tuning={"BV_grad": 16})
     assert make_config(1, 16, 16, 4, cpu).BV_grad == 32  # V = 16: one masked 32-wide block
-    assert make_config(1, 128, 128, 4, cpu, block_v=16).BV_grad == 32
-    split = make_config(1, 128, 128, 4, cpu, overrides={"bf16_split": 3})  # the interpreter runs it
-    with pytest.raises(ValueError, match="bf16_split on a GPU takes head dims up to 32"):
-        check_config(split, 128, 128, "cuda")
-    check_config(split, 32, 32, "cuda")
+    assert make_config(1, 128, 128, 4, cpu, tuning={"block_v": 16}).BV_grad == 32
 
 
 @kernel_test

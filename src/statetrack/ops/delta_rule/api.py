@@ -11,22 +11,15 @@ from .._checks import (
     require_same_device,
     require_shape,
     require_state,
-    resolve_backend,
-    state_dtype_for,
+    state_dtype,
 )
 from .._varlen import Varlen
 from ..backends import available_backends
 from .chunk import default_chunk_size, delta_rule_chunk
 from .fla_backend import delta_rule_fla, fla_available
 from .naive import delta_rule_naive, delta_rule_step_core
-from .triton import (
-    check_precision,
-    delta_rule_recurrent_triton,
-    delta_rule_triton,
-    prefers_recurrent,
-)
-
-BACKENDS = ("naive", "torch", "triton", "fla")
+from .paths import choose_path
+from .triton import delta_rule_recurrent_triton, delta_rule_triton, prefers_recurrent
 
 
 def _available(device: torch.device, dtype: torch.dtype | None = None) -> dict[str, bool]:
@@ -67,12 +60,12 @@ def _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens):
         require_shape("log_decay", log_decay, (B, T, H), "[B, T, H]")
     require_same_device(q=q, k=k, v=v, beta=beta, log_decay=log_decay, initial_state=initial_state)
     N = require_cu_seqlens(cu_seqlens, B, T)
-    sdt = state_dtype_for(q.dtype)
-    require_state("initial_state", initial_state, (N, H, K, v.shape[-1]), "[N, H, K, V]", sdt)
+    sdtype = state_dtype(q.dtype)
+    require_state("initial_state", initial_state, (N, H, K, v.shape[-1]), "[N, H, K, V]", sdtype)
     require_range("beta", beta, 0.0, 2.0)
     if log_decay is not None:
         require_range("log_decay", log_decay, None, 0.0)
-    return k, v, beta, sdt
+    return k, v, beta, sdtype
 
 
 def delta_rule(
@@ -87,8 +80,10 @@ def delta_rule(
     output_final_state: bool = False,
     cu_seqlens: torch.Tensor | None = None,
     backend: str = "auto",
+    algorithm: str = "auto",
     chunk_size: int | None = None,
-    precision: str = "tf32x3",
+    precision: str = "auto",
+    triton_config: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gated multi-Householder delta rule (DeltaNet, Gated DeltaNet, DeltaProduct) over whole sequences.
 
@@ -108,37 +103,53 @@ def delta_rule(
             of sequences with ``cu_seqlens``.
         output_final_state: also return the final state [N, H, K, V].
         cu_seqlens: [N + 1] int offsets of packed sequences in a B = 1 batch (FlashAttention convention).
-        backend: "auto" | "naive" | "torch" | "triton" | "fla".
-        chunk_size: tokens per chunk of the "torch" backend; None: 32 for CPU inputs, 64 on other devices.
-        precision: how the "triton" backend's chunked kernels multiply fp32 tiles on tensor cores: "tf32x3"
-            (three tf32 passes, fp32-accurate: o at the bf16 rounding floor even at beta near 2), "tf32" (one
-            pass: ~1.6x faster forward+backward at head dim 128 on an H100, about fla's accuracy) or "ieee"
-            (fp32 FMA, ~2x slower). The other backends and the token-by-token kernel compute in fp32 (fp64).
+        backend: "naive" (the sequential loop), "torch" (chunked, PyTorch), "triton" (kernels: CUDA, or CPU under
+            TRITON_INTERPRET=1; not fp64), "fla" (flash-linear-attention's chunked kernels, if installed) or
+            "auto": the first available of "triton", "torch", "naive" on CUDA and of "torch", "naive" elsewhere,
+            skipping those without an explicitly given ``algorithm``.
+        algorithm: "recurrent" (token by token: naive, triton) or "chunk" (chunk-parallel: torch, triton, fla), or
+            "auto": the backend's only one; for "triton" the one that an explicit ``chunk_size`` / ``precision``
+            (chunk) or ``triton_config`` key (either) belongs to, else "recurrent" for sequences (the longest,
+            with ``cu_seqlens``) of at most 256 tokens x n_h, or 1024 when N x H >= 1024, and "chunk" beyond
+            (``triton.prefers_recurrent``; docs/kernels.md, "Which path runs").
+        chunk_size: tokens per chunk of the "chunk" algorithm of "torch" (None: 32 for CPU inputs, 64 on other
+            devices) and "triton" (chunk_size * n_h <= 64; None: 64 // n_h). Any chunk size gives the same
+            result up to rounding.
+        precision: how the "triton" chunk kernels multiply fp32 tiles on tensor cores: "tf32x3" (three tf32
+            passes, fp32-accurate: o at the bf16 rounding floor even at beta near 2; what "auto" takes), "tf32"
+            (one pass: ~1.6x faster forward+backward at head dim 128 on an H100, about fla's accuracy) or "ieee"
+            (fp32 FMA, ~2x slower). The other paths compute in fp32 (fp64) throughout.
+        triton_config: block settings of the "triton" kernels, for tuning and benchmarks (None: chosen per
+            shape and device). Algorithm "chunk" (``triton.CHUNK_TUNING``): "block_v" (a cap on every V-block
+            width), "BS" (diagonal block of the inverse), "BK", "BK_grad" (K-blocks), "BV_prep", "BV_sfwd",
+            "BV_out", "BV_sbwd", "BV_grad" (V-blocks per kernel; BV_grad >= 32), "warps_prep", "warps_state",
+            "warps_out", "warps_grad", "stages_state". Algorithm "recurrent" (``triton.RECURRENT_TUNING``):
+            "BT" (tokens loaded at once), "BV" (V-block), "warps". Widths and warps are powers of two.
 
     Returns:
         (o [B, T, H, V] in q's dtype, final state [N, H, K, V] or None).
+
+    Raises ValueError naming the argument for a backend or algorithm that is not available, and for an explicit
+    ``chunk_size``, ``precision`` or ``triton_config`` that the chosen path does not have.
     """
-    k, v, beta, sdt = _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens)
-    if chunk_size is None:
-        chunk_size = default_chunk_size(q.device)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    check_precision(precision)
+    k, v, beta, sdtype = _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    # Which Triton kernel: token by token for short sequences (launch-bound shapes), chunked for long ones
-    steps = (q.shape[1] if cu_seqlens is None else _longest(cu_seqlens)) * k.shape[2]
-    n_seq = q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
-    recurrent = prefers_recurrent(steps, k.shape[-1], n_seq * q.shape[2])
-    # On CUDA the Triton kernels lead, gated or not (chunk-parallel gated kernels: 1.1x the ungated time at
-    # (8, 1024, 8, 64), benchmarks/results/delta_rule_kernels_h100_run5.md)
-    auto = ("triton", "torch", "naive") if q.device.type == "cuda" else ("torch", "naive")
-    name = resolve_backend(backend, _available(q.device, q.dtype), q.device, auto)
-    if name == "fla":  # fla handles cu_seqlens itself
+
+    def short() -> bool:  # asked only when it decides: with cu_seqlens it reads the lengths on the host
+        longest = q.shape[1] if cu_seqlens is None else _longest(cu_seqlens)
+        n_seq = q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
+        return prefers_recurrent(longest * k.shape[2], k.shape[-1], n_seq * q.shape[2])
+
+    available = _available(q.device, q.dtype)
+    path = choose_path(backend, algorithm, chunk_size, precision, triton_config, available, q.device, short)
+    if path.backend == "fla":  # fla handles cu_seqlens itself
         o, final = delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens)
         return o, (final if output_final_state else None)
-    if name == "triton" and recurrent:  # handles cu_seqlens itself
+    if path.backend == "triton" and path.algorithm == "recurrent":  # handles cu_seqlens itself
         with torch.autocast(q.device.type, enabled=False):
-            o, final = delta_rule_recurrent_triton(q, k, v, beta, log_decay, scale, initial_state, cu_seqlens)
+            o, final = delta_rule_recurrent_triton(
+                q, k, v, beta, log_decay, scale, initial_state, cu_seqlens, config=triton_config
+            )
         return o, (final if output_final_state else None)
 
     varlen = Varlen(cu_seqlens, q.device) if cu_seqlens is not None else None
@@ -147,12 +158,16 @@ def delta_rule(
 
     # the state algebra is fp32 (fp64) by contract: autocast must not lower it to bf16
     with torch.autocast(q.device.type, enabled=False):
-        if name == "naive":
-            o, final = delta_rule_naive(q, k, v, beta, log_decay, scale, initial_state, sdt)
-        elif name == "triton":
-            o, final = delta_rule_triton(q, k, v, beta, log_decay, scale, initial_state, precision=precision)
+        if path.backend == "naive":
+            o, final = delta_rule_naive(q, k, v, beta, log_decay, scale, initial_state, sdtype)
+        elif path.backend == "triton":
+            o, final = delta_rule_triton(
+                q, k, v, beta, log_decay, scale, initial_state, chunk_size=chunk_size, precision=path.precision,
+                config=triton_config,
+            )  # fmt: skip
         else:
-            o, final = delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, sdt, chunk_size)
+            chunk = default_chunk_size(q.device) if chunk_size is None else chunk_size
+            o, final = delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, sdtype, chunk)
 
     if varlen is not None:
         o = varlen.unpad(o)
@@ -183,11 +198,11 @@ def delta_rule_step(
     if isinstance(state, torch.Tensor) and state.dim() >= 1 and isinstance(q, torch.Tensor) and q.dim() >= 1:
         if state.shape[0] != q.shape[0]:
             raise ValueError(f"state must have shape [B, H, K, V] with B = {q.shape[0]}, got {list(state.shape)}")
-    kt, vt, bt, sdt = _normalize(qt, kt, vt, bt, gt, state, None)
+    kt, vt, bt, sdtype = _normalize(qt, kt, vt, bt, gt, state, None)
     B, _, H, K = qt.shape
     scale = K**-0.5 if scale is None else float(scale)
     if state is None:
-        state = qt.new_zeros(B, H, K, vt.shape[-1], dtype=sdt)
+        state = qt.new_zeros(B, H, K, vt.shape[-1], dtype=sdtype)
     with torch.autocast(qt.device.type, enabled=False):
         o, state = delta_rule_step_core(
             qt[:, 0], kt[:, 0], vt[:, 0], bt[:, 0], None if gt is None else gt[:, 0], state, scale

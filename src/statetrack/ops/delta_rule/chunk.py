@@ -22,7 +22,7 @@ cannot produce 0/0.
 The backward (``_ChunkDeltaRule.backward``) uses the saved inputs, T, W, the writes U, the chunk-start states,
 P = (Q K^T) * decays and K K^T * decays (nothing is recomputed), runs the adjoint state recursion over chunks in
 reverse, and does everything else batched over chunks. Both passes are cache-blocked: they run group by group
-(``chunk_group`` chunks at a time), so that each group's operands are still cached for its next product. Through
+(``CHUNK_GROUP`` chunks at a time), so that each group's operands are still cached for its next product. Through
 the solve the backward needs only X = T^T dU: dR = [-X S_0^T | X] and dA = -X U^T. It is checked against autograd
 through the naive loop in tests/ops/test_delta_rule.py.
 """
@@ -342,15 +342,14 @@ def default_chunk_size(device: torch.device) -> int:
     return 32 if torch.device(device).type == "cpu" else 64
 
 
-def chunk_group(NC: int) -> int:
-    """Chunks per group of the cache-blocked passes (a group's operands, ~10 MB at 4 chunks of 32 with B * H = 32
-    and K = V = 64, stay in the L2/L3 caches between its products). At B=8, T=2048, H=4, K=V=64 on 2 cores, 2 to 8
-    were within noise of each other and 1 ~10% slower (Python overhead per group)."""
-    return 4
+# Chunks per group of the cache-blocked passes (a group's operands, ~10 MB at 4 chunks of 32 with B * H = 32 and
+# K = V = 64, stay in the L2/L3 caches between its products). At B=8, T=2048, H=4, K=V=64 on 2 cores, 2 to 8 were
+# within noise of each other and 1 ~10% slower (Python overhead per group).
+CHUNK_GROUP = 4
 
 
 # Compiled models run this eagerly: inductor failed on its length-dependent chunk shapes under dynamic=True
-# (benchmarks/results/train_steps_h100_compile_torch.md), and its hand-written backward gains nothing from tracing.
+# (docs/kernels.md, "Compiled callers"), and its hand-written backward gains nothing from tracing.
 @torch.compiler.disable
 def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype, chunk_size: int = 64):
     """q [B, T, H, K]; k [B, T, n, H, K]; v [B, T, n, H, V]; beta [B, T, n, H]; log_decay [B, T, H] or None;
@@ -358,22 +357,21 @@ def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype
     B, T, n, H, K = k.shape
     V = v.shape[-1]
     C = min(chunk_size, max(T, 1))  # a sequence shorter than a chunk is one chunk of its own length
-    dt = state_dtype
     NC = max(1, -(-T // C))
     pad = NC * C - T
     L = C * n
 
-    q, k, v, beta = (_pad_time(x.to(dt), pad) for x in (q, k, v, beta))
+    q, k, v, beta = (_pad_time(x.to(state_dtype), pad) for x in (q, k, v, beta))
     bc = beta.reshape(B, NC, L, H).permute(1, 0, 3, 2).contiguous()  # chunk-major [NC, B, H, L]
     last = torch.arange(C, device=q.device) * n + (n - 1)  # sub-step at which token i is read
 
     gamma = None
     if log_decay is not None:
-        g = _pad_time(log_decay.to(dt), pad)[:, :, None]  # [B, T', 1, H]
+        g = _pad_time(log_decay.to(state_dtype), pad)[:, :, None]  # [B, T', 1, H]
         if n > 1:  # the gate acts on the first sub-step of each token
             g = torch.cat([g, g.new_zeros(B, T + pad, n - 1, H)], dim=2)
         gamma = g.reshape(B, NC, L, H).permute(1, 0, 3, 2).cumsum(-1)
 
     h0 = q.new_zeros(B, H, K, V) if initial_state is None else initial_state
-    o, final = _ChunkDeltaRule.apply(q, k, v, bc, gamma, h0, scale, last, C, chunk_group(NC))
+    o, final = _ChunkDeltaRule.apply(q, k, v, bc, gamma, h0, scale, last, C, CHUNK_GROUP)
     return o[:, :T], final

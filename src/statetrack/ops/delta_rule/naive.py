@@ -23,15 +23,15 @@ def delta_rule_step_core(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One token. q [B, H, K]; k [B, n_h, H, K]; v [B, n_h, H, V]; beta [B, n_h, H]; log_decay [B, H] or None;
     state [B, H, K, V] in the compute dtype. Returns (o [B, H, V], new state), both in the state dtype."""
-    dt = state.dtype
+    dtype = state.dtype
     if log_decay is not None:
-        state = state * log_decay.to(dt).exp()[..., None, None]
+        state = state * log_decay.to(dtype).exp()[..., None, None]
     for j in range(k.shape[1]):
-        kj, vj, bj = k[:, j].to(dt), v[:, j].to(dt), beta[:, j].to(dt)
+        kj, vj, bj = k[:, j].to(dtype), v[:, j].to(dtype), beta[:, j].to(dtype)
         # (I - b k k^T) S + b k v^T  ==  S + b k (v - S^T k)^T
         err = vj - torch.einsum("bhkv,bhk->bhv", state, kj)
         state = state + torch.einsum("bhk,bhv->bhkv", kj * bj[..., None], err)
-    o = torch.einsum("bhkv,bhk->bhv", state, q.to(dt)) * scale
+    o = torch.einsum("bhkv,bhk->bhv", state, q.to(dtype)) * scale
     return o, state
 
 

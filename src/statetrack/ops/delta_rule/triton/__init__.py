@@ -2,15 +2,17 @@
 (short sequences, decoding). They run compiled on CUDA tensors, and in Triton's interpreter on CPU tensors
 (for tests)."""
 
-from ..._triton import interpreter_requested, triton_installed
-from .chunk import check_precision, delta_rule_triton
+from .chunk import PRECISIONS, default_chunk_tokens, delta_rule_triton
+from .chunk import TUNING as CHUNK_TUNING
+from .recurrent import TUNING as RECURRENT_TUNING
 from .recurrent import delta_rule_recurrent_triton, prefers_recurrent
 
 __all__ = [
-    "check_precision",
+    "CHUNK_TUNING",
+    "PRECISIONS",
+    "RECURRENT_TUNING",
+    "default_chunk_tokens",
     "delta_rule_recurrent_triton",
     "delta_rule_triton",
-    "interpreter_requested",
     "prefers_recurrent",
-    "triton_installed",
 ]

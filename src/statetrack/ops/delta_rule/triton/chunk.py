@@ -1,7 +1,8 @@
 """Chunked delta rule on Triton as a chunk-parallel pipeline: 3 launches forward, 4 backward.
 
-``delta_rule_triton`` is the autograd entry point used by ``api.delta_rule(backend="triton")``; inputs are already
-validated and normalised to the multi-Householder layout (k [N, T, n_h, H, K], ...). Kernels: ``kernels_chunk.py``.
+``delta_rule_triton`` is the autograd entry point used by ``api.delta_rule(backend="triton", algorithm="chunk")``;
+inputs are already validated and normalised to the multi-Householder layout (k [N, T, n_h, H, K], ...). Kernels:
+``kernels_chunk.py``.
 
 Math, per head, for a chunk of L sub-steps (C tokens x n_h Householders) with start state S0 [K, V]:
 cumulative log-gates g_r within the chunk (the gate of a token acts at its first sub-step), Gamma = exp(g),
@@ -21,7 +22,8 @@ The state, every product that touches it, the inverse and the buffers between ke
 picks how tl.dot multiplies fp32 tiles: "tf32x3" (default) is fp32-accurate on tensor cores, "ieee" is exact
 fp32 FMA, "tf32" is faster and less exact; triton's "bf16x3"/"bf16x6" are not offered: on sm_90 with triton 3.6
 they make the kernels read shared memory out of bounds); products of two inputs (Q K^T, K K^T, Q^T dO) run in
-the inputs' dtype, which is exact for bf16/fp16.
+the inputs' dtype, which is exact for bf16/fp16. A product of an input tile and an fp32 tile converts the input
+to fp32 and runs at ``precision``.
 
 Triton 3.6 on sm_90 also miscompiles the gradient kernel's fp32 dots with 16-wide V blocks (an out-of-bounds
 shared-memory read, found with compute-sanitizer), so that kernel takes V in blocks of at least 32 (masked).
@@ -34,26 +36,25 @@ from dataclasses import dataclass
 
 import torch
 
-from ..._triton import cdiv, interpreter_requested, kernels_for, pow2, require_kernel_dtypes, sm_count
+from ..._triton import cdiv, interpreter_requested, kernels_for, loop_bound, pow2, require_kernel_dtypes, sm_count
+from .launch import check_tuning, contiguous
 
 _MODULE = f"{__package__}.kernels_chunk"
 PRECISIONS = ("tf32x3", "ieee", "tf32")
+MAX_ROWS = 64  # sub-steps per chunk (tokens x n_h): the kernels hold [rows, rows] fp32 tiles in registers
 MIN_BV_GRAD = 32  # see the module docstring: 16-wide V blocks in the gradient kernel break on sm_90
-BF16_SPLIT_MAX_DIM = 32  # bf16_split is verified on sm_90 up to K = V = 32; at 128 it reads out of bounds there
 
 
 @dataclass(frozen=True)
 class Config:
     """Block sizes of one call. C tokens = C * n_h sub-steps per chunk, padded to BL rows (queries to BC);
-    BS-row diagonal blocks in the inverse (LOG_NB = log2(BL / BS) merge steps); K in blocks of BK <= 64 (BK_grad
-    in the gradient kernel); V-blocks and warps per kernel. ``bf16_split``: bf16 input x fp32 products as 3 (or 2)
-    bf16 products instead of one fp32 product at ``precision`` (0: off; see kernels_chunk._split_dot)."""
+    BS-row diagonal blocks in the inverse; K in blocks of BK <= 64 (BK_grad in the gradient kernel); V-blocks,
+    warps and pipeline stages per kernel; ``precision`` of the fp32 products."""
 
     C: int
     BL: int
     BC: int
     BS: int
-    LOG_NB: int
     BK: int
     BK_grad: int
     BV_prep: int
@@ -67,7 +68,20 @@ class Config:
     warps_grad: int
     stages_state: int
     precision: str
-    bf16_split: int
+
+    @property
+    def LOG_NB(self) -> int:  # noqa: N802 - the kernels' name: merge steps of the inverse, log2(BL / BS)
+        return (self.BL // self.BS).bit_length() - 1
+
+
+# the keys of delta_rule(triton_config=...) for algorithm="chunk": Config's block settings (C, BL and BC follow
+# from chunk_size, precision is its own argument) and block_v, a cap on every V-block width
+TUNING = ("block_v", *(f.name for f in dataclasses.fields(Config) if f.name not in ("C", "BL", "BC", "precision")))
+
+
+def default_chunk_tokens(n_h: int) -> int:
+    """Tokens per chunk when the caller gives none: as many as fill MAX_ROWS sub-steps (64 for DeltaNet)."""
+    return MAX_ROWS // n_h
 
 
 def make_config(
@@ -76,29 +90,29 @@ def make_config(
     V: int,
     programs: int,
     device: torch.device,
-    chunk: int = 64,
+    chunk_size: int | None = None,
     precision: str = "tf32x3",
-    block_v: int | None = None,
-    overrides: dict | None = None,
+    tuning: dict | None = None,
 ) -> Config:
     """Block sizes for N * H = ``programs`` sequence-heads, chosen so that the kernels compiled for sm_90 spill
     little (ptxas, read ahead of time on a CPU). The sequential passes split V further until they have about one
-    program per SM (each program walks all chunks: fewer programs than SMs leave the GPU idle). ``overrides``:
-    Config fields to set as given (tuning)."""
+    program per SM (each program walks all chunks: fewer programs than SMs leave the GPU idle). ``chunk_size``:
+    tokens per chunk (None: ``default_chunk_tokens``); ``tuning``: settings of TUNING to use as given."""
     check_precision(precision)
-    if chunk not in (16, 32, 64):
-        raise ValueError(f"chunk (sub-steps per chunk of the triton backend) must be 16, 32 or 64, got {chunk}")
-    if n_h > chunk:
-        raise ValueError(f"the triton backend takes at most {chunk} Householders per token, got n_h = {n_h}")
+    if n_h > MAX_ROWS:
+        raise ValueError(f"the triton backend takes at most {MAX_ROWS} Householders per token, got n_h = {n_h}")
+    C = default_chunk_tokens(n_h) if chunk_size is None else chunk_size
+    if not isinstance(C, int) or C < 1 or C * n_h > MAX_ROWS:
+        raise ValueError(f"chunk_size of the triton chunk kernels must be a positive int with chunk_size * n_h <= "
+                         f"{MAX_ROWS} (n_h = {n_h}), got {chunk_size!r}")  # fmt: skip
     if pow2(K) > 256:
         raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
-    C = chunk // n_h
+    tuning = dict(tuning or {})
+    check_tuning(tuning, TUNING, "chunk")
     BL = max(16, pow2(C * n_h))
-    BS = 16
-    BK = min(64, max(16, pow2(K)))
     cap = max(16, pow2(V))
-    if block_v is not None:
-        cap = min(cap, max(16, pow2(block_v)))
+    if "block_v" in tuning:
+        cap = min(cap, max(16, pow2(tuning.pop("block_v"))))
     sms = sm_count(device) or 0
 
     def seq_bv(bv: int) -> int:
@@ -111,9 +125,8 @@ def make_config(
         C=C,
         BL=BL,
         BC=max(16, pow2(C)),
-        BS=BS,
-        LOG_NB=(BL // BS).bit_length() - 1,
-        BK=BK,
+        BS=16,
+        BK=min(64, max(16, pow2(K))),
         BK_grad=16,
         BV_prep=min(cap, 32),
         BV_sfwd=seq_bv(32 if K <= 128 else 16),
@@ -126,44 +139,37 @@ def make_config(
         warps_grad=8 if BL >= 64 else 4,
         stages_state=2,
         precision=precision,
-        bf16_split=0,
     )
-    if overrides:
-        bad = set(overrides) - {f.name for f in dataclasses.fields(Config)}
-        if bad:
-            raise ValueError(f"unknown triton config fields {sorted(bad)}")
-        cfg = dataclasses.replace(cfg, **overrides)
-    check_config(cfg, K, V, device.type)
+    cfg = dataclasses.replace(cfg, **tuning)
+    check_config(cfg)
     return cfg
 
 
 def check_precision(precision: str) -> None:
-    """Refuse a ``precision`` that is not one of PRECISIONS (the API checks it for every backend)."""
+    """Refuse a ``precision`` that is not one of PRECISIONS."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
-def check_config(cfg: Config, K: int, V: int, device_type: str) -> None:
-    """Refuse the settings that triton 3.6 miscompiles for sm_90 (module docstring): they would not fail cleanly
-    there but read shared memory out of bounds and take the CUDA context down with them."""
+def check_config(cfg: Config) -> None:
+    """Refuse block settings the kernels cannot take, and those that triton 3.6 miscompiles for sm_90 (module
+    docstring): those would not fail cleanly there but read shared memory out of bounds and take the CUDA context
+    down with them."""
     if cfg.BV_grad < MIN_BV_GRAD:
         raise ValueError(f"BV_grad must be >= {MIN_BV_GRAD} (narrower V blocks miscompile on sm_90), got {cfg.BV_grad}")
-    if cfg.bf16_split and device_type == "cuda" and max(K, V) > BF16_SPLIT_MAX_DIM:
-        raise ValueError(f"bf16_split on a GPU takes head dims up to {BF16_SPLIT_MAX_DIM} (larger ones read out of "
-                         f"bounds on sm_90 with triton 3.6), got K = {K}, V = {V}")  # fmt: skip
+    small = [n for n in ("BK", "BK_grad", "BV_prep", "BV_sfwd", "BV_out", "BV_sbwd") if getattr(cfg, n) < 16]
+    if small:
+        raise ValueError(f"{small} must be >= 16 (the smallest tl.dot operand), got {[getattr(cfg, n) for n in small]}")
+    if cfg.BS > cfg.BL:
+        raise ValueError(f"BS must be <= the chunk's {cfg.BL} padded rows, got {cfg.BS}")
 
 
-def _in_args(dtype: torch.dtype, precision: str, bf16_split: int) -> dict:
-    """How kernels multiply input tiles. Two inputs: bf16/fp16 go to the tensor cores as they are (exact products,
-    fp32 sums; IN_PREC is then unused but must be valid), fp32 inputs keep ``precision``. A bf16 input and an fp32
-    tile: one fp32 product at ``precision`` (SPLIT 0), or with ``bf16_split`` and bf16 inputs the fp32 tile as
-    2 or 3 bf16 pieces (3: fp32-accurate; kernels_chunk._split_dot).
-    The interpreter stores bf16 as raw bits its matmul cannot read, so there (IN_CAST) tiles are cast to fp32."""
+def _in_args(dtype: torch.dtype, precision: str) -> dict:
+    """How kernels multiply two input tiles: bf16/fp16 go to the tensor cores as they are (exact products, fp32
+    sums; IN_PREC is then unused but must be valid), fp32 inputs keep ``precision``. The interpreter stores bf16 as
+    raw bits its matmul cannot read, so there (IN_CAST) those tiles are cast to fp32."""
     half = dtype in (torch.bfloat16, torch.float16)
-    split = bf16_split if dtype == torch.bfloat16 else 0
-    return dict(
-        IN_PREC="tf32" if half else precision, IN_CAST=dtype == torch.bfloat16 and interpreter_requested(), SPLIT=split
-    )
+    return dict(IN_PREC="tf32" if half else precision, IN_CAST=dtype == torch.bfloat16 and interpreter_requested())
 
 
 def _common(cfg: Config, H: int, K: int, V: int, n_h: int) -> dict:
@@ -186,8 +192,7 @@ def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
         q, k, v, beta, w if g is None else g, w if do is None else do, w if gc is None else gc,
         w if ti is None else ti, w, u, w if dvl is None else dvl, w if qdo is None else qdo, scale, T,
         **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_prep, BS=cfg.BS, LOG_NB=cfg.LOG_NB,
-        USE_G=g is not None, BWD=bwd, **_in_args(q.dtype, cfg.precision, cfg.bf16_split),
-        num_warps=cfg.warps_prep, num_stages=1,
+        USE_G=g is not None, BWD=bwd, **_in_args(q.dtype, cfg.precision), num_warps=cfg.warps_prep, num_stages=1,
     )  # fmt: skip
     return gc, ti, w, u, dvl, qdo
 
@@ -201,10 +206,8 @@ def _state_fwd(k, w, u, gc, h0, cfg: Config, store_ht: bool):
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
     kernels_for(k.device, _MODULE).chunk_state_fwd_kernel[(cdiv(V, cfg.BV_sfwd), N * H)](
         k, w, u, hs if gc is None else gc, hs if h0 is None else h0, hs, hs if ht is None else ht, T, NC,
-        **_common(cfg, H, K, V, n_h), BK=cfg.BK, BV=cfg.BV_sfwd, USE_G=gc is not None,
-        USE_H0=h0 is not None, STORE_HT=store_ht, INTERP=interpreter_requested(),
-        **{n: a for n, a in _in_args(k.dtype, cfg.precision, cfg.bf16_split).items() if n != "IN_PREC"},
-        num_warps=cfg.warps_state, num_stages=cfg.stages_state,
+        **_common(cfg, H, K, V, n_h), BK=cfg.BK, BV=cfg.BV_sfwd, USE_G=gc is not None, USE_H0=h0 is not None,
+        STORE_HT=store_ht, NC_I=loop_bound(NC), num_warps=cfg.warps_state, num_stages=cfg.stages_state,
     )  # fmt: skip
     return hs, ht
 
@@ -220,7 +223,7 @@ def chunk_fwd(q, k, v, beta, g, h0, scale, cfg: Config):
     kernels_for(q.device, _MODULE).chunk_out_kernel[(cdiv(V, cfg.BV_out), NC, N * H)](
         q, k, u, hs if gc is None else gc, hs, o, scale, T,
         **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_out, USE_G=g is not None,
-        **_in_args(q.dtype, cfg.precision, cfg.bf16_split), num_warps=cfg.warps_out, num_stages=1,
+        **_in_args(q.dtype, cfg.precision), num_warps=cfg.warps_out, num_stages=1,
     )  # fmt: skip
     return o, ht
 
@@ -232,15 +235,13 @@ def chunk_bwd(q, k, v, beta, g, h0, do, dht, scale, cfg: Config):
     NC = cdiv(T, cfg.C)
     dev = q.device
     mod = kernels_for(dev, _MODULE)
-    in_args = _in_args(q.dtype, cfg.precision, cfg.bf16_split)
     gc, ti, w, u, dvl, dhs = _prep(q, k, v, beta, g, do, scale, cfg, bwd=True)
     hs, _ = _state_fwd(k, w, u, gc, h0, cfg, store_ht=False)
     dh0 = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if h0 is not None else None
     mod.chunk_state_bwd_kernel[(cdiv(V, cfg.BV_sbwd), N * H)](
         k, w, dhs if gc is None else gc, dhs if dht is None else dht, dvl, dhs, dhs if dh0 is None else dh0,
-        T, NC, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK, BV=cfg.BV_sbwd, USE_G=g is not None,
-        USE_DHT=dht is not None, STORE_DH0=h0 is not None, INTERP=interpreter_requested(),
-        **{n: a for n, a in in_args.items() if n != "IN_PREC"}, num_warps=cfg.warps_state,
+        T, NC, **_common(cfg, H, K, V, n_h), BK=cfg.BK, BV=cfg.BV_sbwd, USE_G=g is not None,
+        USE_DHT=dht is not None, STORE_DH0=h0 is not None, NC_I=loop_bound(NC), num_warps=cfg.warps_state,
         num_stages=cfg.stages_state,
     )  # fmt: skip
     dq, dk, dv, db = (torch.empty_like(x) for x in (q, k, v, beta))
@@ -248,7 +249,7 @@ def chunk_bwd(q, k, v, beta, g, h0, do, dht, scale, cfg: Config):
     mod.chunk_grad_kernel[(NC, N * H)](
         q, k, v, beta, dhs if gc is None else gc, ti, hs, dhs, u, dvl, do, dq, dk, dv, db, dq if dg is None else dg,
         scale, T, **_common(cfg, H, K, V, n_h), BC=cfg.BC, BK=cfg.BK_grad, BV=cfg.BV_grad,
-        USE_G=g is not None, **in_args, num_warps=cfg.warps_grad, num_stages=1,
+        USE_G=g is not None, num_warps=cfg.warps_grad, num_stages=1,
     )  # fmt: skip
     return dq, dk, dv, db, dg, dh0
 
@@ -256,9 +257,7 @@ def chunk_bwd(q, k, v, beta, g, h0, do, dht, scale, cfg: Config):
 class DeltaRuleTritonFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, beta, g, h0, scale, cfg):
-        q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
-        g = None if g is None else g.contiguous()
-        h0 = None if h0 is None else h0.contiguous()
+        q, k, v, beta, g, h0 = contiguous(q, k, v, beta, g, h0)
         o, ht = chunk_fwd(q, k, v, beta, g, h0, scale, cfg)
         ctx.save_for_backward(q, k, v, beta, g, h0)
         ctx.scale, ctx.cfg = scale, cfg
@@ -276,7 +275,7 @@ class DeltaRuleTritonFunction(torch.autograd.Function):
 
 
 # Dynamo cannot trace the kernel launcher inside the autograd.Function (torch.compile of a model failed with an
-# AssertionError there, benchmarks/results/train_steps_h100.md): run it eagerly inside compiled graphs.
+# AssertionError there: docs/kernels.md, "Compiled callers"): run it eagerly inside compiled graphs.
 @torch.compiler.disable
 def delta_rule_triton(
     q: torch.Tensor,
@@ -287,23 +286,22 @@ def delta_rule_triton(
     scale: float,
     initial_state: torch.Tensor | None,
     *,
-    chunk: int = 64,
+    chunk_size: int | None = None,
     precision: str = "tf32x3",
-    block_v: int | None = None,
     config: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunked delta rule. q [N, T, H, K]; k [N, T, n_h, H, K]; v [N, T, n_h, H, V]; beta [N, T, n_h, H];
     log_decay [N, T, H] or None; initial_state fp32 [N, H, K, V] or None. Returns (o [N, T, H, V] in q's dtype,
     final state fp32 [N, H, K, V]); differentiable in all tensor inputs. CUDA tensors run compiled kernels, others
-    run them in Triton's interpreter (slow: for tests). ``chunk``: sub-steps per chunk (16, 32 or 64);
-    ``precision`` of fp32 tl.dot products (see the module docstring); ``block_v`` caps the V-block widths
-    (default: by register budget and, for the sequential passes, by the number of SMs; the gradient kernel's stay
-    >= 32); ``config``: fields of ``Config`` to override (tuning, e.g. {"BK_grad": 32, "BV_grad": 64})."""
+    run them in Triton's interpreter (slow: for tests). ``chunk_size``: tokens per chunk, chunk_size * n_h <= 64
+    (None: 64 // n_h); ``precision`` of fp32 tl.dot products (see the module docstring); ``config``: block
+    settings of TUNING (e.g. {"BK_grad": 32, "BV_grad": 64}; "block_v" caps every V-block width, the gradient
+    kernel's staying >= 32; default: by register budget and, for the sequential passes, by the number of SMs)."""
     require_kernel_dtypes(q=q)
     N, T, n_h, H, K = k.shape
+    cfg = make_config(n_h, K, v.shape[-1], N * H, q.device, chunk_size, precision, config)
     if T == 0:
         o = q.new_zeros(N, 0, H, v.shape[-1])
         ht = initial_state if initial_state is not None else q.new_zeros(N, H, K, v.shape[-1], dtype=torch.float32)
         return o, ht
-    cfg = make_config(n_h, K, v.shape[-1], N * H, q.device, chunk, precision, block_v, config)
     return DeltaRuleTritonFunction.apply(q, k, v, beta, log_decay, initial_state, float(scale), cfg)

@@ -18,15 +18,20 @@ Buffers between kernels, all fp32 (the state algebra and the inverse never leave
   dvl [N, T, NH, H, V]   dLoss / d v_new: the chunk-local part scale P^T dO, completed in place by the dS pass
 
 Kernels: ``prep`` (grid over chunks: gc, T, w, u and in the backward also dvl), ``state_fwd`` and ``state_bwd``
-(sequential over chunks, grid over sequence x head x V-block), ``out`` (grid over chunks x V-blocks) and ``grad``
+(sequential over chunks, grid over V-block x sequence x head), ``out`` (grid over V-blocks x chunks) and ``grad``
 (grid over chunks). Names: b_* register tiles, o_* index vectors, m_* masks, r_* row indices into the
 [N * T * NH, H] sub-step axis. The state passes keep the state as up to four [BK, BV] row blocks of K (BK <= 64),
-so that no tile grows with K. Their chunk loop is a ``for`` loop when compiled (so Triton can prefetch the next
-chunk) and a ``while`` loop in the interpreter, which cannot take a run-time ``range`` bound (numpy >= 2.4).
+so that no tile grows with K; loops over the blocks are unrolled (``tl.static_range``), and ``_blk_of`` /
+``_with_blk`` read and replace block j at a compile-time j. Their chunk loop bound is NC_I under the interpreter
+(``ops._triton.loop_bound``) and the run-time NC when compiled.
 """
 
 import triton
 import triton.language as tl
+
+from .tiles import load_tile as _ld
+from .tiles import seq_head
+from .tiles import store_tile as _st
 
 
 @triton.jit
@@ -77,22 +82,30 @@ def _rows(c, T, n64, i_h, H: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BL
 
 @triton.jit
 def _gates(gc_ptr, c, T, n64, i_h, H: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BL: tl.constexpr,
-           BC: tl.constexpr):  # fmt: skip
-    """Cumulative log-gates of chunk c: per sub-step [BL], per query [BC], at the chunk's end (scalar). Padded rows
-    get the end value, so every exponent exp(g_a - g_b) the kernels take with a after b is <= 0."""
-    L: tl.constexpr = C * NH
-    o_r = tl.arange(0, BL)
-    o_i = tl.arange(0, BC)
-    base = n64 * T * NH
-    s_r = c * L + o_r
-    m_r = (o_r < L) & (s_r < T * NH)
-    s_q = c * L + o_i * NH + (NH - 1)
-    m_q = (o_i < C) & (s_q < T * NH)
-    s_last = tl.minimum(c * L + L, T * NH) - 1
-    b_gl = tl.load(gc_ptr + (base + s_last) * H + i_h)
-    b_g = tl.load(gc_ptr + (base + s_r) * H + i_h, mask=m_r, other=0.0)
-    b_gq = tl.load(gc_ptr + (base + s_q) * H + i_h, mask=m_q, other=0.0)
-    return tl.where(m_r, b_g, b_gl), tl.where(m_q, b_gq, b_gl), b_gl
+           BC: tl.constexpr, USE_G: tl.constexpr):  # fmt: skip
+    """Cumulative log-gates of chunk c: per sub-step [BL], per query [BC], at the chunk's end (scalar); zeros
+    without a gate. Padded rows get the end value, so every exponent exp(g_a - g_b) the kernels take with a after
+    b is <= 0."""
+    if USE_G:
+        L: tl.constexpr = C * NH
+        o_r = tl.arange(0, BL)
+        o_i = tl.arange(0, BC)
+        base = n64 * T * NH
+        s_r = c * L + o_r
+        m_r = (o_r < L) & (s_r < T * NH)
+        s_q = c * L + o_i * NH + (NH - 1)
+        m_q = (o_i < C) & (s_q < T * NH)
+        s_last = tl.minimum(c * L + L, T * NH) - 1
+        b_gl = tl.load(gc_ptr + (base + s_last) * H + i_h)
+        b_g = tl.load(gc_ptr + (base + s_r) * H + i_h, mask=m_r, other=0.0)
+        b_gq = tl.load(gc_ptr + (base + s_q) * H + i_h, mask=m_q, other=0.0)
+        b_g = tl.where(m_r, b_g, b_gl)
+        b_gq = tl.where(m_q, b_gq, b_gl)
+    else:
+        b_g = tl.zeros([BL], dtype=tl.float32)
+        b_gq = tl.zeros([BC], dtype=tl.float32)
+        b_gl = 0.0
+    return b_g, b_gq, b_gl
 
 
 @triton.jit
@@ -123,181 +136,15 @@ def _in(x, IN_CAST: tl.constexpr):
 
 
 @triton.jit
-def _split_dot(a, b, acc, SPLIT: tl.constexpr, PREC: tl.constexpr, IN_CAST: tl.constexpr, A_FP32: tl.constexpr):
-    """acc + a @ b where one operand is an input tile in its own dtype and the other is fp32 (A_FP32: a is).
-
-    SPLIT = 0: both as fp32, one tl.dot at PREC. SPLIT = 2 or 3 (bf16 inputs): the fp32 tile as a sum of 2 or 3
-    bf16 pieces (hi + mid + lo, 8 more mantissa bits each, so 3 pieces carry all 24 of fp32), each multiplied
-    with the bf16 input exactly into fp32 sums: as accurate as an fp32 product with 3 bf16 MMAs (tf32x3 costs 3
-    tf32 MMAs, twice the time), and the input tile keeps half the registers of an fp32 copy."""
-    if SPLIT == 0:
-        if A_FP32:
-            acc = tl.dot(a, b.to(tl.float32), acc, input_precision=PREC)
-        else:
-            acc = tl.dot(a.to(tl.float32), b, acc, input_precision=PREC)
-    else:
-        x = a if A_FP32 else b
-        x1 = x.to(tl.bfloat16)
-        x = x - x1.to(tl.float32)
-        x2 = x.to(tl.bfloat16)
-        if SPLIT > 2:
-            x3 = (x - x2.to(tl.float32)).to(tl.bfloat16)
-            acc = _dot_piece(a, b, x3, acc, A_FP32, IN_CAST)
-        acc = _dot_piece(a, b, x2, acc, A_FP32, IN_CAST)
-        acc = _dot_piece(a, b, x1, acc, A_FP32, IN_CAST)
-    return acc
+def _in_dot_t(a, b, acc, IN_PREC: tl.constexpr, IN_CAST: tl.constexpr):
+    """acc + a b^T for two input tiles, multiplied in their own dtype (exact products for bf16/fp16)."""
+    return acc + tl.dot(_in(a, IN_CAST), tl.trans(_in(b, IN_CAST)), input_precision=IN_PREC)
 
 
 @triton.jit
-def _dot_piece(a, b, piece, acc, A_FP32: tl.constexpr, IN_CAST: tl.constexpr):
-    if A_FP32:
-        acc = tl.dot(_in(piece, IN_CAST), _in(b, IN_CAST), acc)
-    else:
-        acc = tl.dot(_in(a, IN_CAST), _in(piece, IN_CAST), acc)
-    return acc
-
-
-@triton.jit(do_not_specialize=["T"])
-def chunk_prep_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    beta_ptr,
-    g_ptr,
-    do_ptr,
-    gc_ptr,
-    ti_ptr,
-    w_ptr,
-    u_ptr,
-    dvl_ptr,
-    qdo_ptr,
-    scale,
-    T,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    C: tl.constexpr,
-    BL: tl.constexpr,
-    BC: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    BS: tl.constexpr,
-    LOG_NB: tl.constexpr,
-    USE_G: tl.constexpr,
-    BWD: tl.constexpr,
-    SPLIT: tl.constexpr,
-    PREC: tl.constexpr,
-    IN_PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):
-    """Grid (NC, N * H): everything of a chunk that does not depend on the state.
-
-    gc = within-chunk cumsum of the log-gates; A = strict(diag(beta) (K K^T * E)); T = (I + A)^{-1} (fp32);
-    w = T diag(beta * exp(gc)) K; u = T diag(beta) V. BWD (the backward's recompute) also stores T and the
-    chunk-local parts of the gradients the state pass needs: dLoss/dv_new, dvl = scale P^T dO with
-    P = (Q K^T) * Eq, and dLoss/dS0 through o, scale Q^T diag(exp gq) dO [K, V] per chunk, into qdo (the dhs
-    buffer, which the state pass reads and then overwrites).
-    """
-    c = tl.program_id(0)
-    i_nh = tl.program_id(1)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    n64 = i_n.to(tl.int64)
-    NC = tl.num_programs(0)
-    _prep_whole(
-        q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, do_ptr, gc_ptr, ti_ptr, w_ptr, u_ptr, dvl_ptr, qdo_ptr, scale, T,
-        c, NC, n64, i_h, H, K, V, NH, C, BL, BC, BK, BV, BS, LOG_NB, USE_G, BWD, SPLIT, PREC, IN_PREC, IN_CAST,
-    )  # fmt: skip
-
-
-@triton.jit
-def _prep_whole(
-    q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, do_ptr, gc_ptr, ti_ptr, w_ptr, u_ptr, dvl_ptr, qdo_ptr, scale, T,
-    c, NC, n64, i_h, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NH: tl.constexpr, C: tl.constexpr,
-    BL: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.constexpr,
-    USE_G: tl.constexpr, BWD: tl.constexpr, SPLIT: tl.constexpr, PREC: tl.constexpr, IN_PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):  # fmt: skip
-    """``chunk_prep_kernel`` on the whole chunk: T as one [BL, BL] fp32 tile."""
-    NK: tl.constexpr = (K + BK - 1) // BK
-    NV: tl.constexpr = (V + BV - 1) // BV
-    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
-    o_r = tl.arange(0, BL)
-    o_i = tl.arange(0, BC)
-    o_k = tl.arange(0, BK)
-    o_v = tl.arange(0, BV)
-
-    b_b = tl.load(beta_ptr + r_r, mask=m_r, other=0.0).to(tl.float32)
-    if USE_G:
-        m_first = m_r & ((o_r % NH) == 0)
-        r_tok = (n64 * T + (c * C + o_r // NH)) * H + i_h
-        b_g = tl.cumsum(tl.load(g_ptr + r_tok, mask=m_first, other=0.0).to(tl.float32), 0)
-        tl.store(gc_ptr + r_r, b_g, mask=m_r)
-        b_gq = tl.sum(tl.where(o_r[None, :] == (o_i * NH + (NH - 1))[:, None], b_g[None, :], 0.0), 1)
-    else:
-        b_g = tl.zeros([BL], dtype=tl.float32)
-        b_gq = tl.zeros([BC], dtype=tl.float32)
-    b_E, b_Eq = _masks(b_g, b_gq, NH, BL, BC, USE_G)
-
-    b_kk = tl.zeros([BL, BL], dtype=tl.float32)
-    for i_k in range(NK):
-        b_k = _in(_blk(k_ptr, r_r, m_r, i_k, K, BK), IN_CAST)
-        b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=IN_PREC)
-    b_T = _unit_lower_inverse(b_b[:, None] * b_kk * b_E, BL, BS, LOG_NB, PREC)
-    if BWD:
-        p_ti = ti_ptr + ((n64 * NC + c) * H + i_h) * BL * BL + o_r[:, None] * BL + o_r[None, :]
-        tl.store(p_ti, b_T)
-
-    if USE_G:
-        b_bw = b_b * tl.exp(b_g)
-    else:
-        b_bw = b_b
-    for i_k in range(NK):
-        m_rk = m_r[:, None] & ((i_k * BK + o_k) < K)[None, :]
-        p_k = r_r[:, None] * K + (i_k * BK + o_k)[None, :]
-        b_k = tl.load(k_ptr + p_k, mask=m_rk, other=0.0).to(tl.float32)
-        tl.store(w_ptr + p_k, tl.dot(b_T, b_bw[:, None] * b_k, input_precision=PREC), mask=m_rk)
-    for i_v in range(NV):
-        m_rv = m_r[:, None] & ((i_v * BV + o_v) < V)[None, :]
-        p_v = r_r[:, None] * V + (i_v * BV + o_v)[None, :]
-        b_v = tl.load(v_ptr + p_v, mask=m_rv, other=0.0).to(tl.float32)
-        tl.store(u_ptr + p_v, tl.dot(b_T, b_b[:, None] * b_v, input_precision=PREC), mask=m_rv)
-
-    if BWD:
-        b_qk = tl.zeros([BC, BL], dtype=tl.float32)
-        for i_k in range(NK):
-            b_k = _in(_blk(k_ptr, r_r, m_r, i_k, K, BK), IN_CAST)
-            b_q = _in(_blk(q_ptr, r_q, m_q, i_k, K, BK), IN_CAST)
-            b_qk += tl.dot(b_q, tl.trans(b_k), input_precision=IN_PREC)
-        b_Pt = tl.trans(b_qk * b_Eq * scale)
-        p_qdo = ((n64 * NC + c) * H + i_h) * K * V
-        for i_v in range(NV):
-            o_vv = i_v * BV + o_v
-            m_v = o_vv < V
-            b_do = tl.load(do_ptr + r_q[:, None] * V + o_vv[None, :], mask=m_q[:, None] & m_v[None, :], other=0.0)
-            b_dv = _split_dot(b_Pt, b_do, tl.zeros([BL, BV], tl.float32), SPLIT, PREC, IN_CAST, True)
-            _st(dvl_ptr, 0, r_r, m_r, V, o_vv, m_v, b_dv)
-            if USE_G:
-                b_dos = b_do.to(tl.float32) * (scale * tl.exp(b_gq))[:, None]
-            else:
-                b_dos = b_do
-            for i_k in range(NK):
-                b_qdo = _qdo(q_ptr, r_q, m_q, i_k, b_dos, scale, K, BK, BV, USE_G, SPLIT, PREC, IN_PREC, IN_CAST)
-                _st(qdo_ptr, p_qdo, i_k * BK + o_k, i_k * BK + o_k < K, V, o_vv, m_v, b_qdo)
-
-
-@triton.jit
-def _ld(ptr, base, rows, m_rows, ld, cols, m_cols):
-    """fp32 tile [rows, cols] of a row-major matrix with leading dimension ld."""
-    p = ptr + base + rows[:, None] * ld + cols[None, :]
-    return tl.load(p, mask=m_rows[:, None] & m_cols[None, :], other=0.0).to(tl.float32)
-
-
-@triton.jit
-def _st(ptr, base, rows, m_rows, ld, cols, m_cols, x):
-    tl.store(ptr + base + rows[:, None] * ld + cols[None, :], x.to(ptr.dtype.element_ty),
-             mask=m_rows[:, None] & m_cols[None, :])  # fmt: skip
+def _dot32(a, b, acc, PREC: tl.constexpr):
+    """acc + a @ b as one fp32 product at PREC, for an input tile (any dtype) and an fp32 tile."""
+    return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=PREC)
 
 
 @triton.jit
@@ -317,215 +164,237 @@ def _blkT(ptr, r_x, m_x, j, K: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def _ld_state(ptr, base, o_v, m_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, NK: tl.constexpr):
-    """A [K, BV] slice of a state as up to four [BK, BV] row blocks (the unused ones are zeros, never touched)."""
+def _apply_T(src_ptr, dst_ptr, r_r, m_r, b_T, b_s, D: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
+    """dst rows = T diag(s) (src rows) for a [rows, H, D] input and an fp32 [rows, H, D] buffer, D in BD blocks."""
+    ND: tl.constexpr = (D + BD - 1) // BD
+    for i_d in range(ND):
+        o_d = i_d * BD + tl.arange(0, BD)
+        m_d = o_d < D
+        b_x = b_s[:, None] * _ld(src_ptr, 0, r_r, m_r, D, o_d, m_d)
+        _st(dst_ptr, 0, r_r, m_r, D, o_d, m_d, tl.dot(b_T, b_x, input_precision=PREC))
+
+
+@triton.jit(do_not_specialize=["T"])
+def chunk_prep_kernel(
+    q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, do_ptr, gc_ptr, ti_ptr, w_ptr, u_ptr, dvl_ptr, qdo_ptr, scale, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BL: tl.constexpr,
+    BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.constexpr,
+    USE_G: tl.constexpr, BWD: tl.constexpr, PREC: tl.constexpr, IN_PREC: tl.constexpr, IN_CAST: tl.constexpr,
+):  # fmt: skip
+    """Grid (NC, N * H): everything of a chunk that does not depend on the state.
+
+    gc = within-chunk cumsum of the log-gates; A = strict(diag(beta) (K K^T * E)); T = (I + A)^{-1} (fp32, one
+    [BL, BL] tile); w = T diag(beta * exp(gc)) K; u = T diag(beta) V. BWD (the backward's recompute) also stores T
+    and the chunk-local parts of the gradients the state pass needs: dLoss/dv_new, dvl = scale P^T dO with
+    P = (Q K^T) * Eq, and dLoss/dS0 through o, scale Q^T diag(exp gq) dO [K, V] per chunk, into qdo (the dhs
+    buffer, which the state pass reads and then overwrites).
+    """
+    c = tl.program_id(0)
+    NC = tl.num_programs(0)
+    n64, i_h = seq_head(1, H)
+    NK: tl.constexpr = (K + BK - 1) // BK
+    NV: tl.constexpr = (V + BV - 1) // BV
+    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
+    o_r = tl.arange(0, BL)
+    o_i = tl.arange(0, BC)
     o_k = tl.arange(0, BK)
-    b_1 = _ld(ptr, base, o_k, o_k < K, V, o_v, m_v)
+
+    b_b = tl.load(beta_ptr + r_r, mask=m_r, other=0.0).to(tl.float32)
+    if USE_G:
+        m_first = m_r & ((o_r % NH) == 0)
+        r_tok = (n64 * T + (c * C + o_r // NH)) * H + i_h
+        b_g = tl.cumsum(tl.load(g_ptr + r_tok, mask=m_first, other=0.0).to(tl.float32), 0)
+        tl.store(gc_ptr + r_r, b_g, mask=m_r)
+        b_gq = tl.sum(tl.where(o_r[None, :] == (o_i * NH + (NH - 1))[:, None], b_g[None, :], 0.0), 1)
+        b_bw = b_b * tl.exp(b_g)
+    else:
+        b_g = tl.zeros([BL], dtype=tl.float32)
+        b_gq = tl.zeros([BC], dtype=tl.float32)
+        b_bw = b_b
+    b_E, b_Eq = _masks(b_g, b_gq, NH, BL, BC, USE_G)
+
+    b_kk = tl.zeros([BL, BL], dtype=tl.float32)
+    for i_k in range(NK):
+        b_k = _blk(k_ptr, r_r, m_r, i_k, K, BK)
+        b_kk = _in_dot_t(b_k, b_k, b_kk, IN_PREC, IN_CAST)
+    b_T = _unit_lower_inverse(b_b[:, None] * b_kk * b_E, BL, BS, LOG_NB, PREC)
+    if BWD:
+        p_ti = ti_ptr + ((n64 * NC + c) * H + i_h) * BL * BL + o_r[:, None] * BL + o_r[None, :]
+        tl.store(p_ti, b_T)
+    _apply_T(k_ptr, w_ptr, r_r, m_r, b_T, b_bw, K, BK, PREC)
+    _apply_T(v_ptr, u_ptr, r_r, m_r, b_T, b_b, V, BV, PREC)
+
+    if BWD:
+        b_qk = tl.zeros([BC, BL], dtype=tl.float32)
+        for i_k in range(NK):
+            b_qk = _in_dot_t(_blk(q_ptr, r_q, m_q, i_k, K, BK), _blk(k_ptr, r_r, m_r, i_k, K, BK), b_qk, IN_PREC,
+                             IN_CAST)  # fmt: skip
+        b_Pt = tl.trans(b_qk * b_Eq * scale)
+        p_qdo = ((n64 * NC + c) * H + i_h) * K * V
+        for i_v in range(NV):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_v = o_v < V
+            b_do = _blk(do_ptr, r_q, m_q, i_v, V, BV)
+            _st(dvl_ptr, 0, r_r, m_r, V, o_v, m_v, _dot32(b_Pt, b_do, tl.zeros([BL, BV], tl.float32), PREC))
+            if USE_G:
+                b_dos = b_do.to(tl.float32) * (scale * tl.exp(b_gq))[:, None]
+            else:
+                b_dos = b_do
+            for i_k in range(NK):
+                b_qdo = _qdo(q_ptr, r_q, m_q, i_k, b_dos, scale, K, BK, BV, USE_G, PREC, IN_PREC, IN_CAST)
+                _st(qdo_ptr, p_qdo, i_k * BK + o_k, i_k * BK + o_k < K, V, o_v, m_v, b_qdo)
+
+
+@triton.jit
+def _qdo(q_ptr, r_q, m_q, j, b_dos, scale, K: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+         USE_G: tl.constexpr, PREC: tl.constexpr, IN_PREC: tl.constexpr, IN_CAST: tl.constexpr):  # fmt: skip
+    """Row block j of scale Q^T diag(exp gq) dO [BK, BV]. b_dos: dO as loaded (no gate: a product of two inputs,
+    in their dtype on the tensor cores), or fp32 dO * scale exp(gq) (gate: an fp32 product)."""
+    b_qt = _blkT(q_ptr, r_q, m_q, j, K, BK)
+    if USE_G:
+        b_r = _dot32(b_qt, b_dos, tl.zeros([BK, BV], tl.float32), PREC)
+    else:
+        b_r = scale * tl.dot(_in(b_qt, IN_CAST), _in(b_dos, IN_CAST), input_precision=IN_PREC)
+    return b_r
+
+
+@triton.jit
+def _blk_of(j: tl.constexpr, b_1, b_2, b_3, b_4):
+    """Row block j (a compile-time index) of a state held as four [BK, BV] row blocks."""
+    return b_1 if j == 0 else (b_2 if j == 1 else (b_3 if j == 2 else b_4))
+
+
+@triton.jit
+def _with_blk(j: tl.constexpr, b, b_1, b_2, b_3, b_4):
+    """The four row blocks with block j (a compile-time index) replaced by b."""
+    return (b if j == 0 else b_1), (b if j == 1 else b_2), (b if j == 2 else b_3), (b if j == 3 else b_4)
+
+
+@triton.jit
+def _ld_state(ptr, base, o_v, m_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+              NK: tl.constexpr, LOAD: tl.constexpr):  # fmt: skip
+    """A [K, BV] slice of a state as four [BK, BV] row blocks (those past K, and all without LOAD, are zeros)."""
+    b_1 = tl.zeros([BK, BV], dtype=tl.float32)
     b_2 = tl.zeros_like(b_1)
     b_3 = tl.zeros_like(b_1)
     b_4 = tl.zeros_like(b_1)
-    if NK > 1:
-        b_2 = _ld(ptr, base, BK + o_k, BK + o_k < K, V, o_v, m_v)
-    if NK > 2:
-        b_3 = _ld(ptr, base, 2 * BK + o_k, 2 * BK + o_k < K, V, o_v, m_v)
-    if NK > 3:
-        b_4 = _ld(ptr, base, 3 * BK + o_k, 3 * BK + o_k < K, V, o_v, m_v)
+    if LOAD:
+        for j in tl.static_range(NK):
+            o_k = j * BK + tl.arange(0, BK)
+            b_1, b_2, b_3, b_4 = _with_blk(j, _ld(ptr, base, o_k, o_k < K, V, o_v, m_v), b_1, b_2, b_3, b_4)
     return b_1, b_2, b_3, b_4
 
 
 @triton.jit
 def _st_state(ptr, base, b_1, b_2, b_3, b_4, o_v, m_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
               NK: tl.constexpr):  # fmt: skip
-    o_k = tl.arange(0, BK)
-    _st(ptr, base, o_k, o_k < K, V, o_v, m_v, b_1)
-    if NK > 1:
-        _st(ptr, base, BK + o_k, BK + o_k < K, V, o_v, m_v, b_2)
-    if NK > 2:
-        _st(ptr, base, 2 * BK + o_k, 2 * BK + o_k < K, V, o_v, m_v, b_3)
-    if NK > 3:
-        _st(ptr, base, 3 * BK + o_k, 3 * BK + o_k < K, V, o_v, m_v, b_4)
+    for j in tl.static_range(NK):
+        o_k = j * BK + tl.arange(0, BK)
+        _st(ptr, base, o_k, o_k < K, V, o_v, m_v, _blk_of(j, b_1, b_2, b_3, b_4))
 
 
 @triton.jit
-def _state_fwd_step(
-    c,
-    b_h1,
-    b_h2,
-    b_h3,
-    b_h4,
-    k_ptr,
-    w_ptr,
-    u_ptr,
-    gc_ptr,
-    hs_ptr,
-    n64,
-    i_h,
-    o_v,
-    m_v,
-    T,
-    NC,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    C: tl.constexpr,
-    BL: tl.constexpr,
-    BK: tl.constexpr,
-    NK: tl.constexpr,
-    USE_G: tl.constexpr,
-    SPLIT: tl.constexpr,
-    PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):
+def _state_pass_start(ptr, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                      NK: tl.constexpr, LOAD: tl.constexpr):  # fmt: skip
+    """Indices of a state-pass program (grid (cdiv(V, BV), N * H)) and the [K, BV] slice it starts from: of
+    ``ptr`` [N, H, K, V] with LOAD, else zeros. Returns (n64, i_h, o_v, m_v, offset of the slice, 4 row blocks)."""
+    o_v = tl.program_id(0) * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    n64, i_h = seq_head(1, H)
+    p_h = (n64 * H + i_h) * K * V
+    b_1, b_2, b_3, b_4 = _ld_state(ptr, p_h, o_v, m_v, K, V, BK, BV, NK, LOAD)
+    return n64, i_h, o_v, m_v, p_h, b_1, b_2, b_3, b_4
+
+
+@triton.jit
+def _rows_times_state(x_ptr, r_r, m_r, b_1, b_2, b_3, b_4, K: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr,
+                      BV: tl.constexpr, NK: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """X S [BL, BV] for the rows r_r of a [rows, H, K] tensor X and the state's four row blocks (fp32 products)."""
+    b_x = tl.zeros([BL, BV], dtype=tl.float32)
+    for j in tl.static_range(NK):
+        b_x = _dot32(_blk(x_ptr, r_r, m_r, j, K, BK), _blk_of(j, b_1, b_2, b_3, b_4), b_x, PREC)
+    return b_x
+
+
+@triton.jit
+def _decay_to_chunk_end(b_x, b_1, b_2, b_3, b_4, gc_ptr, c, T, n64, i_h, H: tl.constexpr, NH: tl.constexpr,
+                        C: tl.constexpr, BL: tl.constexpr, NK: tl.constexpr, USE_G: tl.constexpr):  # fmt: skip
+    """With a gate: row r of b_x [BL, BV] times exp(g_L - g_r) (what a write at sub-step r is worth at the chunk's
+    end) and the state's row blocks times exp(g_L). Without: all as given."""
+    if USE_G:
+        b_g, _, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, 16, USE_G)
+        b_x = b_x * tl.exp(b_gl - b_g)[:, None]
+        b_dec = tl.exp(b_gl)
+        for j in tl.static_range(NK):
+            b_1, b_2, b_3, b_4 = _with_blk(j, _blk_of(j, b_1, b_2, b_3, b_4) * b_dec, b_1, b_2, b_3, b_4)
+    return b_x, b_1, b_2, b_3, b_4
+
+
+@triton.jit
+def _state_fwd_step(c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
+                    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NH: tl.constexpr, C: tl.constexpr,
+                    BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NK: tl.constexpr, USE_G: tl.constexpr,
+                    PREC: tl.constexpr):  # fmt: skip
     """One chunk: store S0, v_new = u - W S0 (in place of u), S1 = exp(g_L) S0 + (diag(d) K)^T v_new."""
     r_r, m_r, _, _ = _rows(c, T, n64, i_h, H, NH, C, BL, 16)
     _st_state(hs_ptr, ((n64 * (NC + 1) + c) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
-    b_x = tl.dot(_blk(w_ptr, r_r, m_r, 0, K, BK).to(tl.float32), b_h1, input_precision=PREC)
-    if NK > 1:
-        b_x += tl.dot(_blk(w_ptr, r_r, m_r, 1, K, BK).to(tl.float32), b_h2, input_precision=PREC)
-    if NK > 2:
-        b_x += tl.dot(_blk(w_ptr, r_r, m_r, 2, K, BK).to(tl.float32), b_h3, input_precision=PREC)
-    if NK > 3:
-        b_x += tl.dot(_blk(w_ptr, r_r, m_r, 3, K, BK).to(tl.float32), b_h4, input_precision=PREC)
-    b_u = _ld(u_ptr, 0, r_r, m_r, V, o_v, m_v) - b_x
+    b_u = _ld(u_ptr, 0, r_r, m_r, V, o_v, m_v) - _rows_times_state(w_ptr, r_r, m_r, b_h1, b_h2, b_h3, b_h4, K, BL,
+                                                                    BK, BV, NK, PREC)  # fmt: skip
     _st(u_ptr, 0, r_r, m_r, V, o_v, m_v, b_u)
-    if USE_G:
-        b_g, _, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, 16)
-        b_u = b_u * tl.exp(b_gl - b_g)[:, None]
-        b_dec = tl.exp(b_gl)
-        b_h1 = b_h1 * b_dec
-        if NK > 1:
-            b_h2 = b_h2 * b_dec
-        if NK > 2:
-            b_h3 = b_h3 * b_dec
-        if NK > 3:
-            b_h4 = b_h4 * b_dec
-    b_h1 = _split_dot(_blkT(k_ptr, r_r, m_r, 0, K, BK), b_u, b_h1, SPLIT, PREC, IN_CAST, False)
-    if NK > 1:
-        b_h2 = _split_dot(_blkT(k_ptr, r_r, m_r, 1, K, BK), b_u, b_h2, SPLIT, PREC, IN_CAST, False)
-    if NK > 2:
-        b_h3 = _split_dot(_blkT(k_ptr, r_r, m_r, 2, K, BK), b_u, b_h3, SPLIT, PREC, IN_CAST, False)
-    if NK > 3:
-        b_h4 = _split_dot(_blkT(k_ptr, r_r, m_r, 3, K, BK), b_u, b_h4, SPLIT, PREC, IN_CAST, False)
+    b_u, b_h1, b_h2, b_h3, b_h4 = _decay_to_chunk_end(b_u, b_h1, b_h2, b_h3, b_h4, gc_ptr, c, T, n64, i_h, H, NH, C,
+                                                      BL, NK, USE_G)  # fmt: skip
+    for j in tl.static_range(NK):
+        b_h = _dot32(_blkT(k_ptr, r_r, m_r, j, K, BK), b_u, _blk_of(j, b_h1, b_h2, b_h3, b_h4), PREC)
+        b_h1, b_h2, b_h3, b_h4 = _with_blk(j, b_h, b_h1, b_h2, b_h3, b_h4)
     return b_h1, b_h2, b_h3, b_h4
 
 
 @triton.jit(do_not_specialize=["T", "NC"])
 def chunk_state_fwd_kernel(
-    k_ptr,
-    w_ptr,
-    u_ptr,
-    gc_ptr,
-    h0_ptr,
-    hs_ptr,
-    ht_ptr,
-    T,
-    NC,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    C: tl.constexpr,
-    BL: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    USE_G: tl.constexpr,
-    USE_H0: tl.constexpr,
-    STORE_HT: tl.constexpr,
-    INTERP: tl.constexpr,
-    SPLIT: tl.constexpr,
-    PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):
+    k_ptr, w_ptr, u_ptr, gc_ptr, h0_ptr, hs_ptr, ht_ptr, T, NC, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    NH: tl.constexpr, C: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, NC_I: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
     """Grid (cdiv(V, BV), N * H); walks the chunks in order with the fp32 state slice [K, BV] in registers.
     Stores hs (slots 0 .. NC) and v_new (over u); the final state also into ht if STORE_HT."""
-    i_v = tl.program_id(0)
-    i_nh = tl.program_id(1)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    n64 = i_n.to(tl.int64)
     NK: tl.constexpr = (K + BK - 1) // BK
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_v = o_v < V
-    if USE_H0:
-        b_h1, b_h2, b_h3, b_h4 = _ld_state(h0_ptr, (n64 * H + i_h) * K * V, o_v, m_v, K, V, BK, NK)
-    else:
-        b_h1 = tl.zeros([BK, BV], dtype=tl.float32)
-        b_h2 = tl.zeros([BK, BV], dtype=tl.float32)
-        b_h3 = tl.zeros([BK, BV], dtype=tl.float32)
-        b_h4 = tl.zeros([BK, BV], dtype=tl.float32)
-    if INTERP:
-        c = 0
-        while c < NC:
-            b_h1, b_h2, b_h3, b_h4 = _state_fwd_step(
-                c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
-                H, K, V, NH, C, BL, BK, NK, USE_G, SPLIT, PREC, IN_CAST,
-            )  # fmt: skip
-            c += 1
-    else:
-        for c in range(NC):
-            b_h1, b_h2, b_h3, b_h4 = _state_fwd_step(
-                c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
-                H, K, V, NH, C, BL, BK, NK, USE_G, SPLIT, PREC, IN_CAST,
-            )  # fmt: skip
+    n64, i_h, o_v, m_v, p_h, b_h1, b_h2, b_h3, b_h4 = _state_pass_start(h0_ptr, H, K, V, BK, BV, NK, USE_H0)
+    for c in range(NC_I if NC_I > 0 else NC):
+        b_h1, b_h2, b_h3, b_h4 = _state_fwd_step(
+            c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
+            H, K, V, NH, C, BL, BK, BV, NK, USE_G, PREC,
+        )  # fmt: skip
     _st_state(hs_ptr, ((n64 * (NC + 1) + NC) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
     if STORE_HT:
-        _st_state(ht_ptr, (n64 * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
+        _st_state(ht_ptr, p_h, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
 
 
 @triton.jit(do_not_specialize=["T"])
 def chunk_out_kernel(
-    q_ptr,
-    k_ptr,
-    vn_ptr,
-    gc_ptr,
-    hs_ptr,
-    o_ptr,
-    scale,
-    T,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    C: tl.constexpr,
-    BL: tl.constexpr,
-    BC: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    USE_G: tl.constexpr,
-    SPLIT: tl.constexpr,
-    PREC: tl.constexpr,
-    IN_PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):
+    q_ptr, k_ptr, vn_ptr, gc_ptr, hs_ptr, o_ptr, scale, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    NH: tl.constexpr, C: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_G: tl.constexpr, PREC: tl.constexpr, IN_PREC: tl.constexpr, IN_CAST: tl.constexpr,
+):  # fmt: skip
     """Grid (cdiv(V, BV), NC, N * H): o = scale (diag(exp gq) Q S0 + (Q K^T * Eq) v_new) for one chunk."""
-    i_v = tl.program_id(0)
     c = tl.program_id(1)
-    i_nh = tl.program_id(2)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    n64 = i_n.to(tl.int64)
     NC = tl.num_programs(1)
+    n64, i_h = seq_head(2, H)
     NK: tl.constexpr = (K + BK - 1) // BK
     r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
     o_k = tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
+    o_v = tl.program_id(0) * BV + tl.arange(0, BV)
     m_v = o_v < V
     p_hs = ((n64 * (NC + 1) + c) * H + i_h) * K * V
     b_o = tl.zeros([BC, BV], dtype=tl.float32)
     b_qk = tl.zeros([BC, BL], dtype=tl.float32)
     for i_k in range(NK):
         b_q = _blk(q_ptr, r_q, m_q, i_k, K, BK)
-        b_k = _blk(k_ptr, r_r, m_r, i_k, K, BK)
         b_h = _ld(hs_ptr, p_hs, i_k * BK + o_k, i_k * BK + o_k < K, V, o_v, m_v)
-        b_o = _split_dot(b_q, b_h, b_o, SPLIT, PREC, IN_CAST, False)
-        b_qk += tl.dot(_in(b_q, IN_CAST), tl.trans(_in(b_k, IN_CAST)), input_precision=IN_PREC)
+        b_o = _dot32(b_q, b_h, b_o, PREC)
+        b_qk = _in_dot_t(b_q, _blk(k_ptr, r_r, m_r, i_k, K, BK), b_qk, IN_PREC, IN_CAST)
+    b_g, b_gq, _ = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC, USE_G)
     if USE_G:
-        b_g, b_gq, _ = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
         b_o = b_o * tl.exp(b_gq)[:, None]
-    else:
-        b_g = tl.zeros([BL], dtype=tl.float32)
-        b_gq = tl.zeros([BC], dtype=tl.float32)
     _, b_Eq = _masks(b_g, b_gq, NH, BL, BC, USE_G)
     b_vn = _ld(vn_ptr, 0, r_r, m_r, V, o_v, m_v)
     b_o = scale * (b_o + tl.dot(b_qk * b_Eq, b_vn, input_precision=PREC))
@@ -533,192 +402,54 @@ def chunk_out_kernel(
 
 
 @triton.jit
-def _state_bwd_step(
-    c,
-    b_d1,
-    b_d2,
-    b_d3,
-    b_d4,
-    k_ptr,
-    w_ptr,
-    gc_ptr,
-    dvl_ptr,
-    dhs_ptr,
-    n64,
-    i_h,
-    o_v,
-    m_v,
-    T,
-    NC,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    C: tl.constexpr,
-    BL: tl.constexpr,
-    BC: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    NK: tl.constexpr,
-    USE_G: tl.constexpr,
-    SPLIT: tl.constexpr,
-    PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):
+def _state_bwd_step(c, b_d1, b_d2, b_d3, b_d4, k_ptr, w_ptr, gc_ptr, dvl_ptr, dhs_ptr, n64, i_h, o_v, m_v, T, NC,
+                    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NH: tl.constexpr, C: tl.constexpr,
+                    BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NK: tl.constexpr, USE_G: tl.constexpr,
+                    PREC: tl.constexpr):  # fmt: skip
     """One chunk, walking back with dS = dLoss/d(state at the chunk's end): store dS (over the chunk's
     scale Q^T diag(exp gq) dO, read first); complete dv_new = dvl + diag(d) K dS (in place); return
     dS0 = exp(g_L) dS + scale Q^T diag(exp gq) dO - W^T dv_new."""
-    r_r, m_r, _, _ = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
+    r_r, m_r, _, _ = _rows(c, T, n64, i_h, H, NH, C, BL, 16)
     p_dhs = ((n64 * NC + c) * H + i_h) * K * V
-    b_q1, b_q2, b_q3, b_q4 = _ld_state(dhs_ptr, p_dhs, o_v, m_v, K, V, BK, NK)  # scale Q^T diag(exp gq) dO
+    b_q1, b_q2, b_q3, b_q4 = _ld_state(dhs_ptr, p_dhs, o_v, m_v, K, V, BK, BV, NK, True)  # scale Q^T diag(..) dO
     _st_state(dhs_ptr, p_dhs, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
-    b_x = tl.zeros([BL, BV], tl.float32)
-    b_x = _split_dot(_blk(k_ptr, r_r, m_r, 0, K, BK), b_d1, b_x, SPLIT, PREC, IN_CAST, False)
-    if NK > 1:
-        b_x = _split_dot(_blk(k_ptr, r_r, m_r, 1, K, BK), b_d2, b_x, SPLIT, PREC, IN_CAST, False)
-    if NK > 2:
-        b_x = _split_dot(_blk(k_ptr, r_r, m_r, 2, K, BK), b_d3, b_x, SPLIT, PREC, IN_CAST, False)
-    if NK > 3:
-        b_x = _split_dot(_blk(k_ptr, r_r, m_r, 3, K, BK), b_d4, b_x, SPLIT, PREC, IN_CAST, False)
-    if USE_G:
-        b_g, _, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
-        b_x = b_x * tl.exp(b_gl - b_g)[:, None]
-        b_dec = tl.exp(b_gl)
-        b_d1 = b_d1 * b_dec
-        if NK > 1:
-            b_d2 = b_d2 * b_dec
-        if NK > 2:
-            b_d3 = b_d3 * b_dec
-        if NK > 3:
-            b_d4 = b_d4 * b_dec
+    b_x = _rows_times_state(k_ptr, r_r, m_r, b_d1, b_d2, b_d3, b_d4, K, BL, BK, BV, NK, PREC)
+    b_x, b_d1, b_d2, b_d3, b_d4 = _decay_to_chunk_end(b_x, b_d1, b_d2, b_d3, b_d4, gc_ptr, c, T, n64, i_h, H, NH, C,
+                                                      BL, NK, USE_G)  # fmt: skip
     b_dv = _ld(dvl_ptr, 0, r_r, m_r, V, o_v, m_v) + b_x
     _st(dvl_ptr, 0, r_r, m_r, V, o_v, m_v, b_dv)
-    b_d1 += b_q1
-    b_d1 -= tl.dot(_blkT(w_ptr, r_r, m_r, 0, K, BK), b_dv, input_precision=PREC)
-    if NK > 1:
-        b_d2 += b_q2
-        b_d2 -= tl.dot(_blkT(w_ptr, r_r, m_r, 1, K, BK), b_dv, input_precision=PREC)
-    if NK > 2:
-        b_d3 += b_q3
-        b_d3 -= tl.dot(_blkT(w_ptr, r_r, m_r, 2, K, BK), b_dv, input_precision=PREC)
-    if NK > 3:
-        b_d4 += b_q4
-        b_d4 -= tl.dot(_blkT(w_ptr, r_r, m_r, 3, K, BK), b_dv, input_precision=PREC)
+    for j in tl.static_range(NK):
+        b_d = _blk_of(j, b_d1, b_d2, b_d3, b_d4) + _blk_of(j, b_q1, b_q2, b_q3, b_q4)
+        b_d -= tl.dot(_blkT(w_ptr, r_r, m_r, j, K, BK), b_dv, input_precision=PREC)
+        b_d1, b_d2, b_d3, b_d4 = _with_blk(j, b_d, b_d1, b_d2, b_d3, b_d4)
     return b_d1, b_d2, b_d3, b_d4
-
-
-@triton.jit
-def _qdo(q_ptr, r_q, m_q, j, b_dos, scale, K: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-         USE_G: tl.constexpr, SPLIT: tl.constexpr, PREC: tl.constexpr, IN_PREC: tl.constexpr,
-         IN_CAST: tl.constexpr):  # fmt: skip
-    """Row block j of scale Q^T diag(exp gq) dO [BK, BV]. b_dos: dO as loaded (no gate: a product of two inputs,
-    in their dtype on the tensor cores), or fp32 dO * scale exp(gq) (gate: an fp32 product)."""
-    b_qt = _blkT(q_ptr, r_q, m_q, j, K, BK)
-    if USE_G:
-        b_r = _split_dot(b_qt, b_dos, tl.zeros([BK, BV], tl.float32), SPLIT, PREC, IN_CAST, False)
-    else:
-        b_r = scale * tl.dot(_in(b_qt, IN_CAST), _in(b_dos, IN_CAST), input_precision=IN_PREC)
-    return b_r
 
 
 @triton.jit(do_not_specialize=["T", "NC"])
 def chunk_state_bwd_kernel(
-    k_ptr,
-    w_ptr,
-    gc_ptr,
-    dht_ptr,
-    dvl_ptr,
-    dhs_ptr,
-    dh0_ptr,
-    T,
-    NC,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    C: tl.constexpr,
-    BL: tl.constexpr,
-    BC: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    USE_G: tl.constexpr,
-    USE_DHT: tl.constexpr,
-    STORE_DH0: tl.constexpr,
-    INTERP: tl.constexpr,
-    SPLIT: tl.constexpr,
-    PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):
+    k_ptr, w_ptr, gc_ptr, dht_ptr, dvl_ptr, dhs_ptr, dh0_ptr, T, NC, H: tl.constexpr, K: tl.constexpr,
+    V: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_G: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, NC_I: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
     """Grid (cdiv(V, BV), N * H); walks the chunks from the last with dS [K, BV] (fp32) in registers.
     Stores dhs, completes dv_new in dvl, and stores dh0 = dS at the start if STORE_DH0."""
-    i_v = tl.program_id(0)
-    i_nh = tl.program_id(1)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    n64 = i_n.to(tl.int64)
     NK: tl.constexpr = (K + BK - 1) // BK
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_v = o_v < V
-    if USE_DHT:
-        b_d1, b_d2, b_d3, b_d4 = _ld_state(dht_ptr, (n64 * H + i_h) * K * V, o_v, m_v, K, V, BK, NK)
-    else:
-        b_d1 = tl.zeros([BK, BV], dtype=tl.float32)
-        b_d2 = tl.zeros([BK, BV], dtype=tl.float32)
-        b_d3 = tl.zeros([BK, BV], dtype=tl.float32)
-        b_d4 = tl.zeros([BK, BV], dtype=tl.float32)
-    if INTERP:
-        c = NC - 1
-        while c >= 0:
-            b_d1, b_d2, b_d3, b_d4 = _state_bwd_step(
-                c, b_d1, b_d2, b_d3, b_d4, k_ptr, w_ptr, gc_ptr, dvl_ptr, dhs_ptr,
-                n64, i_h, o_v, m_v, T, NC, H, K, V, NH, C, BL, BC, BK, BV, NK, USE_G, SPLIT, PREC, IN_CAST,
-            )  # fmt: skip
-            c -= 1
-    else:
-        for cc in range(NC):
-            b_d1, b_d2, b_d3, b_d4 = _state_bwd_step(
-                NC - 1 - cc, b_d1, b_d2, b_d3, b_d4, k_ptr, w_ptr, gc_ptr, dvl_ptr, dhs_ptr,
-                n64, i_h, o_v, m_v, T, NC, H, K, V, NH, C, BL, BC, BK, BV, NK, USE_G, SPLIT, PREC, IN_CAST,
-            )  # fmt: skip
+    n64, i_h, o_v, m_v, p_h, b_d1, b_d2, b_d3, b_d4 = _state_pass_start(dht_ptr, H, K, V, BK, BV, NK, USE_DHT)
+    for cc in range(NC_I if NC_I > 0 else NC):
+        b_d1, b_d2, b_d3, b_d4 = _state_bwd_step(
+            NC - 1 - cc, b_d1, b_d2, b_d3, b_d4, k_ptr, w_ptr, gc_ptr, dvl_ptr, dhs_ptr, n64, i_h, o_v, m_v, T, NC,
+            H, K, V, NH, C, BL, BK, BV, NK, USE_G, PREC,
+        )  # fmt: skip
     if STORE_DH0:
-        _st_state(dh0_ptr, (n64 * H + i_h) * K * V, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
+        _st_state(dh0_ptr, p_h, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
 
 
 @triton.jit(do_not_specialize=["T"])
 def chunk_grad_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    beta_ptr,
-    gc_ptr,
-    ti_ptr,
-    hs_ptr,
-    dhs_ptr,
-    vn_ptr,
-    dvn_ptr,
-    do_ptr,
-    dq_ptr,
-    dk_ptr,
-    dv_ptr,
-    db_ptr,
-    dg_ptr,
-    scale,
-    T,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    C: tl.constexpr,
-    BL: tl.constexpr,
-    BC: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    USE_G: tl.constexpr,
-    SPLIT: tl.constexpr,
-    PREC: tl.constexpr,
-    IN_PREC: tl.constexpr,
-    IN_CAST: tl.constexpr,
-):
+    q_ptr, k_ptr, v_ptr, beta_ptr, gc_ptr, ti_ptr, hs_ptr, dhs_ptr, vn_ptr, dvn_ptr, do_ptr, dq_ptr, dk_ptr, dv_ptr,
+    db_ptr, dg_ptr, scale, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NH: tl.constexpr, C: tl.constexpr,
+    BL: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
     """Grid (NC, N * H): dq, dk, dv, dbeta (and dlog_decay) of one chunk, from S0 = hs[c], dS = dhs[c] (at the
     chunk's end), v_new and dU = dLoss/dv_new. With X = K S0 and R = diag(beta) (V - Gamma X), v_new = T R:
       dR = T^T dU, dv = diag(beta) dR, dA = -strict(dR v_new^T), dP = scale dO v_new^T (masked by Eq),
@@ -728,13 +459,11 @@ def chunk_grad_kernel(
     The gate needs no terms of its own: scaling exp(g_t) scales the state before token t, as scaling the chunk's
     start state and every v before t would, less those tokens' outputs; so within a chunk
     dlog_decay_t = <S1, dS> - sum_{t' >= t} (sum_j v_t'j . dv_t'j - q_t' . dq_t'), with S1 = hs[c + 1].
+    Every product here is fp32 (the inputs are read as fp32 tiles).
     """
     c = tl.program_id(0)
-    i_nh = tl.program_id(1)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    n64 = i_n.to(tl.int64)
     NC = tl.num_programs(0)
+    n64, i_h = seq_head(1, H)
     NK: tl.constexpr = (K + BK - 1) // BK
     NV: tl.constexpr = (V + BV - 1) // BV
     r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
@@ -744,14 +473,12 @@ def chunk_grad_kernel(
     o_v = tl.arange(0, BV)
 
     b_b = tl.load(beta_ptr + r_r, mask=m_r, other=0.0).to(tl.float32)
+    b_g, b_gq, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC, USE_G)
     if USE_G:
-        b_g, b_gq, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC)
         b_Gam = tl.exp(b_g)
         b_d = tl.exp(b_gl - b_g)
         b_Gq = tl.exp(b_gq)
     else:
-        b_g = tl.zeros([BL], dtype=tl.float32)
-        b_gq = tl.zeros([BC], dtype=tl.float32)
         b_Gam = tl.full([BL], 1.0, tl.float32)
         b_d = tl.full([BL], 1.0, tl.float32)
         b_Gq = tl.full([BC], 1.0, tl.float32)
@@ -802,10 +529,8 @@ def chunk_grad_kernel(
                 b_S1 = _ld(hs_ptr, p_h0 + H * K * V, o_kk, m_k, V, o_vv, m_v)
                 b_sds += tl.sum(b_S1 * b_dS, 0)
         b_Y = tl.dot(tl.trans(b_T), b_Y, input_precision=PREC)
-        b_kr = _blk(k_ptr, r_r, m_r, i_k, K, BK)
-        b_qr = _blk(q_ptr, r_q, m_q, i_k, K, BK)
-        b_k = b_kr.to(tl.float32)
-        b_q = b_qr.to(tl.float32)
+        b_k = _blk(k_ptr, r_r, m_r, i_k, K, BK).to(tl.float32)
+        b_q = _blk(q_ptr, r_q, m_q, i_k, K, BK).to(tl.float32)
 
         b_dq = tl.dot(b_dPm, b_k, input_precision=PREC) + (scale * b_Gq)[:, None] * b_D
         b_dk = tl.dot(b_B, b_k, input_precision=PREC) + tl.dot(tl.trans(b_B), b_k, input_precision=PREC)

@@ -25,21 +25,32 @@ step, so the walk needs no branch; their outputs are masked at the store.
 import triton
 import triton.language as tl
 
+from .tiles import load_tile, seq_head, store_tile
+
 
 @triton.jit
-def _seq_bounds(cu_ptr, i_n, T, USE_CU: tl.constexpr):
-    """First row and length of sequence i_n (int64 row index into the [N * T] token axis)."""
+def _seq_bounds(cu_ptr, n64, T, USE_CU: tl.constexpr):
+    """First row and length of sequence n64 (int64 row index into the [N * T] token axis)."""
     if USE_CU:
-        bos = tl.load(cu_ptr + i_n).to(tl.int64)
-        eos = tl.load(cu_ptr + i_n + 1).to(tl.int64)
-        return bos, (eos - bos).to(tl.int32)
-    return i_n.to(tl.int64) * T, T
+        bos = tl.load(cu_ptr + n64).to(tl.int64)
+        eos = tl.load(cu_ptr + n64 + 1).to(tl.int64)
+        L = (eos - bos).to(tl.int32)
+    else:
+        bos = n64 * T
+        L = T
+    return bos, L
 
 
 @triton.jit
 def _pick(tile, sel):
     """Row ``sel`` (a boolean vector over the tile's rows, one True) of a [R, C] register tile -> [C]."""
     return tl.sum(tl.where(sel[:, None], tile, 0.0), 0)
+
+
+@triton.jit
+def _pick1(vec, sel):
+    """Entry ``sel`` (a boolean vector, one True) of a register vector [R] -> a scalar."""
+    return tl.sum(tl.where(sel, vec, 0.0), 0)
 
 
 @triton.jit
@@ -61,145 +72,113 @@ def _block(t0, bos, L, i_h, H: tl.constexpr, NH: tl.constexpr, BT: tl.constexpr,
     return o_t, m_t, g_t, o_r, m_r, g_r
 
 
+@triton.jit
+def _block_inputs(k_ptr, beta_ptr, g_ptr, g_t, m_t, g_r, m_r, o_k, m_k, K: tl.constexpr, USE_G: tl.constexpr):
+    """The block's keys [BR, BK] and betas [BR] (fp32) and, with a gate, its tokens' decays exp(log g) [BT]
+    (without one, 1.0)."""
+    b_K = load_tile(k_ptr, 0, g_r, m_r, K, o_k, m_k)
+    b_B = tl.load(beta_ptr + g_r, mask=m_r, other=0.0).to(tl.float32)
+    if USE_G:
+        b_G = tl.exp(tl.load(g_ptr + g_t, mask=m_t, other=0.0).to(tl.float32))
+    else:
+        b_G = 1.0
+    return b_K, b_B, b_G
+
+
+@triton.jit
+def _decay(b_S, b_G, sel, USE_G: tl.constexpr):
+    """A state (or its gradient) times the decay of token ``sel``; as given without a gate."""
+    if USE_G:
+        b_S = b_S * _pick1(b_G, sel)
+    return b_S
+
+
+@triton.jit
+def _write(b_S, b_B, sel, b_k, b_r):
+    """S + beta k r^T, the write of sub-step ``sel`` (b_B: the block's betas)."""
+    return b_S + (_pick1(b_B, sel) * b_k)[:, None] * b_r[None, :]
+
+
+@triton.jit
+def _state_or_zeros(ptr, p_h, o_k, m_k, o_v, m_v, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                    LOAD: tl.constexpr):  # fmt: skip
+    """The program's [BK, BV] state slice of ``ptr`` [NS, H, K, V] at offset p_h, or zeros without LOAD."""
+    if LOAD:
+        b_S = load_tile(ptr, p_h, o_k, m_k, V, o_v, m_v)
+    else:
+        b_S = tl.zeros([BK, BV], dtype=tl.float32)
+    return b_S
+
+
 @triton.jit(do_not_specialize=["T"])
 def recurrent_fwd_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    beta_ptr,
-    g_ptr,
-    h0_ptr,
-    cu_ptr,
-    o_ptr,
-    ht_ptr,
-    r_ptr,
-    scale,
-    T,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    BT: tl.constexpr,
-    BR: tl.constexpr,
-    USE_G: tl.constexpr,
-    USE_H0: tl.constexpr,
-    USE_CU: tl.constexpr,
-    STORE_HT: tl.constexpr,
-    STORE_R: tl.constexpr,
-):
-    """Grid (cdiv(V, BV), NS * H). Writes o [rows, H, V], optionally the final state and r = v - S^T k
+    q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, h0_ptr, cu_ptr, o_ptr, ht_ptr, r_ptr, scale, T, H: tl.constexpr,
+    K: tl.constexpr, V: tl.constexpr, NH: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
+    BR: tl.constexpr, USE_G: tl.constexpr, USE_H0: tl.constexpr, USE_CU: tl.constexpr, STORE_R: tl.constexpr,
+):  # fmt: skip
+    """Grid (cdiv(V, BV), NS * H). Writes o [rows, H, V], the final state and, with STORE_R, r = v - S^T k
     [rows, n_h, H, V] fp32 (the backward's input). BT tokens per block, BR = pow2 >= BT * n_h sub-step rows."""
-    i_v = tl.program_id(0)
-    i_nh = tl.program_id(1)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    bos, L = _seq_bounds(cu_ptr, i_n, T, USE_CU)
+    n64, i_h = seq_head(1, H)
+    bos, L = _seq_bounds(cu_ptr, n64, T, USE_CU)
     o_k = tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
+    o_v = tl.program_id(0) * BV + tl.arange(0, BV)
     m_k = o_k < K
     m_v = o_v < V
-    m_kv = m_k[:, None] & m_v[None, :]
-    p_kv = o_k[:, None] * V + o_v[None, :]
-    b_S = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
-        b_S = tl.load(h0_ptr + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0)
+    p_h = (n64 * H + i_h) * K * V
+    b_S = _state_or_zeros(h0_ptr, p_h, o_k, m_k, o_v, m_v, V, BK, BV, USE_H0)
     t0 = 0
     while t0 < L:
         o_t, m_t, g_t, o_r, m_r, g_r = _block(t0, bos, L, i_h, H, NH, BT, BR)
-        b_Q = tl.load(q_ptr + g_t[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-        b_K = tl.load(k_ptr + g_r[:, None] * K + o_k[None, :], mask=m_r[:, None] & m_k[None, :], other=0.0)
-        b_V = tl.load(v_ptr + g_r[:, None] * V + o_v[None, :], mask=m_r[:, None] & m_v[None, :], other=0.0)
-        b_B = tl.load(beta_ptr + g_r, mask=m_r, other=0.0).to(tl.float32)
-        b_Q, b_K, b_V = b_Q.to(tl.float32), b_K.to(tl.float32), b_V.to(tl.float32)
-        if USE_G:
-            b_G = tl.exp(tl.load(g_ptr + g_t, mask=m_t, other=0.0).to(tl.float32))
+        b_K, b_B, b_G = _block_inputs(k_ptr, beta_ptr, g_ptr, g_t, m_t, g_r, m_r, o_k, m_k, K, USE_G)
+        b_Q = load_tile(q_ptr, 0, g_t, m_t, K, o_k, m_k)
+        b_V = load_tile(v_ptr, 0, g_r, m_r, V, o_v, m_v)
         b_O = tl.zeros([BT, BV], dtype=tl.float32)
         b_R = tl.zeros([BR, BV], dtype=tl.float32)
         for i in range(BT):
-            if USE_G:
-                b_S = b_S * tl.sum(tl.where(o_t == i, b_G, 0.0), 0)
+            b_S = _decay(b_S, b_G, o_t == i, USE_G)
             for j in tl.static_range(NH):
                 sel = o_r == i * NH + j
                 b_k = _pick(b_K, sel)
                 b_r = _pick(b_V, sel) - tl.sum(b_S * b_k[:, None], 0)
                 b_R = _put(b_R, sel, b_r)
-                b_S = b_S + (tl.sum(tl.where(sel, b_B, 0.0), 0) * b_k)[:, None] * b_r[None, :]
+                b_S = _write(b_S, b_B, sel, b_k, b_r)
             b_q = _pick(b_Q, o_t == i)
             b_O = _put(b_O, o_t == i, scale * tl.sum(b_S * b_q[:, None], 0))
-        p_o = o_ptr + g_t[:, None] * V + o_v[None, :]
-        tl.store(p_o, b_O.to(o_ptr.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
+        store_tile(o_ptr, 0, g_t, m_t, V, o_v, m_v, b_O)
         if STORE_R:
-            tl.store(r_ptr + g_r[:, None] * V + o_v[None, :], b_R, mask=m_r[:, None] & m_v[None, :])
+            store_tile(r_ptr, 0, g_r, m_r, V, o_v, m_v, b_R)
         t0 += BT
-    if STORE_HT:
-        tl.store(ht_ptr + i_nh.to(tl.int64) * K * V + p_kv, b_S, mask=m_kv)
+    store_tile(ht_ptr, p_h, o_k, m_k, V, o_v, m_v, b_S)
 
 
 @triton.jit(do_not_specialize=["T", "ROWS"])
 def recurrent_bwd_kernel(
-    q_ptr,
-    k_ptr,
-    beta_ptr,
-    g_ptr,
-    h0_ptr,
-    cu_ptr,
-    r_ptr,
-    do_ptr,
-    dht_ptr,
-    dq_ptr,
-    dk_ptr,
-    dv_ptr,
-    db_ptr,
-    dh0_ptr,
-    scale,
-    T,
-    ROWS,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    V: tl.constexpr,
-    NH: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    BT: tl.constexpr,
-    BR: tl.constexpr,
-    USE_G: tl.constexpr,
-    USE_H0: tl.constexpr,
-    USE_CU: tl.constexpr,
-    USE_DHT: tl.constexpr,
-):
+    q_ptr, k_ptr, beta_ptr, g_ptr, h0_ptr, cu_ptr, r_ptr, do_ptr, dht_ptr, dq_ptr, dk_ptr, dv_ptr, db_ptr, dh0_ptr,
+    scale, T, ROWS, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NH: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, BT: tl.constexpr, BR: tl.constexpr, USE_G: tl.constexpr, USE_H0: tl.constexpr,
+    USE_CU: tl.constexpr, USE_DHT: tl.constexpr,
+):  # fmt: skip
     """Grid (NV = cdiv(V, BV), NS * H). Reverse walk: dv [rows, n_h, H, V] (final), partial dk and dbeta
     [NV, rows, n_h, H(, K)], dh0 [NS, H, K, V]; then a forward walk adds -S_before dv to dk and writes partial
     dq [NV, rows, H, K]. All fp32."""
     i_v = tl.program_id(0)
-    i_nh = tl.program_id(1)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    bos, L = _seq_bounds(cu_ptr, i_n, T, USE_CU)
+    n64, i_h = seq_head(1, H)
+    bos, L = _seq_bounds(cu_ptr, n64, T, USE_CU)
     part = i_v.to(tl.int64) * ROWS * H  # offset of this V-block's partials in (token, head) pairs; x NH for sub-steps
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
     m_v = o_v < V
-    m_kv = m_k[:, None] & m_v[None, :]
-    p_kv = o_k[:, None] * V + o_v[None, :]
+    p_h = (n64 * H + i_h) * K * V
 
-    b_dS = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_DHT:
-        b_dS = tl.load(dht_ptr + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0)
+    b_dS = _state_or_zeros(dht_ptr, p_h, o_k, m_k, o_v, m_v, V, BK, BV, USE_DHT)
     t0 = ((L - 1) // BT) * BT
     while t0 >= 0:
         o_t, m_t, g_t, o_r, m_r, g_r = _block(t0, bos, L, i_h, H, NH, BT, BR)
-        m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
-        m_rk, m_rv = m_r[:, None] & m_k[None, :], m_r[:, None] & m_v[None, :]
-        b_Q = tl.load(q_ptr + g_t[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-        b_DO = tl.load(do_ptr + g_t[:, None] * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
-        b_K = tl.load(k_ptr + g_r[:, None] * K + o_k[None, :], mask=m_rk, other=0.0).to(tl.float32)
-        b_R = tl.load(r_ptr + g_r[:, None] * V + o_v[None, :], mask=m_rv, other=0.0)
-        b_B = tl.load(beta_ptr + g_r, mask=m_r, other=0.0).to(tl.float32)
-        if USE_G:
-            b_G = tl.exp(tl.load(g_ptr + g_t, mask=m_t, other=0.0).to(tl.float32))
+        b_K, b_B, b_G = _block_inputs(k_ptr, beta_ptr, g_ptr, g_t, m_t, g_r, m_r, o_k, m_k, K, USE_G)
+        b_Q = load_tile(q_ptr, 0, g_t, m_t, K, o_k, m_k)
+        b_DO = load_tile(do_ptr, 0, g_t, m_t, V, o_v, m_v)
+        b_R = load_tile(r_ptr, 0, g_r, m_r, V, o_v, m_v)
         b_DK = tl.zeros([BR, BK], dtype=tl.float32)
         b_DV = tl.zeros([BR, BV], dtype=tl.float32)
         b_DB = tl.zeros([BR], dtype=tl.float32)
@@ -210,50 +189,39 @@ def recurrent_bwd_kernel(
                 sel = o_r == i * NH + (NH - 1 - jj)
                 b_k = _pick(b_K, sel)
                 b_r = _pick(b_R, sel)
-                b_b = tl.sum(tl.where(sel, b_B, 0.0), 0)
+                b_b = _pick1(b_B, sel)
                 b_du = tl.sum(b_dS * b_k[:, None], 0)
                 b_DK = _put(b_DK, sel, tl.sum(b_dS * (b_b * b_r)[None, :], 1))
                 b_DB = tl.where(sel, tl.sum(b_du * b_r, 0), b_DB)
                 b_DV = _put(b_DV, sel, b_b * b_du)
                 b_dS = b_dS - b_k[:, None] * (b_b * b_du)[None, :]
-            if USE_G:
-                b_dS = b_dS * tl.sum(tl.where(o_t == i, b_G, 0.0), 0)
-        tl.store(dk_ptr + (part * NH + g_r)[:, None] * K + o_k[None, :], b_DK, mask=m_rk)
+            b_dS = _decay(b_dS, b_G, o_t == i, USE_G)
+        store_tile(dk_ptr, part * NH * K, g_r, m_r, K, o_k, m_k, b_DK)
         tl.store(db_ptr + part * NH + g_r, b_DB, mask=m_r)
-        tl.store(dv_ptr + g_r[:, None] * V + o_v[None, :], b_DV, mask=m_rv)
+        store_tile(dv_ptr, 0, g_r, m_r, V, o_v, m_v, b_DV)
         t0 -= BT
     if USE_H0:
-        tl.store(dh0_ptr + i_nh.to(tl.int64) * K * V + p_kv, b_dS, mask=m_kv)
+        store_tile(dh0_ptr, p_h, o_k, m_k, V, o_v, m_v, b_dS)
 
     # the forward walk reads back dv and dk written above by other threads of this program
     tl.debug_barrier()
-    b_S = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
-        b_S = tl.load(h0_ptr + i_nh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0)
+    b_S = _state_or_zeros(h0_ptr, p_h, o_k, m_k, o_v, m_v, V, BK, BV, USE_H0)
     t0 = 0
     while t0 < L:
         o_t, m_t, g_t, o_r, m_r, g_r = _block(t0, bos, L, i_h, H, NH, BT, BR)
-        m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
-        m_rk, m_rv = m_r[:, None] & m_k[None, :], m_r[:, None] & m_v[None, :]
-        b_DO = tl.load(do_ptr + g_t[:, None] * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
-        b_K = tl.load(k_ptr + g_r[:, None] * K + o_k[None, :], mask=m_rk, other=0.0).to(tl.float32)
-        b_R = tl.load(r_ptr + g_r[:, None] * V + o_v[None, :], mask=m_rv, other=0.0)
-        b_DV = tl.load(dv_ptr + g_r[:, None] * V + o_v[None, :], mask=m_rv, other=0.0)
-        p_dk = dk_ptr + (part * NH + g_r)[:, None] * K + o_k[None, :]
-        b_DK = tl.load(p_dk, mask=m_rk, other=0.0)
-        b_B = tl.load(beta_ptr + g_r, mask=m_r, other=0.0).to(tl.float32)
-        if USE_G:
-            b_G = tl.exp(tl.load(g_ptr + g_t, mask=m_t, other=0.0).to(tl.float32))
+        b_K, b_B, b_G = _block_inputs(k_ptr, beta_ptr, g_ptr, g_t, m_t, g_r, m_r, o_k, m_k, K, USE_G)
+        b_DO = load_tile(do_ptr, 0, g_t, m_t, V, o_v, m_v)
+        b_R = load_tile(r_ptr, 0, g_r, m_r, V, o_v, m_v)
+        b_DV = load_tile(dv_ptr, 0, g_r, m_r, V, o_v, m_v)
+        b_DK = load_tile(dk_ptr, part * NH * K, g_r, m_r, K, o_k, m_k)
         b_DQ = tl.zeros([BT, BK], dtype=tl.float32)
         for i in range(BT):
-            if USE_G:
-                b_S = b_S * tl.sum(tl.where(o_t == i, b_G, 0.0), 0)
+            b_S = _decay(b_S, b_G, o_t == i, USE_G)
             for j in tl.static_range(NH):
                 sel = o_r == i * NH + j
                 b_DK = _put(b_DK, sel, _pick(b_DK, sel) - tl.sum(b_S * _pick(b_DV, sel)[None, :], 1))
-                b_k = _pick(b_K, sel)
-                b_S = b_S + (tl.sum(tl.where(sel, b_B, 0.0), 0) * b_k)[:, None] * _pick(b_R, sel)[None, :]
+                b_S = _write(b_S, b_B, sel, _pick(b_K, sel), _pick(b_R, sel))
             b_DQ = _put(b_DQ, o_t == i, scale * tl.sum(b_S * _pick(b_DO, o_t == i)[None, :], 1))
-        tl.store(p_dk, b_DK, mask=m_rk)
-        tl.store(dq_ptr + (part + g_t)[:, None] * K + o_k[None, :], b_DQ, mask=m_tk)
+        store_tile(dk_ptr, part * NH * K, g_r, m_r, K, o_k, m_k, b_DK)
+        store_tile(dq_ptr, part * K, g_t, m_t, K, o_k, m_k, b_DQ)
         t0 += BT
