@@ -3,7 +3,8 @@
 Per head, state S [K, V]; per token t and Householder step j = 1..n_h (n_h = 1 is DeltaNet):
     S <- g_t S;  S <- (I - beta_tj k_tj k_tj^T) S + beta_tj k_tj v_tj^T;  o_t = S^T q_t / sqrt(K)
 with unit keys (per-head L2 norm) and beta = (1 - min_eigenvalue) * sigmoid(W_beta x), so the eigenvalue of
-each factor along k, 1 - beta, lies in [min_eigenvalue, 1]. Gated DeltaNet's decay g_t in (0, 1] is
+each factor along k, 1 - beta, lies in [min_eigenvalue, 1]. K = ``head_dim`` (default d_model / n_heads) and
+V = ``expand_v`` * K (default K), as in flash-linear-attention's Gated DeltaNet. Gated DeltaNet's decay g_t in (0, 1] is
 g = exp(-exp(A_log) * softplus(W_a x + dt_bias)) (as in Mamba-2). The layer follows flash-linear-attention's
 DeltaNet as the paper used it: q/k/v projections, optional short conv (kernel 4) with SiLU, L2-normalised q and k,
 per-head output RMSNorm (gated by SiLU(W_g x) if ``use_output_gate``), output projection.
@@ -26,27 +27,60 @@ from .registry import register_mixer
 
 @dataclass
 class DeltaNetSettings(MixerSettings):
-    """DeltaNet's settings (K = V = d_model / n_heads per head).
+    """DeltaNet's settings (by default K = V = d_model / n_heads per head).
 
     Attributes:
-        n_heads: H, must divide d_model.
+        n_heads: H; must divide d_model unless ``head_dim`` is given.
+        head_dim: K, the key (and query) size per head; None: d_model / n_heads.
+        expand_v: V = expand_v * K, the value size per head (must come out a whole number).
         min_eigenvalue: in [-1, 0]; beta = (1 - min_eigenvalue) * sigmoid(.) in [0, 1 - min_eigenvalue].
         use_output_gate: SiLU-gated output norm. use_short_conv / conv_size: the short conv on q, k, v (without
-            it, SiLU on q, k, v as fla does). norm_eps: the per-head output RMSNorm's epsilon.
+            it, SiLU on q, k, v as fla does). conv_bias: whether the short convs have a bias (fla's have none).
+        qk_norm_eps: None: q and k are divided by their L2 norm; a float e: by sqrt(|.|^2 + e) (fla's 1e-6).
+        norm_eps: the per-head output RMSNorm's epsilon.
         backend, algorithm, precision, chunk_size: passed to :func:`statetrack.ops.delta_rule` when set
             ("auto" / None: the op's own choice).
     """
 
     n_heads: int = 4
+    head_dim: int | None = None
+    expand_v: float = 1.0
     min_eigenvalue: float = -1.0
     use_output_gate: bool = False
     use_short_conv: bool = True
     conv_size: int = 4
+    conv_bias: bool = True
+    qk_norm_eps: float | None = None
     norm_eps: float = 1e-6
     backend: str = "auto"
     algorithm: str = "auto"
     precision: str = "auto"
     chunk_size: int | None = None
+
+    def check(self, d_model: int | None = None) -> None:
+        # with an explicit head_dim the heads need not divide the width (fla's Gated DeltaNet: 6 x 256 in 2048)
+        super().check(d_model if self.head_dim is None else None)
+        if self.head_dim is not None and (
+            isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int) or self.head_dim < 1
+        ):
+            raise ValueError(f"head_dim must be an int >= 1 or None, got {self.head_dim!r}")
+        if isinstance(self.expand_v, bool) or not isinstance(self.expand_v, int | float) or not self.expand_v > 0:
+            raise ValueError(f"expand_v must be a number > 0, got {self.expand_v!r}")
+        if d_model is not None:
+            self.dims(d_model)
+        if not isinstance(self.conv_bias, bool):
+            raise TypeError(f"conv_bias must be a bool, got {self.conv_bias!r}")
+        eps = self.qk_norm_eps
+        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 <= eps < math.inf):
+            raise ValueError(f"qk_norm_eps must be None or a finite float >= 0, got {eps!r}")
+
+    def dims(self, d_model: int) -> tuple[int, int]:
+        """(K, V): the key and value sizes per head at width ``d_model``."""
+        K = self.head_dim if self.head_dim is not None else d_model // self.n_heads
+        V = round(self.expand_v * K)
+        if V < 1 or not math.isclose(self.expand_v * K, V):
+            raise ValueError(f"expand_v = {self.expand_v} times head_dim K = {K} must be a whole number >= 1")
+        return K, V
 
 
 @dataclass
@@ -67,7 +101,8 @@ class DeltaProductSettings(DeltaNetSettings):
 
 @register_mixer("deltanet")
 class DeltaNet(Mixer):
-    """Delta-rule token mixer. x [B, T, D] -> [B, T, D]; state {"S": [B, H, K, V] fp32, "conv_*": [B, C, W-1]}.
+    """Delta-rule token mixer. x [B, T, D] -> [B, T, D]; state {"S": [B, H, K, V] fp32, "conv_*": [B, C, W-1]}
+    (C: H K for q, n_h H K for k, n_h H V for v).
 
     ``DeltaNet(d_model, settings=None, **overrides)`` with :class:`DeltaNetSettings` (``DeltaNet(128, n_heads=4)``).
     """
@@ -79,16 +114,19 @@ class DeltaNet(Mixer):
     def __init__(self, d_model: int, settings: DeltaNetSettings | dict | None = None, **overrides):
         super().__init__(d_model, settings, **overrides)
         s = self.settings
-        self.min_eigenvalue, self.n_heads, self.head_dim = s.min_eigenvalue, s.n_heads, d_model // s.n_heads
+        self.min_eigenvalue, self.n_heads = s.min_eigenvalue, s.n_heads
+        self.head_dim, self.head_v_dim = s.dims(d_model)  # K, V
+        self.qk_norm_eps = s.qk_norm_eps
         self.n_h, self.use_gate = getattr(s, "num_householder", 1), getattr(s, "use_gate", self.gated)
         self.use_output_gate, self.use_short_conv = s.use_output_gate, s.use_short_conv
         # op arguments the user set; "auto"/None leave the op's own choice
         chosen = dict(backend=s.backend, algorithm=s.algorithm, precision=s.precision, chunk_size=s.chunk_size)
         self.op_options = {k: v for k, v in chosen.items() if v not in ("auto", None)}
         D, n_h, n_heads, conv_size = d_model, self.n_h, s.n_heads, s.conv_size
-        self.q_proj = nn.Linear(D, D, bias=False)
-        self.k_proj = nn.Linear(D, n_h * D, bias=False)
-        self.v_proj = nn.Linear(D, n_h * D, bias=False)
+        HK, HV = n_heads * self.head_dim, n_heads * self.head_v_dim  # all heads' keys, values
+        self.q_proj = nn.Linear(D, HK, bias=False)
+        self.k_proj = nn.Linear(D, n_h * HK, bias=False)
+        self.v_proj = nn.Linear(D, n_h * HV, bias=False)
         self.b_proj = nn.Linear(D, n_h * n_heads, bias=False)
         if self.use_gate:
             self.a_proj = nn.Linear(D, n_heads, bias=False)
@@ -97,13 +135,17 @@ class DeltaNet(Mixer):
             dt = torch.exp(torch.empty(n_heads).uniform_(math.log(1e-3), math.log(1e-1)))
             self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
         if self.use_short_conv:
-            self.q_conv = ShortConv(D, conv_size)
-            self.k_conv = ShortConv(n_h * D, conv_size)
-            self.v_conv = ShortConv(n_h * D, conv_size)
+            self.q_conv = ShortConv(HK, conv_size)
+            self.k_conv = ShortConv(n_h * HK, conv_size)
+            self.v_conv = ShortConv(n_h * HV, conv_size)
+            if not s.conv_bias:  # a fixed zero bias (no parameter, not saved): ShortConv's code path stays one
+                for _, conv in self._convs():
+                    del conv.bias
+                    conv.register_buffer("bias", torch.zeros(conv.channels), persistent=False)
         if self.use_output_gate:
-            self.g_proj = nn.Linear(D, D, bias=False)
-        self.o_norm = RMSNorm(self.head_dim, eps=s.norm_eps)
-        self.o_proj = nn.Linear(D, D, bias=False)
+            self.g_proj = nn.Linear(D, HV, bias=False)
+        self.o_norm = RMSNorm(self.head_v_dim, eps=s.norm_eps)
+        self.o_proj = nn.Linear(HV, D, bias=False)
         for lin in (self.q_proj, self.k_proj, self.v_proj, self.b_proj, self.o_proj):
             nn.init.xavier_uniform_(lin.weight, gain=2**-2.5)
 
@@ -146,12 +188,19 @@ class DeltaNet(Mixer):
             new[name] = part
         return qkv.split(sizes, -1)
 
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalise the last dim: x / |x|, or x / sqrt(|x|^2 + qk_norm_eps) (fla's kernels)."""
+        if self.qk_norm_eps is None:
+            return F.normalize(x, p=2, dim=-1)
+        return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + self.qk_norm_eps)
+
     def _heads(self, x, q, k, v):
-        """[..., D] -> q [..., H, K]; k, v [..., n_h, H, K]; beta [..., n_h, H]; log_decay [..., H] or None."""
-        lead, H, Kd, n_h = x.shape[:-1], self.n_heads, self.head_dim, self.n_h
-        q = F.normalize(q.view(*lead, H, Kd), p=2, dim=-1)
-        k = F.normalize(k.view(*lead, n_h, H, Kd), p=2, dim=-1)
-        v = v.view(*lead, n_h, H, Kd)
+        """q [..., H K], k [..., n_h H K], v [..., n_h H V] -> q [..., H, K]; k [..., n_h, H, K];
+        v [..., n_h, H, V]; beta [..., n_h, H]; log_decay [..., H] or None (x [..., D] gives beta and the decay)."""
+        lead, H, Kd, Vd, n_h = x.shape[:-1], self.n_heads, self.head_dim, self.head_v_dim, self.n_h
+        q = self._unit(q.view(*lead, H, Kd))
+        k = self._unit(k.view(*lead, n_h, H, Kd))
+        v = v.view(*lead, n_h, H, Vd)
         ft = torch.promote_types(x.dtype, torch.float32)  # gates in fp32 even under bf16 autocast
         beta = (1.0 - self.min_eigenvalue) * torch.sigmoid(self.b_proj(x).to(ft)).view(*lead, n_h, H)
         log_decay = None
@@ -163,13 +212,13 @@ class DeltaNet(Mixer):
         """o [..., H, V] -> [..., D]: per-head norm (optionally gated), then the output projection."""
         gate = self.g_proj(x).view(o.shape) if self.use_output_gate else None
         o = self.o_norm(o, gate)
-        return self.o_proj(o.reshape(*o.shape[:-2], self.d_model))
+        return self.o_proj(o.flatten(-2))
 
     # -- public API ---------------------------------------------------------------------------------------------
 
     def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:
         dev = self._device(device)
-        st = {"S": torch.zeros(batch_size, self.n_heads, self.head_dim, self.head_dim, device=dev, dtype=dtype)}
+        st = {"S": torch.zeros(batch_size, self.n_heads, self.head_dim, self.head_v_dim, device=dev, dtype=dtype)}
         if self.use_short_conv:
             for name, conv in self._convs():
                 st[name] = conv.init_state(batch_size, dev, dtype)
