@@ -108,9 +108,6 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-state_dtype_for = state_dtype  # the name delta_rule/api.py still imports
-
-
 def check_min_eigenvalue(value: object) -> float:
     """``min_eigenvalue`` as a float: a finite real number in [-1, 0] (-1 gives transitions with eigenvalues in
     [-1, 1], 0 the original models' [0, 1]). TypeError for bools and non-numbers, ValueError outside the range."""
