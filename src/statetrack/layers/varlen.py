@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from statetrack.ops._varlen import Varlen
+from statetrack.ops import Varlen
 
 from .base import State
 

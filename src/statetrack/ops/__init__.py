@@ -8,16 +8,19 @@
 
 Shared rules: :func:`check_min_eigenvalue` (the one parameter of every layer), :func:`state_dtype` (fp32 states,
 fp64 for fp64 inputs), :func:`value_checks` / :func:`set_value_checks` (the range checks that read values), and
-``statetrack.ops.backends`` (which backends run where, and what "auto" tries).
+``statetrack.ops.backends`` (which backends run where, and what "auto" tries), :class:`Varlen` (packed <->
+padded batches of ``cu_seqlens``).
 """
 
 from ._checks import check_min_eigenvalue, set_value_checks, state_dtype, value_checks
+from ._varlen import Varlen
 from .delta_rule import delta_rule, delta_rule_step
 from .diag_scan import diag_scan, diag_scan_step
 from .selective_scan import selective_scan, selective_scan_step, selective_transition
 from .slstm import slstm_scan
 
 __all__ = [
+    "Varlen",
     "check_min_eigenvalue",
     "delta_rule",
     "delta_rule_step",
