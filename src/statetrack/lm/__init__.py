@@ -1,0 +1,1 @@
+"""Language models: conversion of other libraries' checkpoints (:mod:`.convert_fla`)."""
