@@ -33,8 +33,10 @@ def stack_states(states: list[State]) -> State:
     """One state per document -> the batch's state (concatenated along the batch axis)."""
     for k in states[0]:
         if len({s[k].shape[1:] for s in states}) > 1:
-            raise ValueError(f"the documents' states {k!r} differ in shape (an attention layer's key/value cache grows "
-                             "with the document): there is no one batch state for them; run them one by one")  # fmt: skip
+            raise ValueError(
+                f"the documents' states {k!r} differ in shape (an attention layer's key/value cache grows with the "
+                "document): there is no one batch state for them; run them one by one"
+            )
     return {k: torch.cat([s[k] for s in states]) for k in states[0]}
 
 

@@ -20,6 +20,7 @@ from statetrack.layers import RMSNorm, State, build_mixer
 from statetrack.layers.varlen import cu_seqlens_from_position_ids
 
 from .backbone import Block
+from .decode_graph import DecodeGraphs
 from .lm_config import StateTrackConfig
 
 IGNORE_INDEX = -100
@@ -92,6 +93,14 @@ class StateTrackModel(StateTrackPreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.embeddings = value
+
+    def step(self, token: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        """One decoding token: token [B] -> (normed hidden state [B, D], new states), every layer's ``step()``."""
+        x, new = self.embeddings(token), []
+        for block, st in zip(self.layers, states, strict=True):
+            x, st = block.step(x, st)
+            new.append(st)
+        return self.norm(x), new
 
     def forward(
         self,
@@ -220,7 +229,36 @@ class StateTrackForCausalLM(StateTrackPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = StateTrackModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self._decode_graphs = DecodeGraphs(self.decode_step)
         self.post_init()
+
+    def decode_step(self, token: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        """The eager one-token step of the whole model: token [B] -> (logits [B, V], new states)."""
+        h, states = self.model.step(token, states)
+        return self.lm_head(h), states
+
+    def _graphable(self, input_ids, cache, labels, attention_mask, position_ids, cu_seqlens, hidden) -> bool:
+        """Whether this forward is a one-token decoding step that replays a CUDA graph (config.decode_graphs)."""
+        mode = self.config.decode_graphs
+        if mode == "off" or cache is None or cache.states is None or input_ids is None:
+            return False
+        step = input_ids.shape[1] == 1 and labels is None and cu_seqlens is None and not hidden
+        if attention_mask is not None and not bool(attention_mask[:, -1].all()):
+            step = False
+        why = None
+        if input_ids.device.type != "cuda":
+            why = "the inputs are not on a CUDA device"
+        elif torch.is_grad_enabled():
+            why = "gradients are enabled (decode under torch.no_grad(), as generate() does)"
+        elif "transformer" in self.config.mixers:
+            why = "attention layers' key/value caches grow every token"
+        if mode == "on" and step and why is not None:
+            raise ValueError(f"decode_graphs='on' but {why}")
+        return step and why is None
+
+    def _apply(self, fn, *args, **kwargs):  # .to() / .cuda() / .half(): recorded graphs read the old weights
+        self._decode_graphs.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def get_input_embeddings(self):
         return self.model.embeddings
@@ -251,6 +289,9 @@ class StateTrackForCausalLM(StateTrackPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast:
         """``logits_to_keep`` > 0: logits of the last that many positions only (generation). With ``labels`` in
         training mode, logits are not computed (None): the fused loss never forms them."""
+        if self._graphable(input_ids, cache, labels, attention_mask, position_ids, cu_seqlens, output_hidden_states):
+            logits, states = self._decode_graphs(input_ids[:, 0], cache.states)
+            return CausalLMOutputWithPast(logits=logits[:, None], cache=RecurrentCache(states, cache.seen_tokens + 1))
         out = self.model(input_ids, attention_mask, position_ids, cu_seqlens, cache, use_cache, inputs_embeds,
                          output_hidden_states)  # fmt: skip
         h = out.last_hidden_state

@@ -34,6 +34,9 @@ class StateTrackConfig(PretrainedConfig):
             initialisation of embeddings and linear weights (output projections scaled by 1/sqrt(2 layers)).
         tie_word_embeddings: share the embedding and LM head weights.
         loss_chunk_size: rows per chunk of the fused linear + cross-entropy (None: its own rule).
+        decode_graphs: "auto" | "on" | "off": replay each one-token decoding step of the whole model as one CUDA
+            graph (models/decode_graph.py). auto: on for CUDA inputs without gradients when no layer is attention
+            (whose cache grows every token); "on" raises where that does not hold.
     """
 
     model_type = "statetrack"
@@ -54,6 +57,7 @@ class StateTrackConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         tie_word_embeddings: bool = False,
         loss_chunk_size: int | None = None,
+        decode_graphs: str = "auto",
         use_cache: bool = True,
         pad_token_id: int | None = None,
         bos_token_id: int | None = 1,
@@ -64,6 +68,7 @@ class StateTrackConfig(PretrainedConfig):
         self.mixer, self.layer_mixers = mixer, None if layer_mixers is None else list(layer_mixers)
         self.mlp_ratio, self.intermediate_size, self.norm_eps = mlp_ratio, intermediate_size, norm_eps
         self.initializer_range, self.loss_chunk_size, self.use_cache = initializer_range, loss_chunk_size, use_cache
+        self.decode_graphs = decode_graphs
         self._check_shapes()
         self.mixer_settings = self._resolve_settings(dict(mixer_settings or {}), min_eigenvalue)
         values = {s["min_eigenvalue"] for s in self.mixer_settings.values() if "min_eigenvalue" in s}
@@ -86,6 +91,8 @@ class StateTrackConfig(PretrainedConfig):
             raise ValueError(f"intermediate_size must be >= 1 or None, got {self.intermediate_size}")
         if self.loss_chunk_size is not None and self.loss_chunk_size < 1:
             raise ValueError(f"loss_chunk_size must be >= 1 or None, got {self.loss_chunk_size}")
+        if self.decode_graphs not in ("auto", "on", "off"):
+            raise ValueError(f"decode_graphs must be 'auto', 'on' or 'off', got {self.decode_graphs!r}")
         if self.layer_mixers is not None and len(self.layer_mixers) != self.num_hidden_layers:
             raise ValueError(
                 f"layer_mixers has {len(self.layer_mixers)} entries but num_hidden_layers = {self.num_hidden_layers}"

@@ -1,0 +1,144 @@
+"""Language-model training speed end to end: statetrack's StateTrackForCausalLM (DeltaNet, min_eigenvalue = -1,
+output gate) against flash-linear-attention's DeltaNetForCausalLM (allow_neg_eigval, use_gate) of the same
+size, in one run: tokens/s, peak memory and MFU of a full step (forward, fused loss, backward, fused AdamW),
+bf16 autocast over fp32 weights; then a torch.profiler summary of our step (CUDA time and memory per op).
+
+    python benchmarks/lm_train_step.py [--out results/benchmarks/lm_train_step_h100.md] [--layers 24]
+        [--width 1024] [--heads 8] [--batch 8] [--seq 2048] [--steps 10] [--profile]
+
+MFU counts the FLOPs of the algorithm: 6 x (linear weights, LM head included) per token for the matmuls, plus
+the chunked delta rule's own products (forward per token and head: 2C(3K + 2V) + 6KV + 2C^2/3 for chunks of
+C = 64; backward twice that), over the H100's dense bf16 peak (989 TFLOP/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import torch
+
+import statetrack
+from report import fla_modules, say, start_gpu_report  # benchmarks/report.py (this script's folder is on sys.path)
+from statetrack.models import StateTrackConfig, StateTrackForCausalLM
+
+VOCAB = 32000
+PEAK_BF16 = 989e12
+
+
+def ours(a):
+    cfg = StateTrackConfig(vocab_size=VOCAB, hidden_size=a.width, num_hidden_layers=a.layers, mixer="deltanet",
+                           mixer_settings={"deltanet": {"n_heads": a.heads, "use_output_gate": True}},
+                           min_eigenvalue=-1.0)  # fmt: skip
+    return StateTrackForCausalLM(cfg).cuda()
+
+
+def theirs(a):
+    mods, why = fla_modules("fla.models")
+    if mods is None:
+        return None, why
+    cfg = mods[0].DeltaNetConfig(vocab_size=VOCAB, hidden_size=a.width, num_hidden_layers=a.layers,
+                                 num_heads=a.heads, use_gate=True, allow_neg_eigval=True,
+                                 fuse_cross_entropy=True)  # fmt: skip
+    return mods[0].DeltaNetForCausalLM(cfg).cuda(), None
+
+
+def flops_per_token(model, a) -> float:
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    C, K = 64, a.width // a.heads
+    rec = a.heads * (2 * C * (3 * K + 2 * K) + 6 * K * K + 2 * C * C / 3)
+    return 6 * linear + 3 * rec * a.layers
+
+
+def timed(model, a, steps: int):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    ids = torch.randint(0, VOCAB, (a.batch, a.seq), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    torch.cuda.synchronize()
+    dt = (time.perf_counter() - t) / steps
+    assert torch.isfinite(loss)
+    return a.batch * a.seq / dt, torch.cuda.max_memory_allocated() / 2**30, step
+
+
+def profile(step, rows: int = 25) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    with prof(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], profile_memory=True) as p:
+        for _ in range(2):
+            step()
+        torch.cuda.synchronize()
+    say("")
+    say("## Our step, per op (torch.profiler, 2 steps)")
+    say("```")
+    say(p.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60))
+    say("```")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=None)
+    p.add_argument("--layers", type=int, default=24)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--profile", action="store_true")
+    a = p.parse_args()
+    if not start_gpu_report(a.out):
+        return 1
+    import transformers
+
+    say(f"# LM training step: {a.layers} layers x width {a.width}, {a.heads} heads, vocab {VOCAB}, B {a.batch} x "
+        f"T {a.seq}, bf16 autocast, fused AdamW")  # fmt: skip
+    say(
+        f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"statetrack {statetrack.__version__}, python {platform.python_version()}; fla {fla_modules('fla')[1]}"
+    )
+    say(f"command: python {' '.join(sys.argv)}")
+    say("")
+    say("| model | params | tokens/s | peak GiB | MFU |")
+    say("|---|---:|---:|---:|---:|")
+    our_step = None
+    for name, make in (("statetrack StateTrackForCausalLM", lambda: (ours(a), None)), ("fla DeltaNetForCausalLM",
+                                                                                       lambda: theirs(a))):  # fmt: skip
+        model, why = make()
+        if model is None:
+            say(f"| {name} | - | {why} | - | - |")
+            continue
+        n = sum(p.numel() for p in model.parameters())
+        try:
+            tps, mem, step = timed(model, a, a.steps)
+            mfu = tps * flops_per_token(model, a) / PEAK_BF16
+            say(f"| {name} | {n / 1e6:.0f}M | {tps:,.0f} | {mem:.1f} | {mfu:.1%} |")
+            if our_step is None:
+                our_step = step
+        except Exception as e:  # noqa: BLE001 - report, keep the other row
+            say(f"| {name} | {n / 1e6:.0f}M | failed: {type(e).__name__}: {str(e)[:200]} | - | - |")
+        if a.profile and our_step is not None and name.startswith("statetrack"):
+            profile(our_step)
+        del model
+        torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
