@@ -130,3 +130,85 @@ def test_step_errors():
         delta_rule_step(q, k[..., :2], v, b)
     with pytest.raises(ValueError, match="beta"):
         delta_rule_step(q, k, v, b + 3)
+
+
+PATH_ERRORS = [
+    (dict(algorithm="fast"), ValueError, "algorithm must be one of"),
+    (dict(backend="naive", algorithm="chunk"), ValueError, "algorithm='chunk'"),
+    (dict(backend="torch", algorithm="recurrent"), ValueError, "algorithm='recurrent'"),
+    (dict(backend="naive", chunk_size=16), ValueError, "chunk_size"),
+    (dict(chunk_size=True), ValueError, "chunk_size"),
+    (dict(backend="torch", precision="tf32"), ValueError, "precision"),
+    (dict(precision="bf16x3"), ValueError, "precision must be one of"),
+    (dict(backend="torch", triton_config={"BV": 16}), ValueError, "triton_config"),
+    (dict(triton_config={"nonsense": 1}), ValueError, "triton_config"),
+    (dict(triton_config=[("BV", 16)]), TypeError, "triton_config"),
+]
+
+
+@pytest.mark.parametrize("kw,err,msg", PATH_ERRORS, ids=[str(kw) for kw, _, _ in PATH_ERRORS])
+def test_path_settings_that_cannot_apply_raise(kw, err, msg):
+    """An explicit algorithm, chunk_size, precision or triton_config that the chosen path does not have is refused,
+    naming the argument, instead of being ignored."""
+    with pytest.raises(err, match=msg):
+        delta_rule(**base(), **kw)
+
+
+def test_auto_backend_takes_one_with_the_algorithm_asked_for():
+    x = base()
+    assert torch.equal(delta_rule(**x, algorithm="recurrent")[0], delta_rule(**x, backend="naive")[0])
+    assert torch.equal(delta_rule(**x, algorithm="chunk")[0], delta_rule(**x, backend="torch")[0])
+    assert torch.equal(delta_rule(**x, chunk_size=3)[0], delta_rule(**x, backend="torch", chunk_size=3)[0])
+
+
+def test_triton_algorithm_choice(monkeypatch):
+    """Which triton launcher runs, with what: "auto" goes by length unless a setting names the algorithm; the
+    settings reach the launcher as given ("auto" precision as tf32x3, no triton_config as None)."""
+    from statetrack.ops.delta_rule import api
+
+    calls = []
+    monkeypatch.setattr(api, "_available", lambda device, dtype: {"naive": True, "torch": True, "triton": True})
+    monkeypatch.setattr(api, "delta_rule_triton", lambda *a, **kw: calls.append(("chunk", kw)) or (a[0], None))
+    monkeypatch.setattr(api, "delta_rule_recurrent_triton", lambda *a, **kw: calls.append(("rec", kw)) or (a[0], None))
+
+    def run(T=5, **kw):
+        calls.clear()
+        delta_rule(**make_inputs(B=1, T=T, H=1, K=4, V=4, h0=False), backend="triton", **kw)
+        return calls[0]
+
+    assert run() == ("rec", {"config": None})  # 5 tokens: token by token
+    assert run(T=300) == ("chunk", {"chunk_size": None, "precision": "tf32x3", "config": None})
+    assert run(algorithm="chunk")[0] == "chunk" and run(T=300, algorithm="recurrent")[0] == "rec"
+    assert run(chunk_size=8) == ("chunk", {"chunk_size": 8, "precision": "tf32x3", "config": None})
+    assert run(precision="ieee")[1]["precision"] == "ieee"
+    assert run(triton_config={"BV_grad": 64}) == ("chunk", {"chunk_size": None, "precision": "tf32x3",
+                                                            "config": {"BV_grad": 64}})  # fmt: skip
+    assert run(T=300, triton_config={"BT": 16}) == ("rec", {"config": {"BT": 16}})
+    for kw, msg in [
+        (dict(algorithm="recurrent", chunk_size=8), "chunk_size"),
+        (dict(algorithm="recurrent", precision="tf32"), "precision"),
+        (dict(triton_config={"BT": 16}, chunk_size=8), "different triton algorithms"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            run(**kw)
+
+
+def test_triton_block_settings_are_checked():
+    from statetrack.ops.delta_rule.triton.chunk import make_config
+    from statetrack.ops.delta_rule.triton.recurrent import make_blocks
+
+    cpu = torch.device("cpu")
+    assert make_config(1, 64, 64, 4, cpu).C == 64 and make_config(3, 64, 64, 4, cpu).C == 21  # 64 // n_h tokens
+    assert make_config(2, 64, 64, 4, cpu, chunk_size=8).BL == 16
+    assert make_blocks(32, 32, 4, {"BT": 16, "BV": 16}) == make_blocks(32, 32, 4, {"BT": 16, "BV": 16, "warps": 1})
+    for call, msg in [
+        (lambda: make_config(2, 64, 64, 4, cpu, chunk_size=40), "chunk_size"),
+        (lambda: make_config(1, 64, 64, 4, cpu, tuning={"BS": 32}, chunk_size=16), "BS must be <="),
+        (lambda: make_config(1, 64, 64, 4, cpu, tuning={"BK": 8}), "must be >= 16"),
+        (lambda: make_config(1, 64, 64, 4, cpu, tuning={"BT": 8}), "no keys"),
+        (lambda: make_blocks(32, 32, 4, {"BT": 12}), "power of two"),
+        (lambda: make_blocks(32, 32, 4, {"warps": 0}), "positive int"),
+        (lambda: make_blocks(32, 32, 4, {"BV_grad": 32}), "no keys"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            call()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from statetrack.ops import delta_rule
-from statetrack.ops.delta_rule.api import _normalize
+from statetrack.ops.delta_rule.inputs import normalize
 from statetrack.ops.delta_rule.naive import delta_rule_naive
 from statetrack.ops.delta_rule.triton import delta_rule_recurrent_triton, prefers_recurrent
 from statetrack.ops.delta_rule.triton.recurrent import gate_grad
@@ -34,7 +34,7 @@ def test_recurrent_kernels_in_interpreter():
 def _leaves(x: dict, dtype, device, cu=None) -> list:
     """make_inputs dict -> normalised leaves (q, k, v, beta, log_decay, initial_state) in ``dtype``."""
     q, k, v, b, g, h0 = (x[n] for n in ("q", "k", "v", "beta", "log_decay", "initial_state"))
-    k, v, b, _ = _normalize(q, k, v, b, g, None, None)
+    k, v, b, _ = normalize(q, k, v, b, g, None, None)
     out = [None if t is None else t.detach().to(device, dtype).requires_grad_() for t in (q, k, v, b, g)]
     sdt = torch.float64 if dtype == torch.float64 else torch.float32
     return out + [None if h0 is None else h0.detach().to(device, sdt).requires_grad_()]
@@ -49,11 +49,11 @@ def _loss_grads(o, s, leaves):
     return torch.autograd.grad(loss, [t for t in leaves if t is not None])
 
 
-def _errors(x: dict, scale=0.3) -> dict[str, float]:
+def _errors(x: dict, scale=0.3, **kw) -> dict[str, float]:
     ref = _leaves(x, torch.float64, "cpu")
     o_r, s_r = delta_rule_naive(*ref[:5], scale, ref[5], torch.float64)
     ours = _leaves(x, torch.float32, DEVICE)
-    o, s = delta_rule_recurrent_triton(*ours[:5], scale, ours[5])
+    o, s = delta_rule_recurrent_triton(*ours[:5], scale, ours[5], **kw)
     assert o.dtype == torch.float32 and s.dtype == torch.float32
     errs = {"o": rel(o.cpu(), o_r), "final_state": rel(s.cpu(), s_r)}
     names = [n for n, t in zip(("q", "k", "v", "beta", "log_decay", "h0"), ours, strict=True) if t is not None]
@@ -85,6 +85,14 @@ def test_recurrent_ragged_dims_and_v_blocks():
     """K, V not powers of two; few programs, so V is split into blocks whose dq/dk/dbeta partials add up."""
     x = make_inputs(B=1, T=T_SHORT, H=1, K=12, V=40, n_h=2, gate=True)
     errs = _errors(x)
+    assert all(e < TOL for e in errs.values()), errs
+
+
+@kernel_test
+def test_recurrent_block_settings_from_triton_config():
+    """Other tokens per block, V-blocks and warps (what a benchmark times through triton_config) compute the same."""
+    x = make_inputs(B=2, T=T_SHORT, H=2, K=D, V=D, n_h=2, gate=True)
+    errs = _errors(x, config={"BT": 4, "BV": 16, "warps": 2})
     assert all(e < TOL for e in errs.values()), errs
 
 
@@ -185,7 +193,7 @@ def test_gate_grad_identity_matches_autograd():
     """d log_decay from the scaling identity (no kernel involved) equals autograd of the naive loop, padded and
     packed."""
     x = make_inputs(B=2, T=11, H=2, K=5, V=4, n_h=2, gate=True, requires_grad=True)
-    k, v, b, _ = _normalize(x["q"], x["k"], x["v"], x["beta"], x["log_decay"], None, None)
+    k, v, b, _ = normalize(x["q"], x["k"], x["v"], x["beta"], x["log_decay"], None, None)
     o, s = delta_rule_naive(x["q"], k, v, b, x["log_decay"], 0.3, x["initial_state"], torch.float64)
     loss = (o * torch.randn_like(o)).sum() + (s * torch.randn_like(s)).sum()
     dq, dv, dg, dh0 = torch.autograd.grad(loss, [x["q"], x["v"], x["log_decay"], x["initial_state"]])

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from statetrack.ops import delta_rule
-from statetrack.ops.delta_rule.api import _normalize
+from statetrack.ops.delta_rule.inputs import normalize
 from statetrack.ops.delta_rule.naive import delta_rule_naive
 from statetrack.ops.delta_rule.triton import delta_rule_recurrent_triton, delta_rule_triton
 
@@ -40,7 +40,7 @@ def test_kernels_in_interpreter():
 def _prepare(x, dtype, device):
     """fp64 make_inputs dict -> normalised (q, k, v, beta, g, h0) leaves in ``dtype`` on ``device``."""
     q, k, v, b, g, h0 = (x[n] for n in ("q", "k", "v", "beta", "log_decay", "initial_state"))
-    k, v, b, _ = _normalize(q, k, v, b, g, h0, None)
+    k, v, b, _ = normalize(q, k, v, b, g, h0, None)
     sdt = torch.float64 if dtype == torch.float64 else torch.float32
     out = [None if t is None else t.detach().to(device, dtype).requires_grad_() for t in (q, k, v, b, g)]
     out.append(None if h0 is None else h0.detach().to(device, sdt).requires_grad_())
@@ -142,6 +142,13 @@ def test_chunk_small_chunks_ragged_dims_and_v_blocks():
     K, V = (12, 24) if not GPU else (48, 80)
     x = make_inputs(B=1, T=LENGTHS[-1] - 3, H=1, K=K, V=V, beta_range=(0.0, 2.0), gate=True)
     _check(x, TOL, chunk_size=16, config={"block_v": 16})
+
+
+@kernel_test
+def test_chunk_block_settings_from_triton_config():
+    """Block settings other than the defaults (what a benchmark times through triton_config) compute the same."""
+    x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], n_h=2, beta_range=(0.0, 2.0), gate=True)
+    _check(x, TOL, config={"BS": 32, "BK_grad": 32, "BV_grad": 64, "BV_prep": 16, "BV_out": 16, "warps_grad": 4})
 
 
 @kernel_test

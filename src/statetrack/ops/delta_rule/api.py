@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import (
-    require_cu_seqlens,
-    require_float,
-    require_range,
-    require_same_device,
-    require_shape,
-    require_state,
-    state_dtype,
-)
 from .._varlen import Varlen
 from ..backends import available_backends
 from .chunk import default_chunk_size, delta_rule_chunk
 from .fla_backend import delta_rule_fla, fla_available
+from .inputs import normalize
 from .naive import delta_rule_naive, delta_rule_step_core
 from .paths import choose_path
 from .triton import delta_rule_recurrent_triton, delta_rule_triton, prefers_recurrent
@@ -29,43 +21,6 @@ def _available(device: torch.device, dtype: torch.dtype | None = None) -> dict[s
 def _longest(cu_seqlens: torch.Tensor) -> int:
     """Length of the longest packed sequence (a host read of cu_seqlens)."""
     return int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if cu_seqlens.numel() > 1 else 0
-
-
-def _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens):
-    """Validate everything and bring k, v, beta to the multi-Householder layout [B, T, n_h, H, ...]."""
-    for name, x in (("q", q), ("k", k), ("v", v), ("beta", beta)):
-        require_float(name, x)
-    if log_decay is not None:
-        require_float("log_decay", log_decay)
-    require_shape("q", q, (None, None, None, None), "[B, T, H, K]")
-    B, T, H, K = q.shape
-    if k.dim() == 4:
-        n_h = 1
-        require_shape("k", k, (B, T, H, K), "[B, T, H, K] (same B, T, H, K as q)")
-        require_shape("v", v, (B, T, H, None), "[B, T, H, V]")
-        require_shape("beta", beta, (B, T, H), "[B, T, H]")
-        k, v, beta = k[:, :, None], v[:, :, None], beta[:, :, None]
-    elif k.dim() == 5:
-        n_h = k.shape[2]
-        require_shape("k", k, (B, T, n_h, H, K), "[B, T, n_h, H, K] (same B, T, H, K as q)")
-        require_shape("v", v, (B, T, n_h, H, None), "[B, T, n_h, H, V]")
-        require_shape("beta", beta, (B, T, n_h, H), "[B, T, n_h, H]")
-    else:
-        raise ValueError(f"k must have shape [B, T, H, K] or [B, T, n_h, H, K], got {list(k.shape)}")
-    if n_h < 1:
-        raise ValueError("k must have n_h >= 1 Householder steps per token")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if log_decay is not None:
-        require_shape("log_decay", log_decay, (B, T, H), "[B, T, H]")
-    require_same_device(q=q, k=k, v=v, beta=beta, log_decay=log_decay, initial_state=initial_state)
-    N = require_cu_seqlens(cu_seqlens, B, T)
-    sdtype = state_dtype(q.dtype)
-    require_state("initial_state", initial_state, (N, H, K, v.shape[-1]), "[N, H, K, V]", sdtype)
-    require_range("beta", beta, 0.0, 2.0)
-    if log_decay is not None:
-        require_range("log_decay", log_decay, None, 0.0)
-    return k, v, beta, sdtype
 
 
 def delta_rule(
@@ -132,7 +87,7 @@ def delta_rule(
     Raises ValueError naming the argument for a backend or algorithm that is not available, and for an explicit
     ``chunk_size``, ``precision`` or ``triton_config`` that the chosen path does not have.
     """
-    k, v, beta, sdtype = _normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens)
+    k, v, beta, sdtype = normalize(q, k, v, beta, log_decay, initial_state, cu_seqlens)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
 
     def short() -> bool:  # asked only when it decides: with cu_seqlens it reads the lengths on the host
@@ -198,7 +153,7 @@ def delta_rule_step(
     if isinstance(state, torch.Tensor) and state.dim() >= 1 and isinstance(q, torch.Tensor) and q.dim() >= 1:
         if state.shape[0] != q.shape[0]:
             raise ValueError(f"state must have shape [B, H, K, V] with B = {q.shape[0]}, got {list(state.shape)}")
-    kt, vt, bt, sdtype = _normalize(qt, kt, vt, bt, gt, state, None)
+    kt, vt, bt, sdtype = normalize(qt, kt, vt, bt, gt, state, None)
     B, _, H, K = qt.shape
     scale = K**-0.5 if scale is None else float(scale)
     if state is None:

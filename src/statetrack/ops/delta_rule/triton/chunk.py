@@ -278,18 +278,8 @@ class DeltaRuleTritonFunction(torch.autograd.Function):
 # AssertionError there: docs/kernels.md, "Compiled callers"): run it eagerly inside compiled graphs.
 @torch.compiler.disable
 def delta_rule_triton(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    beta: torch.Tensor,
-    log_decay: torch.Tensor | None,
-    scale: float,
-    initial_state: torch.Tensor | None,
-    *,
-    chunk_size: int | None = None,
-    precision: str = "tf32x3",
-    config: dict | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    q, k, v, beta, log_decay, scale, initial_state, *, chunk_size=None, precision="tf32x3", config=None
+):
     """Chunked delta rule. q [N, T, H, K]; k [N, T, n_h, H, K]; v [N, T, n_h, H, V]; beta [N, T, n_h, H];
     log_decay [N, T, H] or None; initial_state fp32 [N, H, K, V] or None. Returns (o [N, T, H, V] in q's dtype,
     final state fp32 [N, H, K, V]); differentiable in all tensor inputs. CUDA tensors run compiled kernels, others

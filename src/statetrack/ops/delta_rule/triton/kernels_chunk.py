@@ -1,6 +1,6 @@
 """Chunk-parallel Triton kernels of the (gated, multi-Householder) delta rule. Launch code and math: ``chunk.py``.
 
-Only ``@triton.jit`` code (see ``statetrack/ops/_triton.py``). Layout (after ``api._normalize``): q [N, T, H, K],
+Only ``@triton.jit`` code (see ``statetrack/ops/_triton.py``). Layout (after ``inputs.normalize``): q [N, T, H, K],
 k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H], log-decay g [N, T, H]. Read as [N, T * n_h, H, .],
 k, v and beta form one sequence of sub-steps (NH per token). A chunk is C tokens = L = C * NH sub-steps (padded to
 BL rows, a power of two) and C queries (padded to BC rows); the gate acts at the first sub-step of its token and
@@ -78,6 +78,16 @@ def _rows(c, T, n64, i_h, H: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BL
     r_r = (n64 * T * NH + s_r) * H + i_h
     r_q = (n64 * T + t_q) * H + i_h
     return r_r, m_r, r_q, m_q
+
+
+@triton.jit
+def _chunk_program(T, H: tl.constexpr, NH: tl.constexpr, C: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
+    """A program on a (NC, N * H) grid: (its chunk c, NC, sequence as int64, head, and the chunk's rows as
+    ``_rows`` gives them)."""
+    c = tl.program_id(0)
+    n64, i_h = seq_head(1, H)
+    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
+    return c, tl.num_programs(0), n64, i_h, r_r, m_r, r_q, m_q
 
 
 @triton.jit
@@ -189,12 +199,9 @@ def chunk_prep_kernel(
     P = (Q K^T) * Eq, and dLoss/dS0 through o, scale Q^T diag(exp gq) dO [K, V] per chunk, into qdo (the dhs
     buffer, which the state pass reads and then overwrites).
     """
-    c = tl.program_id(0)
-    NC = tl.num_programs(0)
-    n64, i_h = seq_head(1, H)
+    c, NC, n64, i_h, r_r, m_r, r_q, m_q = _chunk_program(T, H, NH, C, BL, BC)
     NK: tl.constexpr = (K + BK - 1) // BK
     NV: tl.constexpr = (V + BV - 1) // BV
-    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
     o_r = tl.arange(0, BL)
     o_i = tl.arange(0, BC)
     o_k = tl.arange(0, BK)
@@ -461,17 +468,7 @@ def chunk_grad_kernel(
     dlog_decay_t = <S1, dS> - sum_{t' >= t} (sum_j v_t'j . dv_t'j - q_t' . dq_t'), with S1 = hs[c + 1].
     Every product here is fp32 (the inputs are read as fp32 tiles).
     """
-    c = tl.program_id(0)
-    NC = tl.num_programs(0)
-    n64, i_h = seq_head(1, H)
-    NK: tl.constexpr = (K + BK - 1) // BK
-    NV: tl.constexpr = (V + BV - 1) // BV
-    r_r, m_r, r_q, m_q = _rows(c, T, n64, i_h, H, NH, C, BL, BC)
-    o_r = tl.arange(0, BL)
-    o_i = tl.arange(0, BC)
-    o_k = tl.arange(0, BK)
-    o_v = tl.arange(0, BV)
-
+    c, NC, n64, i_h, r_r, m_r, r_q, m_q = _chunk_program(T, H, NH, C, BL, BC)
     b_b = tl.load(beta_ptr + r_r, mask=m_r, other=0.0).to(tl.float32)
     b_g, b_gq, b_gl = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC, USE_G)
     if USE_G:
@@ -483,9 +480,12 @@ def chunk_grad_kernel(
         b_d = tl.full([BL], 1.0, tl.float32)
         b_Gq = tl.full([BC], 1.0, tl.float32)
     b_E, b_Eq = _masks(b_g, b_gq, NH, BL, BC, USE_G)
+    o_r = tl.arange(0, BL)
     b_T = tl.load(ti_ptr + ((n64 * NC + c) * H + i_h) * BL * BL + o_r[:, None] * BL + o_r[None, :])
 
     # over V: dv, and the [L, L] products that sum over V
+    NV: tl.constexpr = (V + BV - 1) // BV
+    o_v = tl.arange(0, BV)
     b_dA = tl.zeros([BL, BL], dtype=tl.float32)
     b_dP = tl.zeros([BC, BL], dtype=tl.float32)
     b_dbv = tl.zeros([BL], dtype=tl.float32)
@@ -506,6 +506,8 @@ def chunk_grad_kernel(
     b_B = b_b[:, None] * b_DE
 
     # over K-blocks: dq, dk; each needs the V-sums dU S0^T, dO S0^T, v_new dS^T of its columns
+    NK: tl.constexpr = (K + BK - 1) // BK
+    o_k = tl.arange(0, BK)
     b_db = b_dbv
     b_qdq = tl.zeros([BC], dtype=tl.float32)
     b_sds = tl.zeros([BV], dtype=tl.float32)
@@ -544,6 +546,7 @@ def chunk_grad_kernel(
         _st(dk_ptr, 0, r_r, m_r, K, o_kk, m_k, b_dk)
     tl.store(db_ptr + r_r, b_db.to(db_ptr.dtype.element_ty), mask=m_r)
     if USE_G:
+        o_i = tl.arange(0, BC)
         b_vdv = b_b * b_dbv
         b_dg = tl.sum(b_sds, 0) + tl.sum(tl.where(o_i[None, :] >= o_i[:, None], b_qdq[None, :], 0.0), 1)
         b_dg -= tl.sum(tl.where(o_r[None, :] >= (o_i * NH)[:, None], b_vdv[None, :], 0.0), 1)

@@ -3,7 +3,7 @@
 Only ``@triton.jit`` code (see ``ops/_triton.py``). For short sequences (the state-tracking tasks: T ~ 40-256,
 many sequences, small heads), where a chunked pipeline's launches and setup cost more than the recurrence itself.
 
-Layout (after ``api._normalize``): q [N, T, H, K], k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H],
+Layout (after ``inputs.normalize``): q [N, T, H, K], k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H],
 g = log-decay [N, T, H]; with ``cu_seqlens`` (USE_CU) N = 1 and sequence i is rows cu[i] .. cu[i+1] of T.
 States are fp32 [NS, H, K, V] (NS sequences). A program owns one (sequence, head, V-block): the columns of the
 state evolve independently (S[:, c] <- g S[:, c] + beta k (v_c - k . S[:, c])), so V-blocks never talk; only the
@@ -209,11 +209,11 @@ def recurrent_bwd_kernel(
     t0 = 0
     while t0 < L:
         o_t, m_t, g_t, o_r, m_r, g_r = _block(t0, bos, L, i_h, H, NH, BT, BR)
+        b_DV = load_tile(dv_ptr, 0, g_r, m_r, V, o_v, m_v)
+        b_DK = load_tile(dk_ptr, part * NH * K, g_r, m_r, K, o_k, m_k)
         b_K, b_B, b_G = _block_inputs(k_ptr, beta_ptr, g_ptr, g_t, m_t, g_r, m_r, o_k, m_k, K, USE_G)
         b_DO = load_tile(do_ptr, 0, g_t, m_t, V, o_v, m_v)
         b_R = load_tile(r_ptr, 0, g_r, m_r, V, o_v, m_v)
-        b_DV = load_tile(dv_ptr, 0, g_r, m_r, V, o_v, m_v)
-        b_DK = load_tile(dk_ptr, part * NH * K, g_r, m_r, K, o_k, m_k)
         b_DQ = tl.zeros([BT, BK], dtype=tl.float32)
         for i in range(BT):
             b_S = _decay(b_S, b_G, o_t == i, USE_G)

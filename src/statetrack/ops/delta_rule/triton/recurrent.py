@@ -144,19 +144,8 @@ class _Recurrent(torch.autograd.Function):
 
 
 @torch.compiler.disable  # compiled models launch the kernels eagerly (inductor would re-trace the Triton code)
-def delta_rule_recurrent_triton(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    beta: torch.Tensor,
-    log_decay: torch.Tensor | None,
-    scale: float,
-    initial_state: torch.Tensor | None,
-    cu_seqlens: torch.Tensor | None = None,
-    *,
-    config: dict | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The delta rule token by token, differentiable. Inputs as normalised by ``api._normalize``:
+def delta_rule_recurrent_triton(q, k, v, beta, log_decay, scale, initial_state, cu_seqlens=None, *, config=None):
+    """The delta rule token by token, differentiable. Inputs as normalised by ``inputs.normalize``:
     q [N, T, H, K], k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H], log_decay [N, T, H] or None,
     initial_state fp32 [NS, H, K, V] or None; with cu_seqlens [NS + 1] (int), N = 1 and the sequences are packed
     along T. ``config``: block settings of TUNING (``make_blocks``). Returns (o [N, T, H, V] in q's dtype, final
