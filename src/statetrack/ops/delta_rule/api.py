@@ -61,7 +61,7 @@ def delta_rule(
         backend: "naive" (the sequential loop), "torch" (chunked, PyTorch), "triton" (kernels: CUDA, or CPU under
             TRITON_INTERPRET=1; not fp64), "fla" (flash-linear-attention's chunked kernels, if installed) or
             "auto": the first available of "triton", "torch", "naive" on CUDA and of "torch", "naive" elsewhere,
-            skipping those without an explicitly given ``algorithm``.
+            skipping those that lack an explicitly named ``algorithm``.
         algorithm: "recurrent" (token by token: naive, triton) or "chunk" (chunk-parallel: torch, triton, fla), or
             "auto": the backend's only one; for "triton" the one that an explicit ``chunk_size`` / ``precision``
             (chunk) or ``triton_config`` key (either) belongs to, else "recurrent" for sequences (the longest,

@@ -349,7 +349,7 @@ CHUNK_GROUP = 4
 
 
 # Compiled models run this eagerly: inductor failed on its length-dependent chunk shapes under dynamic=True
-# (docs/kernels.md, "Compiled callers"), and its hand-written backward gains nothing from tracing.
+# (docs/kernels.md, "Which path runs", compiled callers), and its hand-written backward gains nothing from tracing.
 @torch.compiler.disable
 def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype, chunk_size: int = 64):
     """q [B, T, H, K]; k [B, T, n, H, K]; v [B, T, n, H, V]; beta [B, T, n, H]; log_decay [B, T, H] or None;

@@ -275,7 +275,7 @@ class DeltaRuleTritonFunction(torch.autograd.Function):
 
 
 # Dynamo cannot trace the kernel launcher inside the autograd.Function (torch.compile of a model failed with an
-# AssertionError there: docs/kernels.md, "Compiled callers"): run it eagerly inside compiled graphs.
+# AssertionError there: docs/kernels.md, "Which path runs", compiled callers): run it eagerly inside compiled graphs.
 @torch.compiler.disable
 def delta_rule_triton(
     q, k, v, beta, log_decay, scale, initial_state, *, chunk_size=None, precision="tf32x3", config=None
