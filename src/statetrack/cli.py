@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # sub-command modules under statetrack.commands; each defines register(subparsers) and sets `func` on its parser
-_COMMANDS = ("demo", "tasks", "theory", "train", "eval", "reproduce", "generate")
+_COMMANDS = ("demo", "tasks", "theory", "train", "eval", "reproduce", "generate", "convert_fla")
 
 
 def build_parser() -> argparse.ArgumentParser:

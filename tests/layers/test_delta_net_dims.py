@@ -99,6 +99,18 @@ def test_gradients_reach_every_parameter(case):
     assert not missing, f"no gradient for {missing}"
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_copy_built_on_meta_and_loaded_from_the_state_dict_is_the_same(case):
+    """Nothing outside the state dict (Hugging Face's from_pretrained builds on the meta device, then loads)."""
+    m = make(case)
+    name, kw = CASES[case]
+    with torch.device("meta"):
+        copy = get_mixer_class(name)(D, **kw)
+    copy.load_state_dict(m.state_dict(), assign=True)
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    torch.testing.assert_close(copy(x)[0], m(x)[0], rtol=0, atol=0)
+
+
 def test_transitions_have_key_size_and_eigenvalues_in_range():
     m = make("deltaproduct_gated")
     A = m.transitions(torch.randn(1, 5, D, dtype=torch.float64))

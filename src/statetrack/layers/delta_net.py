@@ -99,6 +99,21 @@ class DeltaProductSettings(DeltaNetSettings):
     use_gate: bool = False
 
 
+class BiaslessShortConv(ShortConv):
+    """ShortConv without a bias parameter (fla's short convs have none); its ``bias`` reads as zeros, made on the
+    fly so that nothing outside the state dict needs a value (Hugging Face loading leaves such buffers empty)."""
+
+    def __init__(self, channels: int, kernel_size: int = 4):
+        super().__init__(channels, kernel_size)
+        del self.bias
+        self.zero_bias = True
+
+    def __getattr__(self, name: str):
+        if name == "bias" and self.__dict__.get("zero_bias"):
+            return self.weight.new_zeros(self.channels)
+        return super().__getattr__(name)
+
+
 @register_mixer("deltanet")
 class DeltaNet(Mixer):
     """Delta-rule token mixer. x [B, T, D] -> [B, T, D]; state {"S": [B, H, K, V] fp32, "conv_*": [B, C, W-1]}
@@ -135,13 +150,10 @@ class DeltaNet(Mixer):
             dt = torch.exp(torch.empty(n_heads).uniform_(math.log(1e-3), math.log(1e-1)))
             self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
         if self.use_short_conv:
-            self.q_conv = ShortConv(HK, conv_size)
-            self.k_conv = ShortConv(n_h * HK, conv_size)
-            self.v_conv = ShortConv(n_h * HV, conv_size)
-            if not s.conv_bias:  # a fixed zero bias (no parameter, not saved): ShortConv's code path stays one
-                for _, conv in self._convs():
-                    del conv.bias
-                    conv.register_buffer("bias", torch.zeros(conv.channels), persistent=False)
+            Conv = ShortConv if s.conv_bias else BiaslessShortConv
+            self.q_conv = Conv(HK, conv_size)
+            self.k_conv = Conv(n_h * HK, conv_size)
+            self.v_conv = Conv(n_h * HV, conv_size)
         if self.use_output_gate:
             self.g_proj = nn.Linear(D, HV, bias=False)
         self.o_norm = RMSNorm(self.head_v_dim, eps=s.norm_eps)
