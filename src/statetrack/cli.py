@@ -6,15 +6,15 @@ import argparse
 import importlib
 import sys
 
-# sub-command modules under statetrack.commands; each defines register(subparsers) and sets `func` on its parser
-_COMMANDS = ("demo", "tasks", "theory", "train", "eval", "reproduce", "generate", "convert_fla")
+# sub-commands: module statetrack.commands.<name with _ for ->; each defines register(subparsers) and sets `func`
+_COMMANDS = ("demo", "tasks", "theory", "train", "eval", "reproduce", "generate", "ppl", "lm-eval", "convert-fla")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="statetrack", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:
-        importlib.import_module(f"statetrack.commands.{name}").register(sub)
+        importlib.import_module(f"statetrack.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 

@@ -19,19 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from statetrack.ops import check_min_eigenvalue, state_dtype
+
 State = dict[str, torch.Tensor]
-
-
-def check_min_eigenvalue(value: float) -> float:
-    """min_eigenvalue must be a finite float in [-1, 0]: -1 gives the range [-1, 1], 0 the original [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"min_eigenvalue must be a float in [-1, 0], got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and -1.0 <= value <= 0.0):
-        raise ValueError(
-            f"min_eigenvalue must lie in [-1, 0] (-1: eigenvalues in [-1, 1]; 0: the original [0, 1]), got {value}"
-        )
-    return value
 
 
 def check_heads(width: int, n_heads: int, what: str = "d_model") -> int:
@@ -134,8 +124,8 @@ class Mixer(nn.Module):
 
     @staticmethod
     def state_dtype(x: torch.Tensor) -> torch.dtype:
-        """Recurrent states are fp32 (fp64 for fp64 inputs), whatever the compute dtype."""
-        return torch.float64 if x.dtype == torch.float64 else torch.float32
+        """Recurrent states are fp32 (fp64 for fp64 inputs), whatever the compute dtype (the ops' rule)."""
+        return state_dtype(x.dtype)
 
     def _device(self, device) -> torch.device:
         return torch.device(device) if device is not None else next(self.parameters()).device

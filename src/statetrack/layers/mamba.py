@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from statetrack.ops import selective_scan, selective_scan_step
+from statetrack.ops import selective_scan, selective_scan_step, selective_transition
 
 from .base import Mixer, MixerSettings, ShortConv, State
 from .registry import register_mixer
@@ -118,4 +118,4 @@ class Mamba(Mixer):
         u, _ = self.in_proj(x).chunk(2, dim=-1)
         u, _ = self.conv(u)
         delta, _, _, A = self._params(u)
-        return self.min_eigenvalue + (1.0 - self.min_eigenvalue) * torch.exp(delta[..., None] * A)
+        return selective_transition(delta, A, self.min_eigenvalue)
