@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import re
 
 import torch
 
@@ -15,7 +16,7 @@ from ._checks import require_chunk_size, require_float, require_same_device, req
 _REDUCTIONS = ("mean", "sum", "none")
 _BACKENDS = ("auto", "torch", "liger")
 _CHUNK_BYTES = 256 * 2**20  # the default chunk's logits (fp32, or fp64 for fp64 inputs) stay within this
-_MM_OUT_DTYPE = hasattr(torch.ops.aten.mm, "dtype")  # torch.mm(..., out_dtype=) exists (torch >= 2.8, CUDA only)
+_MM_OUT_DTYPE = hasattr(torch.ops.aten.mm, "dtype")  # this torch has torch.mm(..., out_dtype=) (its kernels: CUDA)
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, into: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,15 +102,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 @functools.cache
 def _liger():
-    """liger-kernel's functional fused linear cross-entropy, or None: 0.8.5 is the first release whose
-    reduction="none" backward weights each row (earlier ones scaled every gradient by grad_output[0])."""
+    """liger-kernel's functional fused linear cross-entropy, or None. 0.8.5 is the release whose API was read
+    here; its reduction="none" recomputes the gradients per row in backward, which releases before Liger-Kernel
+    PR #1298 got wrong (they scaled every gradient by grad_output[0]), so older ones are not used."""
     try:
         from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 
-        major, minor, patch = (int(p) for p in importlib.metadata.version("liger-kernel").split(".")[:3])
-    except (ImportError, importlib.metadata.PackageNotFoundError, ValueError):
+        version = re.match(r"(\d+)\.(\d+)\.(\d+)", importlib.metadata.version("liger-kernel"))
+    except Exception:  # an optional dependency: a broken install (Triton, CUDA) means "not available", not a crash
         return None
-    return liger_fused_linear_cross_entropy if (major, minor, patch) >= (0, 8, 5) else None
+    ok = version is not None and tuple(int(p) for p in version.groups()) >= (0, 8, 5)
+    return liger_fused_linear_cross_entropy if ok else None
 
 
 def _liger_refusal(hidden, weight, bias) -> str | None:
