@@ -19,15 +19,23 @@ CASES: dict[str, dict] = {
     "diagonal_rnn": dict(d_state=8),
     "full_matrix_rnn": dict(n=4),
     "transformer": dict(n_heads=2),
+    "transformer_window": dict(n_heads=2, window=3),
     "lstm": dict(),
     "slstm": dict(n_heads=2),
     "mlstm": dict(n_heads=2),
 }
-assert {c.split("_noconv")[0] for c in CASES} == set(MIXERS)
+
+
+def mixer_of(case: str) -> str:
+    """The mixer a case builds ("deltanet_noconv_gate" -> "deltanet", "transformer_window" -> "transformer")."""
+    return case.split("_noconv")[0].removesuffix("_window")
+
+
+assert {mixer_of(c) for c in CASES} == set(MIXERS)
 
 
 def make(case: str, min_eigenvalue: float | None = None, seed: int = 0):
-    name = case.split("_noconv")[0]
+    name = mixer_of(case)
     kw = dict(CASES[case])
     if min_eigenvalue is not None:
         kw["min_eigenvalue"] = min_eigenvalue

@@ -154,3 +154,32 @@ def test_prefix_products_equal_the_sequential_products(T):
         H = A[:, t] @ H
         want.append(H)
     torch.testing.assert_close(prefix_products(A), torch.stack(want, 1), rtol=1e-10, atol=1e-12)
+
+
+def test_sliding_window_attention_sees_only_its_window():
+    """Windowed attention equals full softmax attention over the last `window` positions, written out."""
+    torch.manual_seed(3)
+    m = make("transformer_window")
+    x = torch.randn(2, 11, D, dtype=torch.float64)
+    y, _ = m(x)
+    from statetrack.layers.attention import rotary
+
+    q, k, v = m.qkv(x).view(2, 11, 3, m.n_heads, m.head_dim).permute(2, 0, 3, 1, 4)
+    q, k = rotary(q, 0, m.rope_base), rotary(k, 0, m.rope_base)
+    s = q @ k.transpose(-1, -2) / m.head_dim**0.5
+    i, j = torch.arange(11)[:, None], torch.arange(11)[None, :]
+    s = s.masked_fill(~((j <= i) & (j > i - 3)), float("-inf"))
+    ref = m.o_proj((s.softmax(-1) @ v).transpose(1, 2).reshape(2, 11, D))
+    torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-12)
+    _, state = m(x, output_state=True)
+    assert state["k"].shape[2] == 3 and int(state["pos"][0]) == 11  # the cache keeps the window only
+
+
+def test_attention_max_length_names_the_field():
+    m = get_mixer_class("transformer")(16, n_heads=2, max_length=8).double()
+    m(torch.randn(1, 8, 16, dtype=torch.float64))
+    _, st = m(torch.randn(1, 6, 16, dtype=torch.float64), output_state=True)
+    with pytest.raises(ValueError, match="attention max_length = 8: this sequence reaches 9 positions"):
+        m(torch.randn(1, 3, 16, dtype=torch.float64), st)
+    with pytest.raises(ValueError, match="window must be an int >= 1"):
+        get_mixer_class("transformer")(16, n_heads=2, window=0)

@@ -33,7 +33,7 @@ CASES = [*MIXERS, "hybrid"]
 def make(case: str, seed: int = 0, **kw) -> StateTrackForCausalLM:
     if case == "hybrid":  # DeltaNet with attention every other layer
         kw = dict(num_hidden_layers=4, layer_mixers=["deltanet", "transformer"] * 2, **kw)
-        settings = {"deltanet": SMALL["deltanet"], "transformer": SMALL["transformer"]}
+        settings = {"deltanet": SMALL["deltanet"], "transformer": {**SMALL["transformer"], "window": 7}}
     else:
         kw = dict(num_hidden_layers=2, mixer=case, **kw)
         settings = {case: SMALL[case]}

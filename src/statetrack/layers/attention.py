@@ -1,7 +1,9 @@
-"""Causal multi-head softmax attention with rotary positions (torch SDPA): the Transformer baseline.
+"""Causal multi-head softmax attention with rotary positions (torch SDPA): the Transformer baseline, and the
+attention layers of hybrids (optionally sliding-window, as in the Gated DeltaNet paper's H2 models).
 
-Its "state" is the key/value cache: {"k": [B, H, L, K], "v": [B, H, L, K]} after L tokens; rotary positions
-continue from L, so a forward over a continued sequence equals the forward over the whole.
+Its "state" is the key/value cache: {"k": [B, H, L, K], "v": [B, H, L, K], "pos": [B]} after ``pos`` tokens, L of
+them kept (all, or the last ``window``); rotary positions continue from ``pos``, so a forward over a continued
+sequence equals the forward over the whole.
 """
 
 from __future__ import annotations
@@ -30,10 +32,21 @@ def rotary(x: torch.Tensor, offset: int, base: float = 10000.0) -> torch.Tensor:
 
 @dataclass
 class AttentionSettings(MixerSettings):
-    """n_heads: H (must divide d_model); rope_base: the rotary frequency base."""
+    """n_heads: H (must divide d_model); rope_base: the rotary frequency base; window: each token sees itself and
+    the window - 1 tokens before it (None: all before it), and the cache keeps that many; max_length: the most
+    positions a sequence may have (None: no limit; beyond it forward and step raise)."""
 
     n_heads: int = 4
     rope_base: float = 10000.0
+    window: int | None = None
+    max_length: int | None = None
+
+    def check(self, d_model: int | None = None) -> None:
+        super().check(d_model)
+        for name in ("window", "max_length"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {v!r}")
 
 
 @register_mixer("transformer")
@@ -45,30 +58,43 @@ class Attention(Mixer):
     def __init__(self, d_model: int, settings: AttentionSettings | dict | None = None, **overrides):
         super().__init__(d_model, settings, **overrides)
         self.n_heads, self.rope_base = self.settings.n_heads, self.settings.rope_base
+        self.window, self.max_length = self.settings.window, self.settings.max_length
         self.head_dim = d_model // self.n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
 
     def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:
-        z = torch.zeros(batch_size, self.n_heads, 0, self.head_dim, device=self._device(device), dtype=dtype)
-        return {"k": z, "v": z.clone()}
+        dev = self._device(device)
+        z = torch.zeros(batch_size, self.n_heads, 0, self.head_dim, device=dev, dtype=dtype)
+        return {"k": z, "v": z.clone(), "pos": torch.zeros(batch_size, dtype=torch.long, device=dev)}
 
     def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
         """x [B, T, D] -> (y [B, T, D], cache or None)."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        L = 0 if state is None else state["k"].shape[2]
-        q, k = rotary(q, L, self.rope_base), rotary(k, L, self.rope_base)
-        if L:
+        P = 0 if state is None else int(state["pos"][0]) if "pos" in state else state["k"].shape[2]
+        if self.max_length is not None and P + T > self.max_length:
+            raise ValueError(f"attention max_length = {self.max_length}: this sequence reaches {P + T} positions")
+        q, k = rotary(q, P, self.rope_base), rotary(k, P, self.rope_base)
+        C = 0 if state is None else state["k"].shape[2]  # cached keys, at positions P - C .. P - 1
+        if C:
             k = torch.cat([state["k"].to(k.dtype), k], dim=2)
             v = torch.cat([state["v"].to(v.dtype), v], dim=2)
-            # query i (position L + i) sees keys 0 .. L + i
-            mask = torch.ones(T, L + T, dtype=torch.bool, device=x.device).tril(diagonal=L)
+        if C or self.window is not None:
+            q_pos = torch.arange(P, P + T, device=x.device)[:, None]
+            k_pos = torch.arange(P - C, P + T, device=x.device)[None, :]
+            mask = k_pos <= q_pos
+            if self.window is not None:
+                mask &= k_pos > q_pos - self.window
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         y = self.o_proj(o.transpose(1, 2).reshape(B, T, D))
-        return y, ({"k": k, "v": v} if output_state else None)
+        if not output_state:
+            return y, None
+        if self.window is not None:
+            k, v = k[:, :, -self.window :], v[:, :, -self.window :]
+        return y, {"k": k, "v": v, "pos": torch.full((B,), P + T, dtype=torch.long, device=x.device)}
 
     def step(self, x: torch.Tensor, state: State | None = None):
         """x [B, D] -> (y [B, D], cache one token longer)."""
