@@ -7,7 +7,19 @@ import importlib
 import sys
 
 # sub-commands: module statetrack.commands.<name with _ for ->; each defines register(subparsers) and sets `func`
-_COMMANDS = ("demo", "tasks", "theory", "train", "eval", "reproduce", "generate", "ppl", "lm-eval", "convert-fla")
+_COMMANDS = (
+    "demo",
+    "tasks",
+    "theory",
+    "train",
+    "eval",
+    "reproduce",
+    "generate",
+    "ppl",
+    "lm-eval",
+    "convert-fla",
+    "data",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
