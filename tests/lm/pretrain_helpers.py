@@ -1,22 +1,18 @@
-"""Helpers of the pretraining tests: a small prepared dataset, a tiny config, and a stand-in for the packed
-loader of statetrack.lm.data while that module is incomplete (same interface: PackedLoader, TokenShards,
-check_data, prepare)."""
+"""Helpers of the pretraining tests: a small prepared dataset of random documents, a tiny config, the losses of
+a run folder."""
 
 from __future__ import annotations
 
 import json
-import types
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from statetrack.lm.data_shards import (
     FORMAT,
     FORMAT_VERSION,
     SPLITS,
     ShardWriter,
-    TokenShards,
     content_hash,
     token_dtype,
 )
@@ -41,69 +37,11 @@ def make_dataset(folder: Path, vocab_size: int = VOCAB, n_docs: int = 120, seed:
     return folder
 
 
-class PackedLoader:
-    """Endless [B, T] rows of whole documents laid end to end (position_ids restart at each), batch i of rank r
-    a function of (seed, i, r) only; state_dict() is the number of batches handed out."""
-
-    def __init__(self, shards, batch_size, seq_len, *, rank=0, world_size=1, seed=0):
-        self.shards, self.B, self.T, self.seed = shards, batch_size, seq_len, seed
-        self.rank, self.world = rank, world_size
-        self.batches = 0
-
-    def _row(self, g: int):
-        rng = np.random.default_rng([self.seed, g])
-        ids, pos = [], []
-        while len(ids) < self.T:
-            d = self.shards.document(int(rng.integers(self.shards.documents))).astype(np.int64)
-            ids.extend(d.tolist())
-            pos.extend(range(len(d)))
-        return ids[: self.T], pos[: self.T]
-
-    def _batch(self, i: int) -> dict:
-        rows = [self._row((i * self.world + self.rank) * self.B + j) for j in range(self.B)]
-        ids = torch.tensor([r[0] for r in rows])
-        return {"input_ids": ids, "labels": ids.clone(), "position_ids": torch.tensor([r[1] for r in rows])}
-
-    def __iter__(self):
-        while True:
-            b = self._batch(self.batches)
-            self.batches += 1
-            yield b
-
-    def state_dict(self) -> dict:
-        return {"batches": self.batches}
-
-    def load_state_dict(self, st: dict) -> None:
-        self.batches = int(st["batches"])
-
-
-def _check_data(dir, vocab_size, seq_len, *, max_seq_len=None, batch_size=1, world_size=1, splits=("train",)):
-    from statetrack.lm.data_shards import read_meta
-
-    if max_seq_len is not None and seq_len > max_seq_len:
-        raise ValueError(f"seq_len={seq_len} is above what the config allows (max_seq_len={max_seq_len})")
-    meta = read_meta(dir)
-    if meta["vocab_size"] > vocab_size:
-        raise ValueError(f"vocab_size: data has {meta['vocab_size']} tokens, the model's vocab_size is {vocab_size}")
-    for s in splits:
-        if len(TokenShards(dir, s)) < seq_len * batch_size * world_size:
-            raise ValueError(f"split {s!r} is too small")
-    return meta
-
-
-def _prepare(*a, **k):
-    raise ValueError("the stand-in data module has no builtin corpora")
-
-
 def data_api():
-    """statetrack.lm.data when its loader has landed, else the stand-in above."""
-    try:
-        import statetrack.lm.data as real
+    """The data module the engine reads (statetrack.lm.data)."""
+    import statetrack.lm.data
 
-        return real
-    except ImportError:
-        return types.SimpleNamespace(TokenShards=TokenShards, PackedLoader=PackedLoader, check_data=_check_data,
-                                     prepare=_prepare)  # fmt: skip
+    return statetrack.lm.data
 
 
 TINY_MODEL = {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2, "mixer": "deltanet",

@@ -39,7 +39,6 @@ from .pretrain_config import PretrainConfig, dump_pretrain_config
 
 CHECKPOINTS = "checkpoints"
 BATCH_KEYS = ("input_ids", "labels", "position_ids")
-EVAL_SEED = 1234  # the held-out batches: the same at every evaluation and in every run
 
 
 @dataclass
@@ -141,10 +140,10 @@ def has_validation(data, path: Path, cfg: PretrainConfig, world_size: int) -> bo
     return True
 
 
-def _loader(data, path: Path, split: str, cfg: PretrainConfig, dist_: Dist, seed: int):
+def _loader(data, path: Path, split: str, cfg: PretrainConfig, dist_: Dist, seed: int, shuffle: bool = True):
     tc = cfg.train
     return data.PackedLoader(data.TokenShards(path, split), tc.batch_size, tc.seq_len, rank=dist_.rank,
-                             world_size=dist_.world_size, seed=seed)  # fmt: skip
+                             world_size=dist_.world_size, seed=seed, shuffle=shuffle)  # fmt: skip
 
 
 def _use(setting: str, default: bool) -> bool:
@@ -219,14 +218,16 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
             if rank_state is not None:
                 loader.load_state_dict(rank_state["loader"])
                 set_rng_states(rank_state["rng"])
-            elif dist_.is_main:
-                print(
-                    f"resuming with {world} processes a checkpoint of {trainer['world_size']}: the model and "
-                    "optimiser are resharded; the data order starts afresh (seed + step)",
-                    flush=True,
-                )
-            if rank_state is None:
-                loader = _loader(data, path, "train", cfg, dist_, tc.seed + step)
+            else:  # another number of ranks: the loader's position carries over if the global batch is the same
+                try:
+                    loader.load_state_dict(trainer["loader"])
+                    how = "the data continues where it was"
+                except ValueError as e:
+                    loader = _loader(data, path, "train", cfg, dist_, tc.seed + step)
+                    how = f"the data order starts afresh with seed {tc.seed + step} ({e})"
+                if dist_.is_main:
+                    print(f"resuming with {world} processes a checkpoint of {trainer['world_size']}: the model and "
+                          f"optimiser are resharded; {how}", flush=True)  # fmt: skip
     ckpt.clean_partials()
     dist_.barrier()
 
@@ -249,7 +250,7 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16 and not fsdp)
 
     def trainer_state():
-        return {"scheduler": sched.state_dict(), "config": cfg.to_dict()}
+        return {"scheduler": sched.state_dict(), "config": cfg.to_dict(), "loader": loader.state_dict()}
 
     def rank_state():
         return {"loader": loader.state_dict(), "rng": rng_states()}
@@ -305,7 +306,7 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
                                                "mfu": "-" if util is None else f"{util:.1%}"})  # fmt: skip
                     t_log, s_log, pending, norms = now, step, [], []
                 if at_eval and can_eval and not stop:
-                    eval_loss = evaluate(model, _loader(data, path, "validation", cfg, dist_, EVAL_SEED), dist_,
+                    eval_loss = evaluate(model, _loader(data, path, "validation", cfg, dist_, 0, shuffle=False), dist_,
                                          tc.eval_batches, autocast)  # fmt: skip
                     log.write({"kind": "eval", "step": step, "loss": eval_loss, "ppl": math.exp(min(eval_loss, 50))})
                     log.note(f"[{cfg.name}] step {step}: held-out loss {eval_loss:.4f}")
@@ -330,10 +331,12 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
 
 @torch.no_grad()
 def evaluate(model, loader, dist_: Dist, batches: int, autocast) -> float:
-    """The mean loss over ``batches`` batches of ``loader`` per rank, averaged over ranks. The model stays in
-    training mode (no dropout here; the fused loss then never forms the logits)."""
+    """The mean loss over the first ``batches`` batches of ``loader`` per rank (at most one pass: the held-out
+    split unshuffled, so the same batches at every evaluation), averaged over ranks. The model stays in training
+    mode (no dropout here; the fused loss then never forms the logits)."""
     dev = dist_.device
     vals = []
+    batches = min(batches, getattr(loader, "batches_per_epoch", batches))
     for i, b in enumerate(loader):
         if i >= batches:
             break
