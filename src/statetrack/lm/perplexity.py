@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from statetrack.ops.cross_entropy import linear_cross_entropy
+from statetrack.ops import linear_cross_entropy
 
 
 def read_token_stream(path: str | Path, tokenizer, max_tokens: int | None = None) -> torch.Tensor:

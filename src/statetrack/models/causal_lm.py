@@ -18,6 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from statetrack.layers import RMSNorm, State, build_mixer
 from statetrack.layers.varlen import cu_seqlens_from_position_ids
+from statetrack.ops import linear_cross_entropy
 
 from .backbone import Block
 from .decode_graph import DecodeGraphs
@@ -311,8 +312,6 @@ class StateTrackForCausalLM(StateTrackPreTrainedModel, GenerationMixin):
         target = labels[:, 1:]
         if kept is not None:
             target = target.masked_fill(~kept, IGNORE_INDEX)
-        from statetrack.ops.cross_entropy import linear_cross_entropy  # TODO(lead): top-level once the op lands
-
         h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
         return linear_cross_entropy(h, self.lm_head.weight, target.reshape(-1), ignore_index=IGNORE_INDEX,
                                     chunk_size=self.config.loss_chunk_size)  # fmt: skip

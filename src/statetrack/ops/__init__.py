@@ -4,6 +4,7 @@
 - :func:`diag_scan` / :func:`diag_scan_step`: h_t = a_t * h_{t-1} + b_t with signed a_t in [-1, 1].
 - :func:`selective_scan` / :func:`selective_scan_step`: Mamba-1's scan with decays
   :func:`selective_transition` = min_eigenvalue + (1 - min_eigenvalue) exp(delta A).
+- :func:`linear_cross_entropy`: LM head + cross-entropy in chunks (never the fp32 logits of the whole batch).
 - :func:`slstm_scan`: the sLSTM recurrence (a nonlinear baseline; fused into one kernel each way on CUDA).
 
 Shared rules: :func:`check_min_eigenvalue` (the one parameter of every layer), :func:`state_dtype` (fp32 states,
@@ -14,6 +15,7 @@ padded batches of ``cu_seqlens``).
 
 from ._checks import check_min_eigenvalue, set_value_checks, state_dtype, value_checks
 from ._varlen import Varlen
+from .cross_entropy import linear_cross_entropy
 from .delta_rule import delta_rule, delta_rule_step
 from .diag_scan import diag_scan, diag_scan_step
 from .selective_scan import selective_scan, selective_scan_step, selective_transition
@@ -26,6 +28,7 @@ __all__ = [
     "delta_rule_step",
     "diag_scan",
     "diag_scan_step",
+    "linear_cross_entropy",
     "selective_scan",
     "selective_scan_step",
     "selective_transition",
