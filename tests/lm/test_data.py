@@ -191,6 +191,7 @@ def test_max_documents(tmp_path, mixed_sources, tiny):
         (lambda p: ["builtin:poetry"], "unknown builtin corpus 'builtin:poetry'"),
         (lambda p: [p / "nofield.jsonl"], "text_field: .*nofield.jsonl.* has no field 'text'"),
         (lambda p: [], "sources: give at least one"),
+        (lambda p: ["hf:"], "names no dataset"),
     ],
 )
 def test_bad_sources_name_the_argument(tmp_path, tiny, make, match):
@@ -460,3 +461,12 @@ def test_cli_prepare_and_one_line_errors(tmp_path, tiny, capsys):
             main(argv)
         msg = str(e.value.code)
         assert msg.startswith("statetrack data: ") and "\n" not in msg and named in msg
+
+
+def test_hub_source_without_network_is_a_one_line_value_error(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no cache of it either
+    with pytest.raises(ValueError, match="cannot read 'hf:nobody/no-such-dataset'"):
+        D.prepare(["hf:nobody/no-such-dataset"], tiny, tmp_path / "o", workers=1, progress=False)
+    assert not (tmp_path / "o").exists()

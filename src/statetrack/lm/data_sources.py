@@ -7,7 +7,9 @@ A source is one of
 - a ``.jsonl`` / ``.json`` / ``.parquet`` file, read through ``datasets`` from the local file (streamed, no
   cache written): one document per row, its ``text_field`` column (default ``text``);
 - a folder: every such file under it (recursively), in sorted order of their paths relative to the folder;
-- ``builtin:code`` or ``builtin:prose``: the embedded corpora below, which need nothing downloaded.
+- ``builtin:code`` or ``builtin:prose``: the embedded corpora below, which need nothing downloaded;
+- ``hf:NAME`` or ``hf:NAME:SPLIT`` (default split ``train``): a Hugging Face hub dataset, streamed through
+  ``datasets`` where a network (or its cache) is there; one document per row, as for jsonl.
 
 Empty documents (text ``""``) are skipped; everything else is kept as it is (no stripping, no dedup across
 sources), in source order.
@@ -45,7 +47,7 @@ SUFFIXES = TEXT_SUFFIXES + ROW_SUFFIXES
 
 @dataclass(frozen=True)
 class Source:
-    """One input: ``name`` as given, ``kind`` (builtin:code, builtin:prose, txt, json, parquet), ``path`` (files)."""
+    """One input: ``name`` as given, ``kind`` (builtin:code, builtin:prose, txt, json, parquet, hf), ``path``."""
 
     name: str
     kind: str
@@ -93,6 +95,11 @@ def resolve_sources(sources) -> list[Source]:
     out: list[Source] = []
     for s in sources:
         name = str(s)
+        if name.startswith("hf:"):
+            if not name[3:].split(":")[0]:
+                raise ValueError(f"sources: {name!r} names no dataset (hf:NAME or hf:NAME:SPLIT)")
+            out.append(Source(name, "hf"))
+            continue
         if name.startswith("builtin:"):
             if name not in BUILTIN:
                 raise ValueError(f"sources: unknown builtin corpus {name!r}; the embedded ones are {list(BUILTIN)}")
@@ -149,7 +156,11 @@ def _rows(source: Source, text_field: str) -> Iterator[str]:
     from datasets import load_dataset
 
     try:
-        ds = load_dataset(source.kind, data_files=[str(source.path)], split="train", streaming=True)
+        if source.kind == "hf":
+            dataset, _, split = source.name[3:].partition(":")
+            ds = load_dataset(dataset, split=split or "train", streaming=True)
+        else:
+            ds = load_dataset(source.kind, data_files=[str(source.path)], split="train", streaming=True)
         for i, row in enumerate(ds):
             if text_field not in row:
                 raise ValueError(
