@@ -19,6 +19,7 @@ _COMMANDS = (
     "lm-eval",
     "convert-fla",
     "data",
+    "pretrain",
 )
 
 

@@ -53,16 +53,17 @@ def test_uninterrupted_run_leaves_its_files(reference):
     assert res.checkpoint == out / "checkpoints" / "step_00000008"
 
 
-def test_sigterm_then_resume_is_exact(dataset, reference, tmp_path, capsys):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_then_resume_is_exact(dataset, reference, tmp_path, capsys, sig):
     out = tmp_path / "run"
     cfg = tiny_config(dataset, out)
 
     def term(step):
         if step == 4:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
 
     first = pretrain(cfg, on_step=term, data_api=data_api())
-    assert first.stopped_by == "SIGTERM" and first.step == 4
+    assert first.stopped_by == sig.name and first.step == 4
     assert first.checkpoint == out / "checkpoints" / "step_00000004" and (first.checkpoint / MARKER).is_file()
     second = pretrain(tiny_config(dataset, out), resume=True, data_api=data_api())
     assert second.resumed_from == first.checkpoint and second.steps_run == 4
@@ -70,12 +71,14 @@ def test_sigterm_then_resume_is_exact(dataset, reference, tmp_path, capsys):
     assert train_losses(out) == train_losses(reference[0])
 
 
-def test_crash_between_checkpoints_loses_at_most_ckpt_every(dataset, reference, tmp_path):
+@pytest.mark.parametrize("background", ["off", "on"])
+def test_crash_between_checkpoints_loses_at_most_ckpt_every(dataset, reference, tmp_path, background):
     out = tmp_path / "run"
     with pytest.raises(Crash):
-        pretrain(tiny_config(dataset, out), on_step=crash_at(5), data_api=data_api())
+        cfg = tiny_config(dataset, out, async_checkpoint=background)
+        pretrain(cfg, on_step=crash_at(5), data_api=data_api())
     assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [3]
-    res = pretrain(tiny_config(dataset, out), resume=True, data_api=data_api())
+    res = pretrain(tiny_config(dataset, out, async_checkpoint=background), resume=True, data_api=data_api())
     assert res.steps_run == 5
     assert train_losses(out) == train_losses(reference[0])
 

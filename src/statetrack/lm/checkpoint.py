@@ -209,11 +209,21 @@ class Checkpointer:
         err = None
         try:
             fut.result()
-        except BaseException as e:  # noqa: BLE001 - re-raised below, after the ranks meet
+        except BaseException as e:  # re-raised below, after the ranks meet
             err = e
         self._barrier()  # rank 0 has renamed it before any rank goes on
         if err is not None:
             raise RuntimeError(f"checkpoint at step {self.pending_step} failed: {err}") from err
+
+    def drain(self) -> None:
+        """Let a pending background save finish in this process, without meeting the other ranks (after an error,
+        when they may be gone); what goes wrong in it is dropped, as the run is failing anyway."""
+        if self.pending is not None:
+            fut, self.pending = self.pending, None
+            try:
+                fut.result()
+            except BaseException:  # the error that stops the run is the one to report
+                pass
 
     def clean_partials(self) -> None:
         """Rank 0: delete ``.partial`` folders left by a crashed run (at start, before anything is written)."""

@@ -108,11 +108,11 @@ def resolve_data(cfg: PretrainConfig, dist_: Dist, data, vocab_size: int, max_se
     if where.startswith("builtin:"):
         cache = Path(tc.data_cache).expanduser() if tc.data_cache else Path.home() / ".cache" / "statetrack" / "data"
         tok = Path(str(tc.tokenizer)).name.replace(":", "_") or "tokenizer"
-        folder = cache / f"{where.split(':', 1)[1]}-{tok}"
+        folder = cache / f"{where.split(':', 1)[1]}-{tok}-holdout{tc.holdout:g}"
         err = None
         if dist_.is_main and not (folder / "meta.json").is_file():
             try:
-                data.prepare([where], tc.tokenizer, folder)
+                data.prepare([where], tc.tokenizer, folder, split_ratio=tc.holdout)
             except (ValueError, FileNotFoundError) as e:
                 err = str(e)
         err = dist_.broadcast(err)
@@ -129,21 +129,30 @@ def resolve_data(cfg: PretrainConfig, dist_: Dist, data, vocab_size: int, max_se
     return path
 
 
-def has_validation(data, path: Path, cfg: PretrainConfig, world_size: int) -> bool:
-    """Whether the dataset has a held-out split of at least one global batch (else: no evaluation)."""
+def validation_problem(data, path: Path, cfg: PretrainConfig, world_size: int) -> str | None:
+    """Why the dataset's held-out split cannot be evaluated on (missing, empty, under one global batch), or None."""
     tc = cfg.train
     try:
         data.check_data(path, 1 << 62, tc.seq_len, batch_size=tc.batch_size, world_size=world_size,
                         splits=("validation",))  # fmt: skip
-    except ValueError:
-        return False
-    return True
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _loader(data, path: Path, split: str, cfg: PretrainConfig, dist_: Dist, seed: int, shuffle: bool = True):
     tc = cfg.train
     return data.PackedLoader(data.TokenShards(path, split), tc.batch_size, tc.seq_len, rank=dist_.rank,
                              world_size=dist_.world_size, seed=seed, shuffle=shuffle)  # fmt: skip
+
+
+def _resolved(model: dict) -> dict:
+    """A model section with every default written out (what the model is, however the file spelled it)."""
+    from statetrack.models import StateTrackConfig
+
+    d = StateTrackConfig(**model).to_dict()
+    d.pop("transformers_version", None)
+    return d
 
 
 def _use(setting: str, default: bool) -> bool:
@@ -183,7 +192,8 @@ def pretrain(
 def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> PretrainResult:
     tc, dev, world = cfg.train, dist_.device, dist_.world_size
     path = resolve_data(cfg, dist_, data, model_cfg.vocab_size, getattr(model_cfg, "max_position_embeddings", None))
-    can_eval = has_validation(data, path, cfg, world)
+    no_eval = validation_problem(data, path, cfg, world)
+    can_eval = no_eval is None
     fsdp = _use(tc.fsdp, world > 1)
     if not fsdp and world > 1:
         raise ValueError(f"train.fsdp = 'off' needs one process, got {world}: the model is sharded over ranks")
@@ -210,9 +220,12 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
         found = ckpt.load_latest(model, opt, None if resume is True else resume)
         if found is not None:
             resumed_from, trainer, rank_state = found
-            if trainer["config"]["model"] != cfg.to_dict()["model"]:
-                raise ValueError(f"cannot resume from {resumed_from}: its model config {trainer['config']['model']} "
-                                 f"differs from this one {cfg.to_dict()['model']}")  # fmt: skip
+            theirs, ours = _resolved(trainer["config"]["model"]), _resolved(cfg.model)
+            if theirs != ours:
+                diff = {k: (theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours))
+                        if theirs.get(k) != ours.get(k)}  # fmt: skip
+                raise ValueError(f"cannot resume from {resumed_from}: its model differs from this config's "
+                                 f"(key: (checkpoint, config)): {diff}")  # fmt: skip
             step = int(trainer["step"])
             sched.load_state_dict(trainer["scheduler"])
             if rank_state is not None:
@@ -240,6 +253,8 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
             log.note(f"resuming from step {step} ({resumed_from})")
         elif resume:
             log.note(f"no checkpoint in {out / CHECKPOINTS}: starting from step 0")
+        if no_eval is not None:
+            log.note(f"no held-out evaluation: {no_eval}")
     try:
         per_token = flops_per_token(model_cfg, tc.seq_len).training
     except ValueError as e:
@@ -319,6 +334,9 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
                     last_ckpt = save(blocking=step == tc.steps)
                     t_log = time.perf_counter()
             ckpt.wait()
+    except BaseException:
+        ckpt.drain()  # a checkpoint being written when the run failed is still a good one
+        raise
     finally:
         log.close()
     if dist_.is_main:

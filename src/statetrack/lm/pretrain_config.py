@@ -24,7 +24,8 @@ class PretrainSettings:
         data: a folder of token shards (``statetrack data prepare``), or ``builtin:NAME`` for a corpus that ships
             with the installed packages (prepared once with ``tokenizer`` into ``data_cache``).
         tokenizer: the tokenizer a builtin corpus is prepared with (a name of statetrack.lm.tokenizer or a path).
-        data_cache: where builtin corpora are prepared ("" = ``~/.cache/statetrack/data``).
+        data_cache: where builtin corpora are prepared ("" = ``~/.cache/statetrack/data``); holdout: the share of
+            a builtin corpus's documents held out for evaluation (its validation split).
         steps: optimiser steps (the schedule's length). batch_size: sequences per rank and micro-step.
         seq_len: tokens per sequence. grad_accum: micro-steps per optimiser step, so a step sees
             batch_size x grad_accum x world size sequences.
@@ -47,6 +48,7 @@ class PretrainSettings:
     data: str = "builtin:code"
     tokenizer: str = "mistral-v1"
     data_cache: str = ""
+    holdout: float = 0.05
     steps: int = 1000
     batch_size: int = 8
     seq_len: int = 2048
@@ -100,6 +102,8 @@ class PretrainSettings:
             setattr(self, name, v)
             if v not in choices:
                 bad(name, "must be one of " + ", ".join(repr(c) for c in choices))
+        if not 0.0 < self.holdout < 1.0:
+            bad("holdout", "must lie in (0, 1)")
         if not str(self.data).strip():
             bad("data", "must name a token-shard folder or builtin:NAME")
         return self
@@ -165,8 +169,11 @@ def _merge(parts) -> PretrainConfig:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(PretrainConfig), *parts)
         obj = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        raise ValueError(f"bad configuration: {e}".strip()) from None
+    except OmegaConfBaseException as e:  # its message: the problem, then key/type lines; keep one line
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        what = [ln for ln in lines if not ln.startswith(("full_key:", "reference_type=", "object_type="))]
+        key = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")]
+        raise ValueError(f"bad configuration{f' ({key[0]})' if key else ''}: {' '.join(what)}") from None
     obj.model = _plain(obj.model)
     return obj
 

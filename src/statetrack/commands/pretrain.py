@@ -1,0 +1,80 @@
+"""`statetrack pretrain CONFIG [key=value ...] [--resume] [--out DIR]`: pretrain a causal LM (configs/lm/).
+
+One process: ``statetrack pretrain configs/lm/tiny.yaml``. N processes (CPU, gloo) or N GPUs (nccl):
+``torchrun --nproc-per-node N -m statetrack pretrain CONFIG ...``. Overrides and flags go in any order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+FLAGS = (
+    (("--resume",), {"action": "store_true", "help": "continue from the newest good checkpoint in the run folder"}),
+    (("--out",), {"default": None, "help": "run folder (overrides train.out_dir)"}),
+    (("--device",), {"default": None, "help": "cpu, cuda or auto (overrides train.device)"}),
+    (("--no-progress",), {"action": "store_true", "help": "no progress bar"}),
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain a language model (one process, or N under torchrun)",
+        description=__doc__.split("\n\n", 1)[1].strip()
+        + " Example: `statetrack pretrain tiny train.steps=50 --out runs/tiny`.",
+    )
+    p.add_argument("config", help="a YAML file, or a name under configs/lm/ (tiny, deltanet_340m, ...)")
+    # everything after CONFIG: key=value overrides and the flags, in any order (parsed by run)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="key=value overrides, e.g. train.steps=100")
+    for names, kw in FLAGS:
+        p.add_argument(*names, **kw)
+    p.set_defaults(func=run)
+
+
+def split_rest(args) -> tuple[argparse.Namespace, list[str]]:
+    """The flags and the overrides among ``args.rest`` (merged with flags given before CONFIG)."""
+    flags = argparse.ArgumentParser(prog="statetrack pretrain", add_help=False)
+    for names, kw in FLAGS:
+        flags.add_argument(*names, **{**kw, "default": argparse.SUPPRESS})
+    known, overrides = flags.parse_known_args(args.rest)
+    for o in overrides:
+        if o.startswith("-"):
+            raise SystemExit(f"statetrack pretrain: unknown option {o!r} (see statetrack pretrain --help)")
+    for k, v in vars(known).items():
+        setattr(args, k, v)
+    return args, overrides
+
+
+def run(args) -> int:
+    import os
+
+    from statetrack.lm.pretrain import pretrain
+    from statetrack.lm.pretrain_config import load_pretrain_config
+
+    args, overrides = split_rest(args)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.out:
+        overrides.append(f"train.out_dir={args.out}")
+    if args.no_progress:
+        overrides.append("train.progress=false")
+    main = int(os.environ.get("RANK", "0")) == 0
+    try:
+        cfg = load_pretrain_config(args.config, overrides)
+        res = pretrain(cfg, resume=args.resume)
+    except (ValueError, FileNotFoundError) as e:  # bad config, data or checkpoint: one line, no traceback
+        raise SystemExit(f"statetrack pretrain: {e}") from None
+    if res.stopped_by is not None:
+        if main:
+            print(f"statetrack pretrain: stopped by {res.stopped_by} at step {res.step}; checkpoint saved to "
+                  f"{res.checkpoint}; continue with --resume", file=sys.stderr, flush=True)  # fmt: skip
+        import signal
+
+        return 128 + int(signal.Signals[res.stopped_by])
+    if main:
+        rate = "" if res.tokens_per_s is None else f", {res.tokens_per_s:,.0f} tokens/s"
+        held = "" if res.eval_loss is None else f"; held-out loss {res.eval_loss:.4f}"
+        print(f"{cfg.name}: {res.steps_run} steps in {res.wall_seconds:.1f} s{rate} (step {res.step} of "
+              f"{cfg.train.steps}){held}; output in {res.out_dir}")  # fmt: skip
+    return 0
