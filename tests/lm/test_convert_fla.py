@@ -41,7 +41,7 @@ FLA = {  # model_type -> (config class, model class)
 CASES = {  # name -> (model_type, config fields beyond the common small ones)
     "delta_net": ("delta_net", dict(num_heads=2, allow_neg_eigval=True)),
     "delta_net_hybrid": ("delta_net", dict(num_heads=2, expand_k=0.5, expand_v=2.0, use_gate=True,
-                                           attn=dict(layers=[1], num_heads=4, rope_theta=500.0))),
+                                           attn=dict(layers=[1], num_heads=4, rope_theta=500.0, window_size=3))),
     "delta_net_noconv": ("delta_net", dict(num_heads=4, use_short_conv=False, allow_neg_eigval=True)),
     "gated_deltanet": ("gated_deltanet", dict(num_heads=2, head_dim=8, allow_neg_eigval=True)),
     "gated_deltanet_gva": ("gated_deltanet", dict(num_heads=2, head_dim=8, expand_v=1.0, num_v_heads=4,
@@ -56,10 +56,15 @@ MIXER = {"delta_net": "deltanet", "gated_deltanet": "gated_deltanet", "gated_del
 
 
 def _sdpa(q, k, v, causal=True, window_size=(-1, -1), **_):
-    """flash_attn_func's [B, T, H, K] interface, by torch's SDPA (no window: the tests use none)."""
-    assert tuple(window_size) == (-1, -1)
+    """flash_attn_func's [B, T, H, K] interface, by torch's SDPA: causal, and with window_size = (w, 0) query i
+    sees keys i - w .. i."""
+    assert causal and window_size[1] in (-1, 0)
+    i = torch.arange(q.shape[1])
+    mask = i[:, None] >= i[None, :]
+    if window_size[0] >= 0:
+        mask &= i[:, None] - i[None, :] <= window_size[0]
     return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                          is_causal=causal).transpose(1, 2)  # fmt: skip
+                                          attn_mask=mask).transpose(1, 2)  # fmt: skip
 
 
 @contextmanager
@@ -175,7 +180,9 @@ def test_save_convert_load(case, tmp_path):
     attn = kw.get("attn")
     assert cfg.mixers == ["transformer" if attn and i in attn["layers"] else mixer for i in range(2)]
     if attn:
-        assert cfg.mixer_settings["transformer"] == {"n_heads": attn["num_heads"], "rope_base": attn["rope_theta"]}
+        t = cfg.mixer_settings["transformer"]
+        assert (t["n_heads"], t["rope_base"]) == (attn["num_heads"], attn["rope_theta"])
+        assert t["window"] == attn["window_size"]
     if model_type == "gated_deltaproduct":
         assert s["num_householder"] == kw["num_householder"] and s["use_gate"] == kw.get("use_forget_gate", False)
 
@@ -247,7 +254,7 @@ def small():
         (dict(some_new_field=1), "some_new_field = 1: not a field of fla 0.6.0's gated_deltanet"),
         (dict(attn=dict(layers=[0], num_heads=4, num_kv_heads=2)), "attn.num_kv_heads = 2: .*no grouped KV heads"),
         (dict(attn=dict(layers=[0], num_heads=4, qkv_bias=True)), "attn.qkv_bias"),
-        (dict(attn=dict(layers=[0], num_heads=4, window_size=64)), "attn.window_size = 64"),
+        (dict(attn=[dict(layers=[0], num_heads=4, window_size=64), dict(layers=[1], num_heads=4)]), "window"),
         (dict(attn=dict(layers=[0], num_heads=4, qk_norm=True)), "attn.qk_norm"),
         (dict(attn=[dict(layers=[0], num_heads=4), dict(layers=[1], num_heads=2)]), "attn\\[1\\]"),
         (dict(attn=dict(layers=[0], num_heads=3)), "attn.num_heads = 3 must divide"),

@@ -14,7 +14,8 @@ What maps (fla -> statetrack):
     use_gate / use_output_gate -> use_output_gate; use_short_conv, conv_size -> the same; fla's short convs
                         have no bias -> conv_bias = False; fla's L2 norm x / sqrt(|x|^2 + 1e-6) -> qk_norm_eps
     MLP                 intermediate_size, or fla's rule (2/3 hidden_ratio D rounded up to a multiple of 256)
-    attn                {layers, num_heads, rope_theta} -> "transformer" at those layers (n_heads, rope_base)
+    attn                {layers, num_heads, rope_theta, window_size} -> "transformer" at those layers
+                        (n_heads, rope_base, window: both let a token see itself and window - 1 before it)
     the rest            vocab_size, hidden_size, num_hidden_layers, norm_eps, tie_word_embeddings,
                         initializer_range, use_cache, bos/eos/pad token ids
 Tensors: ``model.layers.i.attn.*`` -> ``model.layers.i.mixer.*`` (``*_conv1d`` -> ``*_conv``; an attention
@@ -23,8 +24,8 @@ layer's q/k/v -> one ``qkv``), ``attn_norm`` -> ``mixer_norm``, the MLP's gate/u
 
 What raises (ValueError naming the field, layer or tensor): another model_type; a field value statetrack does
 not implement (qk_norm "sum", qk_activation other than silu, use_beta False, hidden_act "powlu", a sigmoid
-output gate, attnres_block_size, attention with grouped KV heads, qkv bias or a sliding window, attention
-layers with different heads or rope_theta); a field fla 0.6.0 does not have; a missing tensor, a tensor of the
+output gate, attnres_block_size, attention with grouped KV heads or qkv bias, attention layers with different
+heads, rope_theta or window); a field fla 0.6.0 does not have; a missing tensor, a tensor of the
 wrong shape, a tensor left over.
 Fields that change only how fla computes, not what (attn_mode, fuse_*, use_l2warp, max_position_embeddings)
 are ignored, and so is DeltaNet's use_output_norm, which fla 0.6.0's DeltaNet layer accepts and never reads
@@ -167,14 +168,12 @@ def _attention(f: _Fields, n_layers: int, D: int) -> tuple[list[int], dict[str, 
                              f"KV heads (num_heads = {H})")  # fmt: skip
         if s["qkv_bias"]:
             raise ValueError(f"{where}.qkv_bias = True: statetrack's attention has no q/k/v bias")
-        if s["window_size"] is not None:
-            raise ValueError(f"{where}.window_size = {s['window_size']}: statetrack's attention has no sliding window")
         if D % H:
             raise ValueError(f"{where}.num_heads = {H} must divide hidden_size = {D}")
-        this = dict(n_heads=H, rope_base=float(s["rope_theta"]))
+        this = dict(n_heads=H, rope_base=float(s["rope_theta"]), window=s["window_size"])
         if settings is not None and this != settings:
             raise ValueError(f"{where} = {this} differs from the first attention spec {settings}: statetrack gives "
-                             "every attention layer the same heads and rope_theta")  # fmt: skip
+                             "every attention layer the same heads, rope_theta and window")  # fmt: skip
         settings = this
         for layer in s["layers"]:
             if not (isinstance(layer, int) and 0 <= layer < n_layers) or layer in layers:
