@@ -238,13 +238,15 @@ class StateTrackForCausalLM(StateTrackPreTrainedModel, GenerationMixin):
         h, states = self.model.step(token, states)
         return self.lm_head(h), states
 
-    def _graphable(self, input_ids, cache, labels, attention_mask, position_ids, cu_seqlens, hidden) -> bool:
+    def _graphable(self, input_ids, cache, labels, model_kwargs: dict) -> bool:
         """Whether this forward is a one-token decoding step that replays a CUDA graph (config.decode_graphs)."""
         mode = self.config.decode_graphs
         if mode == "off" or cache is None or cache.states is None or input_ids is None:
             return False
-        step = input_ids.shape[1] == 1 and labels is None and cu_seqlens is None and not hidden
-        if attention_mask is not None and not bool(attention_mask[:, -1].all()):
+        mask = model_kwargs.get("attention_mask")
+        plain = all(model_kwargs.get(k) is None for k in ("cu_seqlens", "inputs_embeds", "output_hidden_states"))
+        step = input_ids.shape[1] == 1 and labels is None and plain
+        if mask is not None and not bool(mask[:, -1].all()):
             step = False
         why = None
         if input_ids.device.type != "cuda":
@@ -276,25 +278,19 @@ class StateTrackForCausalLM(StateTrackPreTrainedModel, GenerationMixin):
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cu_seqlens: torch.Tensor | None = None,
-        cache: RecurrentCache | None = None,
-        use_cache: bool | None = None,
-        inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         logits_to_keep: int = 0,
-        **kwargs,
+        cache: RecurrentCache | None = None,
+        **model_kwargs,
     ) -> CausalLMOutputWithPast:
-        """``logits_to_keep`` > 0: logits of the last that many positions only (generation). With ``labels`` in
-        training mode, logits are not computed (None): the fused loss never forms them."""
-        if self._graphable(input_ids, cache, labels, attention_mask, position_ids, cu_seqlens, output_hidden_states):
+        """Everything :meth:`StateTrackModel.forward` takes (attention_mask, position_ids, cu_seqlens, use_cache,
+        inputs_embeds, output_hidden_states), plus ``labels`` and ``logits_to_keep`` > 0: logits of the last that
+        many positions only (generation). With ``labels`` in training mode, logits are not computed (None): the
+        fused loss never forms them."""
+        if self._graphable(input_ids, cache, labels, model_kwargs):
             logits, states = self._decode_graphs(input_ids[:, 0], cache.states)
             return CausalLMOutputWithPast(logits=logits[:, None], cache=RecurrentCache(states, cache.seen_tokens + 1))
-        out = self.model(input_ids, attention_mask, position_ids, cu_seqlens, cache, use_cache, inputs_embeds,
-                         output_hidden_states)  # fmt: skip
+        out = self.model(input_ids, cache=cache, **model_kwargs)
         h = out.last_hidden_state
         loss = None
         if labels is not None:
