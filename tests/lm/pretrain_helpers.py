@@ -20,14 +20,14 @@ from statetrack.lm.data_shards import (
 VOCAB = 64
 
 
-def make_dataset(folder: Path, vocab_size: int = VOCAB, n_docs: int = 120, seed: int = 0) -> Path:
+def make_dataset(folder: Path, vocab_size: int = VOCAB, n_docs: int = 120, seed: int = 0, doc_len=(5, 60)) -> Path:
     """A prepared dataset of random documents (every 10th held out), in the format of statetrack.lm.data_shards."""
     folder = Path(folder)
     rng = np.random.default_rng(seed)
     dtype = token_dtype(vocab_size)
-    writers = {s: ShardWriter(folder, s, dtype, shard_tokens=2000) for s in SPLITS}
+    writers = {s: ShardWriter(folder, s, dtype, shard_tokens=max(2000, n_docs * doc_len[1] // 4)) for s in SPLITS}
     for i in range(n_docs):
-        n = int(rng.integers(5, 60))
+        n = int(rng.integers(*doc_len))
         doc = np.concatenate([[1], rng.integers(3, vocab_size, n), [2]]).astype(dtype)
         writers["validation" if i % 10 == 0 else "train"].add(doc, np.array([len(doc)]))
     splits = {s: w.close() for s, w in writers.items()}

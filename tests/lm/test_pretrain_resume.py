@@ -53,7 +53,7 @@ def test_uninterrupted_run_leaves_its_files(reference):
     assert res.checkpoint == out / "checkpoints" / "step_00000008"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_then_resume_is_exact(dataset, reference, tmp_path, capsys, sig):
     out = tmp_path / "run"
     cfg = tiny_config(dataset, out)

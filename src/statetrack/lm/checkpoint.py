@@ -163,7 +163,7 @@ class Checkpointer:
         msd, osd = get_state_dict(model, optimizer)
         state = {"model": msd, "optim": osd}
         if self.async_save and not blocking:
-            fut = dcp.async_save(state, checkpoint_id=str(tmp), process_group=self.group)
+            fut = dcp.async_save(state, checkpoint_id=str(tmp), process_group=self.group, no_dist=self.group is None)
             if not isinstance(fut, Future):  # a staging/upload pair: the upload is what completes it
                 fut = fut.upload_completion
             if self.rank == 0:  # done once rank 0 has marked and renamed it, in the writer thread
@@ -172,7 +172,7 @@ class Checkpointer:
                 fut = done
             self.pending, self.pending_step = fut, step
         else:
-            dcp.save(state, checkpoint_id=str(tmp), process_group=self.group)
+            dcp.save(state, checkpoint_id=str(tmp), process_group=self.group, no_dist=self.group is None)
             if self.rank == 0:
                 self._finalize(step)
             self._barrier()
@@ -263,7 +263,7 @@ class Checkpointer:
         trainer_state = torch.load(folder / TRAINER, map_location="cpu", weights_only=False)
         msd, osd = get_state_dict(model, optimizer)
         state = {"model": msd, "optim": osd}
-        dcp.load(state, checkpoint_id=str(folder), process_group=self.group)
+        dcp.load(state, checkpoint_id=str(folder), process_group=self.group, no_dist=self.group is None)
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
                        options=StateDictOptions(strict=True))  # fmt: skip
         rank_state = None
