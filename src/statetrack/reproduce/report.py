@@ -134,7 +134,8 @@ def table5_md(cells, models, claims, head: str) -> str:
     rows, misses = _vs_paper(cells, models, lambda c: c["median"], lambda m, t: TABLE5[m][t][0], text)
     return (head + "## Table 5: median ± MAD over seeds at the chosen lr (scaled accuracy)\n\n"
             + _md_table(["model", *TABLE3_COLUMNS.values()], rows)
-            + "\n\nCells: ours (paper). The lr of each cell is the one of Table 3 (highest median).\n\n"
+            + "\n\nCells: ours (paper). The lr of each cell is the one of Table 3 (highest median). Figure 6 of these "
+            "runs: `../table3/figure6.png` (written by `statetrack reproduce table3`).\n\n"
             + _misses_md("Where our median misses the paper's", misses, claims))  # fmt: skip
 
 

@@ -6,7 +6,7 @@ Output layout under ``out``::
     <experiment>/<experiment>.md   the table: ours and the paper's value in each cell, misses, claims
     <experiment>/summary.json  the cells, the chosen lrs, the claims
     <experiment>/runs.json     every run's result of this experiment, in plan order
-    <experiment>/*.png         figures
+    <experiment>/*.png         figures (Figure 6 in table3/ only: table5 has the same runs)
     <experiment>/provenance.json, paper_numbers.json, command.txt
 """
 
@@ -160,18 +160,19 @@ def _write_outputs(experiment, runs, results, budget_name, note, prov, folder: P
         claims = aggregate.check_claims(experiment, cells, claims_src)
         md = (report.table3_md if experiment == "table3" else report.table5_md)(cells, list(TABLE3_MODELS), claims,
                                                                                  head)  # fmt: skip
-        chance = {t: get_task(t).chance for t in TABLE3_COLUMNS}
-        files.append(
-            plots.figure6(
-                cells,
-                results,
-                TABLE3_COLUMNS,
-                list(TABLE3_MODELS),
-                chance,
-                folder / "figure6.png",
-                f"Figure 6: scaled accuracy vs length (best seed at the chosen lr; {sub})",
+        if experiment == "table3":  # table5 has the same runs: its report points to table3's figure, no copy
+            chance = {t: get_task(t).chance for t in TABLE3_COLUMNS}
+            files.append(
+                plots.figure6(
+                    cells,
+                    results,
+                    TABLE3_COLUMNS,
+                    list(TABLE3_MODELS),
+                    chance,
+                    folder / "figure6.png",
+                    f"Figure 6: scaled accuracy vs length (best seed at the chosen lr; {sub})",
+                )
             )
-        )
         summary = {f"{m} | {t}": c for (m, t), c in cells.items()}
     elif experiment == "figure1":
         cells = aggregate.figure1_cells(runs, results)
