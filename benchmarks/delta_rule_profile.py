@@ -1,40 +1,38 @@
-"""Where the chunked delta rule's time goes on a GPU: each Triton kernel's share of forward+backward, per dot
-precision, at the long-sequence shapes where fla's chunk path is faster than ours.
+"""Where the delta rule's kernel time goes on a GPU: each Triton kernel's share of forward+backward, per dot
+precision, at the long-sequence shapes where fla's chunk path is faster than ours (or, with --algorithm
+recurrent, of the token-by-token kernels).
 
-    python benchmarks/delta_rule_profile.py [--shapes 4,2048,16,128;2,8192,16,128] [--precisions tf32x3,tf32]
-                                            [--configs "BV_grad=64;warps_grad=4;chunk=32"] [--out FILE.md]
+    python -m benchmarks.delta_rule_profile [--shapes "4,2048,16,128;2,8192,16,128"] [--precisions tf32x3,tf32]
+        [--algorithm chunk|recurrent] [--configs "BV_grad=64;warps_grad=4;chunk_size=32"] [--out FILE.md]
 
 Per shape and precision: forward+backward ms (triton.testing.do_bench median), then the CUDA time of every kernel
 over 10 forward+backward calls (torch.profiler), largest first, with its share. The precisions are those of
-``delta_rule_triton(precision=...)``: tf32x3 (the default, three tf32 passes per fp32 product), tf32 (one pass),
-ieee. ``--configs``: block settings to time instead (``Config`` fields of the chunked kernels, or chunk=16/32),
-each as a row of fwd+bwd ms and its largest kernels, at the first precision. bf16 inputs, beta ~ U[0, 2], unit
-keys, input range checks off.
+``delta_rule(precision=...)``: tf32x3 (the default, three tf32 passes per fp32 product), tf32 (one pass), ieee
+(chunked kernels only). ``--configs``: ``delta_rule(triton_config=...)`` settings to time instead (keys of
+``statetrack.ops.delta_rule.CHUNK_TUNING`` or ``RECURRENT_TUNING``; ``chunk_size=N`` is the chunk_size argument),
+each a row of fwd+bwd ms and its largest kernels, at the first precision. bf16 inputs, beta ~ U[0, 2], unit keys,
+input range checks off.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import platform
-import sys
-import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kernels as kb  # noqa: E402 - the shared inputs, runners and timer of benchmarks/kernels.py
-from report import say, start_gpu_report  # noqa: E402
-from statetrack.ops import value_checks  # noqa: E402
+from statetrack.ops import value_checks
+
+from .delta_rule_kernels import bench_fwd_bwd, cast, make_inputs, ours, pairs
+from .harness import Report, has_cuda, parser
+
+NAMES = ["q", "k", "v", "beta"]
 
 
-def kernel_times(fn, x, names, calls: int = 10) -> dict[str, float]:
+def kernel_times(fn, x, calls: int = 10) -> dict[str, float]:
     """CUDA ms per forward+backward call of each kernel (summed over its launches), by kernel name."""
     from torch.profiler import ProfilerActivity, profile
 
-    leaves = [x[n] for n in names]
+    leaves = [x[n] for n in NAMES]
     do = torch.randn_like(fn(x)[0])
     for _ in range(3):
         torch.autograd.grad(fn(x)[0], leaves, do)
@@ -50,78 +48,82 @@ def kernel_times(fn, x, names, calls: int = 10) -> dict[str, float]:
     return dict(out)
 
 
-def _overrides(text: str) -> dict[str, int]:
-    """ "BV_grad=64,warps_grad=4" -> {"BV_grad": 64, "warps_grad": 4}"""
-    return {k.strip(): int(v) for k, v in (kv.split("=") for kv in text.split(",") if kv.strip())}
+def runner(algorithm: str, precision: str | None, config: dict | None = None):
+    kw = {"algorithm": algorithm}
+    if config:
+        config = dict(config)
+        if "chunk_size" in config:
+            kw["chunk_size"] = int(config.pop("chunk_size"))
+        if config:
+            kw["triton_config"] = config
+    if precision and algorithm == "chunk":
+        kw["precision"] = precision
+    return lambda z: ours(z, **kw)
 
 
-def tune(x, names, precision: str, configs: list[str]) -> None:
+def tune(rep: Report, x, algorithm: str, precision: str, configs: list[str]) -> None:
     """A row per config: fwd+bwd ms (fwd ms) [peak MiB] and the three largest kernels' ms."""
-    say()
-    say(f"| config (precision {precision}) | fwd+bwd ms (fwd) [MiB] | largest kernels, ms |")
-    say("|---|---|---|")
+    rep.say()
+    rep.table(f"config (precision {precision})", "fwd+bwd ms (fwd) [MiB]", "largest kernels, ms")
     for text in ["default", *configs]:
-        kw = {} if text == "default" else _overrides(text)
-        chunk = kw.pop("chunk", None)
-        fn = lambda z, kw=kw, c=chunk: kb.ours_chunk(  # noqa: E731
-            z, precision=precision, **({"config": kw} if kw else {}), **({"chunk": c} if c else {})
-        )
+        fn = runner(algorithm, precision, None if text == "default" else pairs(text))
         try:
-            fb, fwd, peak = kb.bench_fwd_bwd(fn, x, names)
-            top = sorted(kernel_times(fn, x, names).items(), key=lambda kv: -kv[1])[:3]
-            say(f"| {text} | {fb:.3f} ({fwd:.3f}) [{peak:.0f}] | {', '.join(f'{k} {ms:.3f}' for k, ms in top)} |")
+            fb, fwd, peak = bench_fwd_bwd(fn, x, NAMES)
+            top = sorted(kernel_times(fn, x).items(), key=lambda kv: -kv[1])[:3]
+            rep.row(text, f"{fb:.3f} ({fwd:.3f}) [{peak:.0f}]", ", ".join(f"{k} {ms:.3f}" for k, ms in top))
         except Exception as e:  # noqa: BLE001 - a config that does not compile or run is a row, not the end
-            say(f"| {text} | failed: {type(e).__name__}: {str(e)[:100]} | |")
+            rep.row(text, f"failed: {type(e).__name__}: {str(e)[:100]}", "")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    ap = parser(__doc__)
     ap.add_argument("--shapes", default="4,2048,16,128;2,8192,16,128", help="B,T,H,D;B,T,H,D;...")
     ap.add_argument("--precisions", default="tf32x3,tf32")
-    ap.add_argument("--configs", default="", help="';'-separated block settings to time, e.g. BV_grad=64;chunk=32")
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    ap.add_argument("--algorithm", default="chunk", choices=("chunk", "recurrent"))
+    ap.add_argument("--configs", default="", help="';'-separated settings to time, e.g. BV_grad=64;chunk_size=32")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";") if s]
     if any(len(s) != 4 for s in shapes):
         ap.error(f"--shapes: each shape is B,T,H,D, got {args.shapes!r}")
-    if not start_gpu_report(args.out):
-        return
-    import triton
-
-    t0 = time.time()
-    value_checks(False).__enter__()
-    say("# Chunked delta rule: time per kernel, forward+backward, bf16")
-    say()
-    say(f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
-    say(f"- device: {torch.cuda.get_device_name()}")
-    say(f"- torch {torch.__version__}, triton {triton.__version__}, python {platform.python_version()}")
-    say(f"- command: `python {' '.join(sys.argv)}`")
-    names = ["q", "k", "v", "beta"]
-    for B, T, H, D in shapes:
-        x = kb.cast(kb.make_inputs(B, T, H, D), torch.bfloat16, grad=True)
-        if args.configs:
-            say()
-            say(f"## B, T, H, D = {B}, {T}, {H}, {D}: block settings")
-            tune(x, names, args.precisions.split(",")[0], [c for c in args.configs.split(";") if c.strip()])
-        else:
-            for prec in args.precisions.split(","):
-                fn = lambda z, p=prec: kb.ours_chunk(z, precision=p)  # noqa: E731
-                fb, fwd, peak = kb.bench_fwd_bwd(fn, x, names)
-                times = kernel_times(fn, x, names)
-                total = sum(times.values())
-                say()
-                say(f"## B, T, H, D = {B}, {T}, {H}, {D}, precision {prec}: fwd+bwd {fb:.3f} ms (fwd {fwd:.3f}), "
-                       f"peak {peak:.0f} MiB; kernels {total:.3f} ms")  # fmt: skip
-                say()
-                say("| kernel | ms per fwd+bwd | share |")
-                say("|---|---:|---:|")
-                for k, ms in sorted(times.items(), key=lambda kv: -kv[1])[:12]:
-                    say(f"| {k[:70]} | {ms:.3f} | {ms / total:.0%} |")
-        del x
-        torch.cuda.empty_cache()
-    say()
-    say(f"total {time.time() - t0:.0f} s")
+    if not has_cuda("benchmarks.delta_rule_profile"):
+        return 2
+    precisions = args.precisions.split(",") if args.algorithm == "chunk" else ["(none: token by token)"]
+    title = f"# Delta rule ({args.algorithm} kernels): time per kernel, forward+backward, bf16"
+    rep = Report("delta_rule_profile", title, args.out, print_only=args.print_only, argv=argv)
+    rep.header()
+    with value_checks(False):
+        for B, T, H, D in shapes:
+            x = cast(make_inputs(B, T, H, D), torch.bfloat16, grad=True)
+            if args.configs:
+                rep.say()
+                rep.say(f"## B, T, H, D = {B}, {T}, {H}, {D}: block settings")
+                with rep.section(f"configs at {B, T, H, D}"):
+                    configs = [c for c in args.configs.split(";") if c.strip()]
+                    tune(rep, x, args.algorithm, precisions[0] if args.algorithm == "chunk" else None, configs)
+            else:
+                for prec in precisions:
+                    with rep.section(f"{B, T, H, D} {prec}"):
+                        fn = runner(args.algorithm, prec)
+                        fb, fwd, peak = bench_fwd_bwd(fn, x, NAMES)
+                        times = kernel_times(fn, x)
+                        total = sum(times.values())
+                        rep.say()
+                        rep.say(f"## B, T, H, D = {B}, {T}, {H}, {D}, precision {prec}: fwd+bwd {fb:.3f} ms (fwd "
+                                f"{fwd:.3f}), peak {peak:.0f} MiB; kernels {total:.3f} ms")  # fmt: skip
+                        rep.say()
+                        rep.table("kernel", "ms per fwd+bwd", "share", right=2)
+                        for k, ms in sorted(times.items(), key=lambda kv: -kv[1])[:12]:
+                            rep.row(k[:70], f"{ms:.3f}", f"{ms / total:.0%}")
+            del x
+            torch.cuda.empty_cache()
+    rep.say()
+    return rep.done()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -12,20 +12,18 @@ chunked kernels take no fp32 inputs). Printed per model type, as relative errors
 installed (fla's attention layer needs it). Weights are drawn so that every path matters (fla's init, std 0.02,
 leaves the recurrences near zero); --fla-init keeps fla's own.
 
-    python benchmarks/fla_convert_check.py [--layers 2] [--width 256] [--batch 2] [--seq 1024] [--out FILE]
+    python -m benchmarks.fla_convert_check [--layers 2] [--width 256] [--batch 2] [--seq 1024] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as md
-import platform
-import sys
 
 import torch
 
-import statetrack
 from statetrack.lm.convert_fla import convert_fla_state_dict
+
+from .harness import Report, anchor, has_cuda, parser
 
 VOCAB = 4096
 
@@ -71,51 +69,45 @@ def set_mode(model, mode: str) -> None:
             layer.attn.mode = mode
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def version(name: str) -> str:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def build_parser():
+    ap = parser(__doc__)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seq", type=int, default=1024, help="tokens (> 64: fla's chunked kernels in bf16)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fla-init", action="store_true", help="keep fla's initialisation (std 0.02)")
-    ap.add_argument("--out", default=None, help="also write the report here")
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print("needs a CUDA GPU", file=sys.stderr)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if not has_cuda("benchmarks.fla_convert_check"):
         return 2
-    import fla.models as fla_models
-
-    try:
-        import flash_attn  # noqa: F401 - fla's attention layer needs it
-
-        has_flash = True
-    except ImportError:
-        has_flash = False
-
-    def version(name):
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            return "not installed"
-
-    lines = [
-        "# fla checkpoints converted to statetrack: logits against fla's",
-        "",
-        f"device: {torch.cuda.get_device_name()}; python {platform.python_version()}; torch {torch.__version__}; "
-        f"triton {version('triton')}; fla-core {version('fla-core')}; flash-linear-attention "
-        f"{version('flash-linear-attention')}; transformers {version('transformers')}; "
-        f"statetrack {statetrack.__version__}; flash-attn {version('flash-attn')}",
+    rep = Report("fla_convert_check", "# fla checkpoints converted to statetrack: logits against fla's", args.out,
+                 print_only=args.print_only, argv=argv)  # fmt: skip
+    rep.header(
         f"shapes: {args.layers} layers, width {args.width}, vocab {VOCAB}, batch {args.batch} x {args.seq} tokens, "
         f"allow_neg_eigval = True, {'fla init' if args.fla_init else 'random weights (see docstring)'}",
-        f"command: python {' '.join(sys.argv)}",
-        "",
-        "relative error ||logits - ref|| / ||ref||, ref = fla fp32 (fused_recurrent kernels)",
-        "",
-        "| model | fla bf16 (floor) | ours bf16 | ours vs fla (bf16) | ours fp32 |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    print("\n".join(lines), flush=True)
+        **{n: version(n) for n in ("fla-core", "flash-linear-attention", "transformers", "flash-attn")},
+    )
+    mods, why = anchor("fla.models")
+    if mods is None:
+        rep.say(f"fla: {why}; nothing to compare against")
+        return 1
+    fla_models = mods[0]
+    has_flash = anchor("flash_attn")[0] is not None  # fla's attention layer needs it
+    rep.say("relative error ||logits - ref|| / ||ref||, ref = fla fp32 (fused_recurrent kernels)")
+    rep.say()
+    rep.say("| model | fla bf16 (floor) | ours bf16 | ours vs fla (bf16) | ours fp32 |")
+    rep.say("| --- | --- | --- | --- | --- |")
     g = torch.Generator().manual_seed(args.seed + 1)
     ids = torch.randint(0, VOCAB, (args.batch, args.seq), generator=g).cuda()
     for name, (config_name, fields) in cases(args.width).items():
@@ -139,13 +131,9 @@ def main() -> int:
             row = f"| {name}{note} | " + " | ".join(f"{e:.2e}" for e in errs) + " |"
             del fla, ours
             torch.cuda.empty_cache()
-        print(row, flush=True)
-        lines.append(row)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
-    return 0
+        rep.say(row)
+    return rep.done()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -5,21 +5,18 @@ in one run, bf16, greedy, random weights.
 Prints tokens/s at batch 1, 16 and 64 (64 new tokens after a 128-token prompt) and the time to the first token
 of a 2048-token prompt.
 
-    python benchmarks/lm_decode.py [--out results/benchmarks/lm_decode_h100.md] [--layers 24] [--width 1024]
+    python -m benchmarks.lm_decode [--out FILE.md] [--layers 24] [--width 1024] [--heads 8] [--batches 1,16,64]
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
-import sys
 import time
 
 import torch
 
-import statetrack
-from report import fla_modules, say, start_gpu_report  # benchmarks/report.py (this script's folder is on sys.path)
 from statetrack.models import StateTrackConfig, StateTrackForCausalLM
+
+from .harness import Report, anchor, has_cuda, parser
 
 VOCAB = 32000
 
@@ -32,7 +29,7 @@ def ours(layers: int, width: int, heads: int, graphs: str):
 
 
 def theirs(layers: int, width: int, heads: int):
-    mods, why = fla_modules("fla.models")
+    mods, why = anchor("fla.models")
     if mods is None:
         return None, why
     cfg = mods[0].DeltaNetConfig(vocab_size=VOCAB, hidden_size=width, num_hidden_layers=layers, num_heads=heads,
@@ -69,27 +66,30 @@ def first_token_s(model, prompt: int) -> float:
     return time.perf_counter() - t
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=None)
+def build_parser():
+    p = parser(__doc__)
     p.add_argument("--layers", type=int, default=24)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--batches", default="1,16,64")
-    a = p.parse_args()
-    if not start_gpu_report(a.out):
-        return 1
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    if not has_cuda("benchmarks.lm_decode"):
+        return 2
     import transformers
 
-    say(f"# LM decoding: {a.layers} layers x width {a.width}, {a.heads} heads, vocab {VOCAB}, bf16, greedy")
-    say(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"statetrack {statetrack.__version__}, python {platform.python_version()}")  # fmt: skip
-    say(f"command: python {' '.join(sys.argv)}")
+    rep = Report("lm_decode", f"# LM decoding: {a.layers} layers x width {a.width}, {a.heads} heads, vocab {VOCAB}, "
+                 "bf16, greedy", a.out, print_only=a.print_only, argv=argv)  # fmt: skip
+    say = rep.say
+    rep.header(transformers=transformers.__version__, fla=anchor("fla")[1])
     fla_model, why = theirs(a.layers, a.width, a.heads)
     rows = [("statetrack generate (CUDA graph per step)", ours(a.layers, a.width, a.heads, "on")),
             ("statetrack generate (eager steps)", ours(a.layers, a.width, a.heads, "off")),
             ("fla DeltaNetForCausalLM generate", fla_model)]  # fmt: skip
-    say(f"fla: {why or fla_modules('fla')[1]}")
+    say(f"fla: {why or anchor('fla')[1]}")
     n_params = sum(p.numel() for p in rows[0][1].parameters())
     say(
         f"parameters: statetrack {n_params / 1e6:.1f}M"
@@ -113,8 +113,8 @@ def main() -> int:
         say(f"| {name} | " + " | ".join(cells) + f" | {ttft:.1f} |")
         del model
         torch.cuda.empty_cache()
-    return 0
+    return rep.done()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

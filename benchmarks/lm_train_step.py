@@ -3,26 +3,25 @@ output gate) against flash-linear-attention's DeltaNetForCausalLM (allow_neg_eig
 size, in one run: tokens/s, peak memory and MFU of a full step (forward, fused loss, backward, fused AdamW),
 bf16 autocast over fp32 weights; then a torch.profiler summary of our step (CUDA time and memory per op).
 
-    python benchmarks/lm_train_step.py [--out results/benchmarks/lm_train_step_h100.md] [--layers 24]
-        [--width 1024] [--heads 8] [--batch 8] [--seq 2048] [--steps 10] [--profile]
+    python -m benchmarks.lm_train_step [--out FILE.md] [--layers 24] [--width 1024] [--heads 8] [--batch 8]
+        [--seq 2048] [--steps 10] [--profile]
 
 MFU counts the FLOPs of the algorithm: 6 x (linear weights, LM head included) per token for the matmuls, plus
 the chunked delta rule's own products (forward per token and head: 2C(3K + 2V) + 6KV + 2C^2/3 for chunks of
-C = 64; backward twice that), over the H100's dense bf16 peak (989 TFLOP/s).
+C = 64; backward twice that), over the H100's dense bf16 peak (989 TFLOP/s). The step is written out here (the
+model's own fused loss from ``labels``): statetrack.train's step builders take a logits-returning model and a
+masked loss, which would materialise the [B, T, vocab] logits this benchmark is meant to avoid.
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
-import sys
 import time
 
 import torch
 
-import statetrack
-from report import fla_modules, say, start_gpu_report  # benchmarks/report.py (this script's folder is on sys.path)
 from statetrack.models import StateTrackConfig, StateTrackForCausalLM
+
+from .harness import Report, anchor, has_cuda, parser
 
 VOCAB = 32000
 PEAK_BF16 = 989e12
@@ -36,7 +35,7 @@ def ours(a):
 
 
 def theirs(a):
-    mods, why = fla_modules("fla.models")
+    mods, why = anchor("fla.models")
     if mods is None:
         return None, why
     cfg = mods[0].DeltaNetConfig(vocab_size=VOCAB, hidden_size=a.width, num_hidden_layers=a.layers,
@@ -77,7 +76,7 @@ def timed(model, a, steps: int):
     return a.batch * a.seq / dt, torch.cuda.max_memory_allocated() / 2**30, step
 
 
-def profile(step, rows: int = 25) -> None:
+def profile(rep: Report, step, rows: int = 25) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as prof
 
@@ -85,16 +84,13 @@ def profile(step, rows: int = 25) -> None:
         for _ in range(2):
             step()
         torch.cuda.synchronize()
-    say("")
-    say("## Our step, per op (torch.profiler, 2 steps)")
-    say("```")
-    say(p.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60))
-    say("```")
+    rep.say("")
+    rep.say("## Our step, per op (torch.profiler, 2 steps)")
+    rep.code(p.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60))
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=None)
+def build_parser():
+    p = parser(__doc__)
     p.add_argument("--layers", type=int, default=24)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--heads", type=int, default=8)
@@ -102,19 +98,20 @@ def main() -> int:
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--profile", action="store_true")
-    a = p.parse_args()
-    if not start_gpu_report(a.out):
-        return 1
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    if not has_cuda("benchmarks.lm_train_step"):
+        return 2
     import transformers
 
-    say(f"# LM training step: {a.layers} layers x width {a.width}, {a.heads} heads, vocab {VOCAB}, B {a.batch} x "
-        f"T {a.seq}, bf16 autocast, fused AdamW")  # fmt: skip
-    say(
-        f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"statetrack {statetrack.__version__}, python {platform.python_version()}; fla {fla_modules('fla')[1]}"
-    )
-    say(f"command: python {' '.join(sys.argv)}")
-    say("")
+    rep = Report("lm_train_step", f"# LM training step: {a.layers} layers x width {a.width}, {a.heads} heads, vocab "
+                 f"{VOCAB}, B {a.batch} x T {a.seq}, bf16 autocast, fused AdamW", a.out, print_only=a.print_only,
+                 argv=argv)  # fmt: skip
+    say = rep.say
+    rep.header(transformers=transformers.__version__, fla=anchor("fla")[1])
     say("| model | params | tokens/s | peak GiB | MFU |")
     say("|---|---:|---:|---:|---:|")
     our_step = None
@@ -134,11 +131,11 @@ def main() -> int:
         except Exception as e:  # noqa: BLE001 - report, keep the other row
             say(f"| {name} | {n / 1e6:.0f}M | failed: {type(e).__name__}: {str(e)[:200]} | - | - |")
         if a.profile and our_step is not None and name.startswith("statetrack"):
-            profile(our_step)
+            profile(rep, our_step)
         del model
         torch.cuda.empty_cache()
-    return 0
+    return rep.done()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

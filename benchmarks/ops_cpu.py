@@ -1,6 +1,7 @@
 """Naive loops vs the chunked PyTorch paths, forward + backward, on the CPU, side by side in one run.
 
-    python benchmarks/ops_cpu.py [--repeats 5] [--threads N] [--out benchmarks/results/ops_cpu.txt]
+    python -m benchmarks.ops_cpu [--repeats 5] [--threads N] [--out results/benchmarks/cpu/ops_cpu.txt]
+    python -m benchmarks.ops_cpu --tiny      # tiny shapes, to check the script (printed only, unless --out)
 
 Cases (issue "core recurrences"): delta_rule at B=8, T=2048, H=4, D=64 and diag_scan at B=8, T=2048, D=1024,
 fp32. Both paths get the same inputs and the same dense upstream gradient (a random dL/dout, not the stride-0
@@ -16,17 +17,13 @@ that algorithm could reach against the loop (naive / floor):
       bound for this algorithm at this chunk size.
   diag_scan: the compulsory memory traffic of forward + backward (see ``diag_scan_floor``) divided by the
       fastest measured streaming rate (a 256 MB copy_ and a torch.add(out=) of that size, bytes read + written,
-      fastest of 9 calls). Also a lower bound.
+      fastest of 9 calls; --floor-mb sets the size). Also a lower bound.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import platform
 import statistics
-import sys
 import time
 
 import torch
@@ -34,14 +31,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from statetrack.ops import delta_rule, diag_scan
-from statetrack.ops.delta_rule.chunk import default_chunk_size
+from statetrack.ops.delta_rule import default_chunk_size
 
-
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover - not on every platform
-        return "n/a"
+from .harness import Report, load_average, parser
 
 
 def compare(name: str, inputs: dict, run, backends=("naive", "torch"), repeats: int = 5) -> dict:
@@ -120,7 +112,7 @@ def delta_rule_floor(inputs: dict) -> dict:
     return {"work": macs, "rate": rates[best], "floor": macs / rates[best], "rates": rates}
 
 
-def diag_scan_floor(inputs: dict) -> dict:
+def diag_scan_floor(inputs: dict, mb: int = 256) -> dict:
     """Compulsory bytes of one fwd+bwd and the fastest measured streaming rate (bytes read + written per second).
 
     Forward reads a and b and writes h; backward reads the upstream dL/dh, a and h (h_{t-1} gives dL/da) and
@@ -128,12 +120,12 @@ def diag_scan_floor(inputs: dict) -> dict:
     is one time step, and intermediates that fit in cache are free here."""
     a = inputs["a"]
     work = 8 * a.numel() * a.element_size()
-    n = (256 << 20) // 4  # 256 MB of fp32, far beyond the caches
+    n = (mb << 20) // 4  # 256 MB of fp32 by default, far beyond the caches
     x, y, z = torch.rand(n), torch.rand(n), torch.empty(n)
     z.copy_(x)  # touch every page of the destination first
     rates = {
-        "copy_ 256 MB": 2 * 4 * n / _fastest_seconds(lambda: z.copy_(x)),
-        "add(out=) 256 MB": 3 * 4 * n / _fastest_seconds(lambda: torch.add(x, y, out=z)),
+        f"copy_ {mb} MB": 2 * 4 * n / _fastest_seconds(lambda: z.copy_(x)),
+        f"add(out=) {mb} MB": 3 * 4 * n / _fastest_seconds(lambda: torch.add(x, y, out=z)),
     }
     best = max(rates, key=rates.get)
     return {"work": work, "rate": rates[best], "floor": work / rates[best], "rates": rates}
@@ -160,55 +152,55 @@ def diag_scan_case(B=8, T=2048, D=1024):
     return f"diag_scan B={B} T={T} D={D} a~U[-1,1]", inputs, lambda be, **kw: diag_scan(**kw, backend=be)[0]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    ap = parser(__doc__)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads before timing")
-    ap.add_argument("--out", default=None, help="also write the report to this file")
-    args = ap.parse_args()
+    ap.add_argument("--floor-mb", type=int, default=256, help="size of the streaming-rate measurement")
+    ap.add_argument("--tiny", action="store_true", help="tiny shapes, 1 repeat: checks the script, times nothing")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    lines = [
-        f"command: python {' '.join(sys.argv)}",
-        f"device: CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch threads {torch.get_num_threads()}",
-        f"versions: python {platform.python_version()}, torch {torch.__version__}",
-        f"load average before: {_load()}",
-        "fp32, forward + backward, median of alternating runs; wall ms (process CPU ms)",
-        "",
-        f"{'case':<42} {'naive':>18} {'torch (chunked)':>18} {'ratio wall':>11} {'ratio cpu':>10} "
-        f"{'floor ms':>9} {'best possible ratio':>20}",
-    ]
-    print("\n".join(lines))
+    sizes = ({"B": 1, "T": 64, "H": 1, "D": 16}, {"B": 1, "T": 64, "D": 32}) if args.tiny else ({}, {})
+    if args.tiny:
+        args.repeats, args.floor_mb = 1, 4
+        args.print_only = args.print_only or args.out is None
+    rep = Report("ops_cpu", "Naive loops vs the chunked PyTorch paths, forward + backward, CPU", args.out,
+                 print_only=args.print_only, device="cpu", suffix=".txt", argv=argv)  # fmt: skip
+    rep.header(f"load average before: {load_average()}")
+    rep.say("fp32, forward + backward, median of alternating runs; wall ms (process CPU ms)")
+    rep.say()
+    rep.say(f"{'case':<42} {'naive':>18} {'torch (chunked)':>18} {'ratio wall':>11} {'ratio cpu':>10} "
+            f"{'floor ms':>9} {'best possible ratio':>20}")  # fmt: skip
     notes = []
-    for make, floor_of, unit in (
+    for (make, floor_of, unit), size in zip((
         (delta_rule_case, delta_rule_floor, ("GMAC of matmul work", "GMAC/s")),
-        (diag_scan_case, diag_scan_floor, ("GB of compulsory memory traffic", "GB/s")),
-    ):
-        name, inputs, run = make()
-        r = compare(name, inputs, run, repeats=args.repeats)
-        f = floor_of(inputs)
-        (nw, nc), (tw, tc) = r["wall"]["naive"], r["wall"]["torch"]
-        row = (
-            f"{r['case']:<42} {f'{1e3 * nw:.0f} ({1e3 * nc:.0f})':>18} {f'{1e3 * tw:.0f} ({1e3 * tc:.0f})':>18} "
-            f"{r['ratio']:10.1f}x {r['ratio_cpu']:9.1f}x {1e3 * f['floor']:9.1f} {nw / f['floor']:19.1f}x"
-        )
-        print(row)
-        lines.append(row)
-        rates = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in f["rates"].items())
-        notes.append(
-            f"  {name.split()[0]}: {f['work'] / 1e9:.2f} {unit[0]} / {f['rate'] / 1e9:.1f} {unit[1]} "
-            f"(best of: {rates} {unit[1]}) = {1e3 * f['floor']:.1f} ms; chunked = {tw / f['floor']:.1f}x its floor"
-        )
-    lines += ["floors (measured in this run; best possible ratio = naive wall / floor):", *notes]
-    print("\n".join(lines[-1 - len(notes) :]))
-    lines.append(f"load average after: {_load()}")
-    print(lines[-1])
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        (diag_scan_case, lambda x: diag_scan_floor(x, args.floor_mb), ("GB of compulsory memory traffic", "GB/s")),
+    ), sizes, strict=True):  # fmt: skip
+        name, inputs, run = make(**size)
+        with rep.section(name):
+            r = compare(name, inputs, run, repeats=args.repeats)
+            f = floor_of(inputs)
+            (nw, nc), (tw, tc) = r["wall"]["naive"], r["wall"]["torch"]
+            rep.say(
+                f"{r['case']:<42} {f'{1e3 * nw:.0f} ({1e3 * nc:.0f})':>18} {f'{1e3 * tw:.0f} ({1e3 * tc:.0f})':>18} "
+                f"{r['ratio']:10.1f}x {r['ratio_cpu']:9.1f}x {1e3 * f['floor']:9.1f} {nw / f['floor']:19.1f}x"
+            )
+            rates = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in f["rates"].items())
+            notes.append(
+                f"  {name.split()[0]}: {f['work'] / 1e9:.2f} {unit[0]} / {f['rate'] / 1e9:.1f} {unit[1]} "
+                f"(best of: {rates} {unit[1]}) = {1e3 * f['floor']:.1f} ms; chunked = {tw / f['floor']:.1f}x its floor"
+            )
+    rep.say("floors (measured in this run; best possible ratio = naive wall / floor):")
+    for n in notes:
+        rep.say(n)
+    rep.say(f"load average after: {load_average()}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

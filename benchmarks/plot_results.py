@@ -1,13 +1,13 @@
-"""Bar charts of the stored H100 results (the numbers come from the Markdown tables under benchmarks/results/).
+"""Bar charts of the stored H100 results (the numbers come from the Markdown tables under results/benchmarks/h100/).
 
-    python benchmarks/plot_results.py [--out benchmarks/results/h100_summary.png]
+    python -m benchmarks.plot_results [--out results/benchmarks/h100/summary.png]
 
 Left: training steps/s of the paper's parity model per mixer (CUDA graph, with and without torch.compile),
 with flash-linear-attention's DeltaNet model and the 180 steps/s target as lines. Right: forward+backward ms
 of the delta rule at the issue's shapes, ours (backend="triton") against fla's best path.
 
 Where a later file measured what the library now runs, it wins: Mamba's compiled rate comes from
-``train_loop_mamba_selective_paths_h100.md`` (the default selective-scan settings' row), and shapes the API now
+``train_loop_mamba_selective_paths.md`` (the default selective-scan settings' row), and shapes the API now
 runs token by token but runs 5 and 6 did not take "ours recurrent" from the ``delta_rule_short*`` files.
 """
 
@@ -17,7 +17,11 @@ import argparse
 import re
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from statetrack.ops.delta_rule import prefers_recurrent
+
+from .harness import RESULTS
+
+H100 = RESULTS / "h100"
 
 
 def tables(path: Path) -> list[list[list[str]]]:
@@ -41,45 +45,48 @@ def first_ms(cell: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-# the row of train_loop_mamba_selective_paths_h100.md run with what are now the default settings
+# the row of train_loop_mamba_selective_paths.md run with what are now the default settings
 MAMBA_DEFAULT = "steps:checkpoint_steps=8"
 
 
 def routed_recurrent(shape: str) -> bool:
     """Whether backend="triton" now runs this "B, T, H, D" shape token by token where runs 5 and 6 did not: they
-    predate the wide-batch rule (token by token up to RECURRENT_MAX_STEPS_WIDE sub-steps for many sequences)."""
-    from statetrack.ops.delta_rule.triton.recurrent import RECURRENT_MAX_STEPS, prefers_recurrent
-
+    predate the wide-batch rule (token by token for longer sequences when there are many of them), so they ran it
+    token by token only where one sequence alone would be."""
     B, T, H, D = (int(x) for x in shape.split(","))
-    return T > RECURRENT_MAX_STEPS and prefers_recurrent(T, D, B * H)
+    return prefers_recurrent(T, D, B * H) and not prefers_recurrent(T, D, 1)
 
 
-def main() -> int:
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=RESULTS / "h100_summary.png")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=H100 / "summary.png")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    graph, compiled = tables(RESULTS / "train_loop_h100.md")[:2]
+    graph, compiled = tables(H100 / "train_loop.md")[:2]
     mixers = [r[0] for r in graph[1:]]
     rate_g = [float(r[2]) for r in graph[1:]]
     rate_c = [float(r[2]) for r in compiled[1:]]
-    for r in tables(RESULTS / "train_loop_mamba_selective_paths_h100.md")[0][1:]:
+    for r in tables(H100 / "train_loop_mamba_selective_paths.md")[0][1:]:
         if r[0] == f"mamba (selective scan: {MAMBA_DEFAULT})":
             rate_c[mixers.index("mamba")] = float(r[2])
 
     recurrent = {}  # shape -> ours recurrent ms, the later file winning
-    for f in sorted(RESULTS.glob("delta_rule_short*.md")):
+    for f in sorted(H100.glob("delta_rule_short*.md")):
         for t in tables(f):
             if "ours recurrent" in t[0]:
                 recurrent.update({r[0]: first_ms(r[t[0].index("ours recurrent")]) for r in t[1:]})
     shapes, ours, fla = [], [], []
     # run 5 measured the short shapes, run 6 the long ones (each call of the device has a time limit)
-    for run in ("delta_rule_kernels_h100_run5.md", "delta_rule_kernels_h100_run6.md"):
-        speed = tables(RESULTS / run)[-1]
+    for run in ("delta_rule_kernels_run5.md", "delta_rule_kernels_run6.md"):
+        speed = tables(H100 / run)[-1]
         col = {name: i for i, name in enumerate(speed[0])}
         for r in speed[1:]:
             best = [v for v in (first_ms(r[col["fla chunk"]]), first_ms(r[col["fla fused_recurrent"]])) if v]

@@ -1,11 +1,12 @@
 """Task data generation vs one CPU training step on the same batch (issue: state-tracking task suite).
 
-    python benchmarks/tasks_throughput.py [--repeats 5] [--paper-test-sets] \
-        [--out benchmarks/results/tasks_throughput_cpu.txt]
+    python -m benchmarks.tasks_throughput [--repeats 5] [--paper-test-sets] [--tasks parity,s5] [--batch-size N]
+        [--no-test-sets] [--out results/benchmarks/cpu/tasks_throughput.txt]
 
 For every registered task: the median time to draw one training batch (Chomsky tasks: 1024 sequences at the train
 lengths 3-40 and 1024 at the longest train length; group tasks: 512 sequences of 64 tokens), next to the median time of
-one training step (forward, masked cross-entropy, backward, AdamW) on that batch for two reference models:
+one training step (the trainer's eager step: forward, masked cross-entropy, backward, AdamW) on that batch for two
+reference models:
 
 - floor: embedding d=128 + linear head, no token mixing at all; no real model's step can be cheaper;
 - lstm: embedding d=128, 2-layer nn.LSTM d=128, linear head (the LSTM baseline of the paper's tables; its fused CPU
@@ -18,18 +19,16 @@ batch that can overlap it, is reported separately. Then the time to build each t
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from statetrack.tasks import get_task, list_tasks
+from statetrack.train import autocast_factory, make_step, masked_cross_entropy
+
+from .harness import Report, load_average, parser
 
 
 class Floor(torch.nn.Module):
@@ -67,57 +66,57 @@ def median_time(fn, repeats: int) -> float:
 
 
 def step_time(model_cls, task, batch, repeats: int) -> float:
+    """Median seconds of the trainer's eager step (statetrack.train.make_step: fp32, no clipping) on ``batch``."""
     torch.manual_seed(0)
     model = model_cls(task.vocab_size)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-    def step():
-        logits = model(batch.input)
-        loss = F.cross_entropy(logits[batch.mask], batch.target[batch.mask])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    step()  # warm-up
-    return median_time(step, repeats)
+    step = make_step(model, model, opt, masked_cross_entropy, 0.0, autocast_factory("cpu", False, False))
+    x, y, m = batch.input, batch.target, batch.mask
+    step(x, y, m)  # warm-up
+    return median_time(lambda: step(x, y, m), repeats)
 
 
-def environment() -> str:
-    return (
-        f"command: python {' '.join(sys.argv)}\n"
-        f"device: CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch threads {torch.get_num_threads()}\n"
-        f"versions: python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}\n"
-        f"load average at start (1, 5, 15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())}\n"
-    )
+def longest_train_length(task) -> int:
+    """The longest valid training length (some tasks take odd lengths only)."""
+    hi = task.train_lengths[1]
+    for L in (hi, hi - 1):
+        try:
+            task.sample(1, generator=0, lengths=L, exclude_test=False)
+            return L
+        except ValueError:
+            continue
+    raise ValueError(f"{task.name}: no valid length at {hi} or {hi - 1}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    ap = parser(__doc__)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--paper-test-sets", action="store_true", help="also time the paper-size test sets")
-    ap.add_argument("--out", default=None, help="also write the report to this file")
-    args = ap.parse_args()
+    ap.add_argument("--no-test-sets", action="store_true", help="do not time building the test sets")
+    ap.add_argument("--tasks", default=None, help="comma-separated task names (default: every registered task)")
+    ap.add_argument("--batch-size", type=int, default=None, help="instead of 1024 (Chomsky) / 512 (groups)")
+    return ap
 
-    lines: list[str] = []
 
-    def emit(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s + "\n")
-
-    emit(environment())
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    names = args.tasks.split(",") if args.tasks else list_tasks()
+    rep = Report("tasks_throughput", "Task data generation vs one CPU training step on the same batch", args.out,
+                 print_only=args.print_only, device="cpu", suffix=".txt", argv=argv)  # fmt: skip
+    rep.header(f"numpy {np.__version__}; load average at start (1, 5, 15 min): {load_average()}")
+    emit = rep.say
     emit(f"{'task':<24}{'batch':>6}{'lengths':>9}{'sample ms':>11}{'floor ms':>10}{'lstm ms':>9}{'sample/lstm':>13}")
     emit("-" * 82)
     one_off = []
     lstm_cache: dict[tuple[int, ...], float] = {}
-    for name in list_tasks():
+    for name in names:
         task = get_task(name)
         if task.kind == "chomsky":
             lo, hi = task.train_lengths
-            longest = hi if task._length_ok(np.array([hi]))[0] else hi - 1
-            cases = [(1024, (lo, hi)), (1024, longest)]
+            bs = args.batch_size or 1024
+            cases = [(bs, (lo, hi)), (bs, longest_train_length(task))]
         else:
-            cases = [(512, 64)]
+            cases = [(args.batch_size or 512, 64)]
         for batch_size, lengths in cases:
             spec = str(lengths) if isinstance(lengths, int) else f"{lengths[0]}-{lengths[1]}"
             g = torch.Generator().manual_seed(0)
@@ -139,10 +138,12 @@ def main() -> None:
     emit("one-off: hashing the paper test set at the first batch that can overlap it (train and test lengths meet)")
     for name, t in one_off:
         emit(f"  {name:<24}{t:>8.2f} s")
+    if args.no_test_sets:
+        return 0
     emit()
     emit(f"{'test set':<24}{'size':>8}{'shape':>16}{'build s':>10}")
     emit("-" * 58)
-    for name in list_tasks():
+    for name in names:
         task = get_task(name)
         for size in ("small", "paper") if args.paper_test_sets else ("small",):
             t0 = time.perf_counter()
@@ -150,10 +151,8 @@ def main() -> None:
             dt = time.perf_counter() - t0
             emit(f"{name:<24}{size:>8}{str(tuple(ts.input.shape)):>16}{dt:>10.2f}")
             del ts
-    if args.out:
-        with open(args.out, "w") as f:
-            f.writelines(lines)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

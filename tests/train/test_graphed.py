@@ -80,11 +80,11 @@ def test_graphed_run_follows_eager_and_resumes(tmp_path):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a GPU (benchmarks/gpu_tests.sh)")
-@pytest.mark.xfail(strict=True, reason="open bug, seen on the H100 with torch 2.11 (benchmarks/graph_memory_probe.py): "
+@pytest.mark.xfail(strict=True, reason="open bug, seen on the H100 with torch 2.11 (docs/training.md, Speed on a GPU): "
                    "the graphed backward/optimiser step uses memory freed before the capture")  # fmt: skip
 @pytest.mark.parametrize("mixer", ["transformer", "deltanet", "slstm"])
 def test_graph_owns_the_memory_it_touches(mixer):
-    """A graph must not use memory it does not own. Seen on the H100 (benchmarks/results/gpu_sharing_h100.md):
+    """A graph must not use memory it does not own. Seen on the H100 (docs/training.md, Speed on a GPU):
     after a capture, torch.cuda.empty_cache() made the next replay fault, so the graph referenced freed memory of
     the regular pool. Here every free block of the regular pool is handed out again and filled with NaN (no
     empty_cache, which would crash the process) while the graphed step replays: its loss must equal an eager
