@@ -20,6 +20,7 @@ _COMMANDS = (
     "convert-fla",
     "data",
     "pretrain",
+    "inspect",
 )
 
 

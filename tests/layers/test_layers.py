@@ -183,3 +183,21 @@ def test_attention_max_length_names_the_field():
         m(torch.randn(1, 3, 16, dtype=torch.float64), st)
     with pytest.raises(ValueError, match="window must be an int >= 1"):
         get_mixer_class("transformer")(16, n_heads=2, window=0)
+
+
+@pytest.mark.parametrize("case", ["deltanet", "gated_deltanet", "deltaproduct", "deltanet_noconv_gate"])
+def test_transition_eigenvalues_are_those_of_the_full_matrices(case):
+    """The n_h x n_h shortcut gives the eigenvalues of A_t = g_t prod_j (I - beta k k^T) besides g_t: matched
+    one by one into the full K x K spectrum, what is left is K - n_h copies of one value (g_t)."""
+    m = make(case)
+    torch.manual_seed(4)
+    x = torch.randn(2, 5, D, dtype=torch.float64) * 3
+    ev = m.transition_eigenvalues(x)  # [B, T, H, n_h]
+    full = torch.linalg.eigvals(m.transitions(x))  # [B, T, H, K]
+    assert ev.shape == (*full.shape[:-1], m.n_h)
+    for idx in [(0, 0, 0), (1, 4, 1), (0, 2, 1)]:
+        rest = list(full[idx])
+        for z in ev[idx]:
+            i = min(range(len(rest)), key=lambda j: abs(rest[j] - z))
+            assert abs(rest.pop(i) - z) < 1e-8
+        assert max(abs(r - rest[0]) for r in rest) < 1e-8

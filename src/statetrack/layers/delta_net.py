@@ -290,6 +290,28 @@ class DeltaNet(Mixer):
             A = A * log_decay.double().exp()[..., None, None]
         return A
 
+    @torch.no_grad()
+    def transition_eigenvalues(self, x: torch.Tensor) -> torch.Tensor:
+        """The eigenvalues each token's transition has besides g_t: x [B, T, D] -> [B, T, H, n_h] (complex128).
+
+        A_t = g_t P_t with P_t = prod_j (I - beta_tj k_tj k_tj^T) is g_t on the complement of the keys' span;
+        on the span, P K = K M with M = (K^T K)^+ K^T P K (n_h x n_h), so the other eigenvalues are g_t eig(M):
+        g_t (1 - beta_t) for DeltaNet (unit keys), the eigenvalues of a product of reflections for DeltaProduct,
+        at n_h^2 K cost per token instead of K^3."""
+        q, k, v = self._qkv_fused(x, None, {})
+        _, k, _, beta, log_decay = self._heads(x, q, k, v)
+        K = k.double().movedim(2, -1)  # [B, T, H, K, n_h]
+        beta = beta.double().movedim(2, -1)  # [B, T, H, n_h]
+        PK = K.clone()
+        for j in range(self.n_h):  # apply the factors in token order: (I - b_j k_j k_j^T) to every column
+            kj = K[..., j : j + 1]
+            PK = PK - beta[..., j, None, None] * kj * (kj.transpose(-1, -2) @ PK)
+        M = torch.linalg.pinv(K.transpose(-1, -2) @ K) @ (K.transpose(-1, -2) @ PK)
+        ev = torch.linalg.eigvals(M)
+        if log_decay is not None:
+            ev = ev * log_decay.double().exp()[..., None]
+        return ev
+
 
 @register_mixer("gated_deltanet")
 class GatedDeltaNet(DeltaNet):

@@ -72,3 +72,6 @@ class DiagonalRNN(Mixer):
     def transitions(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, D] -> the diagonal of each transition, a [B, T, N] (its eigenvalues)."""
         return self._ab(x)[0]
+
+    #: the transitions are diagonal, so their entries are the eigenvalues
+    transition_eigenvalues = transitions

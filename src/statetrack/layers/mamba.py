@@ -119,3 +119,6 @@ class Mamba(Mixer):
         u, _ = self.conv(u)
         delta, _, _, A = self._params(u)
         return selective_transition(delta, A, self.min_eigenvalue)
+
+    #: the transitions are diagonal, so their entries are the eigenvalues
+    transition_eigenvalues = transitions
