@@ -2,6 +2,8 @@
 
 One process: ``statetrack pretrain configs/lm/tiny.yaml``. N processes (CPU, gloo) or N GPUs (nccl):
 ``torchrun --nproc-per-node N -m statetrack pretrain CONFIG ...``. Overrides and flags go in any order.
+SIGINT/SIGTERM: every rank stops after the same step, a checkpoint is written, rank 0 says where in one line and
+the exit status is 128 + the signal (torchrun, signalled itself, forwards SIGTERM and then reports its own).
 """
 
 from __future__ import annotations
