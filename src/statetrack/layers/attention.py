@@ -49,16 +49,13 @@ class AttentionSettings(MixerSettings):
                 raise ValueError(f"{name} must be an int >= 1 or None, got {v!r}")
 
 
-@register_mixer("transformer")
+@register_mixer("transformer", AttentionSettings)
 class Attention(Mixer):
     """x [B, T, D] -> y [B, T, D]; causal SDPA over H heads of size K = D / H, rotary positions."""
 
-    Settings = AttentionSettings
-
-    def __init__(self, d_model: int, settings: AttentionSettings | dict | None = None, **overrides):
-        super().__init__(d_model, settings, **overrides)
-        self.n_heads, self.rope_base = self.settings.n_heads, self.settings.rope_base
-        self.window, self.max_length = self.settings.window, self.settings.max_length
+    def build(self, d_model: int, s: AttentionSettings) -> None:
+        self.n_heads, self.rope_base = s.n_heads, s.rope_base
+        self.window, self.max_length = s.window, s.max_length
         self.head_dim = d_model // self.n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)

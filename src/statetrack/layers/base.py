@@ -91,9 +91,9 @@ def make_settings(cls: type[S], settings: S | dict | None = None, overrides: dic
 class Mixer(nn.Module):
     """Base class of the token mixers: [B, T, D] -> [B, T, D] with a recurrent (or cached) state.
 
-    A subclass declares ``Settings`` (a :class:`MixerSettings` dataclass) and is built as
-    ``Cls(d_model, settings=None, **overrides)``: ``DeltaNet(128, n_heads=4)`` or ``DeltaNet(128, settings)``.
-    The checked settings are ``self.settings``.
+    A subclass is registered with its settings (``@register_mixer(name, SettingsDataclass)``) and writes
+    :meth:`build`; it is made as ``Cls(d_model, settings=None, **overrides)``, e.g. ``DeltaNet(128, n_heads=4)``
+    or ``DeltaNet(128, settings)``. The checked settings are ``self.settings``.
     """
 
     Settings: ClassVar[type[MixerSettings]] = MixerSettings
@@ -106,6 +106,11 @@ class Mixer(nn.Module):
         self.d_model = d_model
         self.settings = make_settings(self.Settings, settings, overrides)
         self.settings.check(d_model)
+        self.build(d_model, self.settings)
+
+    def build(self, d_model: int, s: MixerSettings) -> None:  # pragma: no cover
+        """Make the layer's parameters and sub-modules for width ``d_model`` and settings ``s``."""
+        raise NotImplementedError
 
     def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:
         """The state before the first token (zeros, or what the layer defines); ``dtype`` is the state's

@@ -114,7 +114,7 @@ class BiaslessShortConv(ShortConv):
         return super().__getattr__(name)
 
 
-@register_mixer("deltanet")
+@register_mixer("deltanet", DeltaNetSettings)
 class DeltaNet(Mixer):
     """Delta-rule token mixer. x [B, T, D] -> [B, T, D]; state {"S": [B, H, K, V] fp32, "conv_*": [B, C, W-1]}
     (C: H K for q, n_h H K for k, n_h H V for v).
@@ -122,13 +122,10 @@ class DeltaNet(Mixer):
     ``DeltaNet(d_model, settings=None, **overrides)`` with :class:`DeltaNetSettings` (``DeltaNet(128, n_heads=4)``).
     """
 
-    Settings = DeltaNetSettings
     #: a scalar decay gate per head and token (Gated DeltaNet); DeltaProduct takes it from its settings
     gated = False
 
-    def __init__(self, d_model: int, settings: DeltaNetSettings | dict | None = None, **overrides):
-        super().__init__(d_model, settings, **overrides)
-        s = self.settings
+    def build(self, d_model: int, s: DeltaNetSettings) -> None:
         self.min_eigenvalue, self.n_heads = s.min_eigenvalue, s.n_heads
         self.head_dim, self.head_v_dim = s.dims(d_model)  # K, V
         self.qk_norm_eps = s.qk_norm_eps
@@ -313,16 +310,13 @@ class DeltaNet(Mixer):
         return ev
 
 
-@register_mixer("gated_deltanet")
+@register_mixer("gated_deltanet", GatedDeltaNetSettings)
 class GatedDeltaNet(DeltaNet):
     """DeltaNet with a scalar decay gate per head and token and a gated output norm (Yang et al., 2025)."""
 
-    Settings = GatedDeltaNetSettings
     gated = True
 
 
-@register_mixer("deltaproduct")
+@register_mixer("deltaproduct", DeltaProductSettings)
 class DeltaProduct(DeltaNet):
     """DeltaNet with n_h Householder factors per token (Siems et al., 2025); ``num_householder`` defaults to 2."""
-
-    Settings = DeltaProductSettings

@@ -30,15 +30,11 @@ class DiagonalRNNSettings(MixerSettings):
     gate_scale: float = 10.0
 
 
-@register_mixer("diagonal_rnn")
+@register_mixer("diagonal_rnn", DiagonalRNNSettings)
 class DiagonalRNN(Mixer):
     """x [B, T, D] -> y [B, T, D] through a real diagonal recurrence of size N; state {"h": [B, N]}."""
 
-    Settings = DiagonalRNNSettings
-
-    def __init__(self, d_model: int, settings: DiagonalRNNSettings | dict | None = None, **overrides):
-        super().__init__(d_model, settings, **overrides)
-        s = self.settings
+    def build(self, d_model: int, s: DiagonalRNNSettings) -> None:
         self.min_eigenvalue, self.gate_scale = s.min_eigenvalue, float(s.gate_scale)
         self.d_state = s.d_state or d_model
         self.a_proj = nn.Linear(d_model, self.d_state)

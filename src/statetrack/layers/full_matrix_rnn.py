@@ -36,19 +36,16 @@ class FullMatrixRNNSettings(MixerSettings):
     init_std: float = 0.02
 
 
-@register_mixer("full_matrix_rnn")
+@register_mixer("full_matrix_rnn", FullMatrixRNNSettings)
 class FullMatrixRNN(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"H": [B, n, n]} (the identity before the first token)."""
 
-    Settings = FullMatrixRNNSettings
-
-    def __init__(self, d_model: int, settings: FullMatrixRNNSettings | dict | None = None, **overrides):
-        super().__init__(d_model, settings, **overrides)
-        n = self.n = self.settings.n
+    def build(self, d_model: int, s: FullMatrixRNNSettings) -> None:
+        n = self.n = s.n
         self.a_proj = nn.Linear(d_model, n * n)
         self.a_proj.keep_init = True  # near the identity by design: a model-wide re-initialisation skips it
         with torch.no_grad():
-            self.a_proj.weight.normal_(0.0, self.settings.init_std)
+            self.a_proj.weight.normal_(0.0, s.init_std)
             self.a_proj.bias.copy_(torch.eye(n).flatten())
         self.o_proj = nn.Linear(n * n, d_model)
 

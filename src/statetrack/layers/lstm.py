@@ -16,14 +16,11 @@ class LSTMSettings(MixerSettings):
     """The LSTM has no settings beyond its width."""
 
 
-@register_mixer("lstm")
+@register_mixer("lstm", LSTMSettings)
 class LSTM(Mixer):
     """x [B, T, D] -> y [B, T, D] = the hidden states of a one-layer LSTM of width D."""
 
-    Settings = LSTMSettings
-
-    def __init__(self, d_model: int, settings: LSTMSettings | dict | None = None, **overrides):
-        super().__init__(d_model, settings, **overrides)
+    def build(self, d_model: int, s: LSTMSettings) -> None:
         self.lstm = nn.LSTM(d_model, d_model, batch_first=True)
 
     def init_state(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> State:

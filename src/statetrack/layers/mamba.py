@@ -44,15 +44,11 @@ class MambaSettings(MixerSettings):
     algorithm: str = "auto"
 
 
-@register_mixer("mamba")
+@register_mixer("mamba", MambaSettings)
 class Mamba(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"h": [B, E, N] fp32, "conv": [B, E, W-1]}."""
 
-    Settings = MambaSettings
-
-    def __init__(self, d_model: int, settings: MambaSettings | dict | None = None, **overrides):
-        super().__init__(d_model, settings, **overrides)
-        s = self.settings
+    def build(self, d_model: int, s: MambaSettings) -> None:
         self.min_eigenvalue, d_state = s.min_eigenvalue, s.d_state
         E = s.expand * d_model
         self.d_inner, self.d_state = E, d_state

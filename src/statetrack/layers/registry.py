@@ -16,16 +16,16 @@ from .base import MixerSettings, make_settings
 MIXERS: dict[str, type[nn.Module]] = {}
 
 
-def register_mixer(name: str):
-    """Class decorator: ``@register_mixer("deltanet")`` on a Mixer whose ``Settings`` is a MixerSettings."""
+def register_mixer(name: str, settings: type[MixerSettings]):
+    """Class decorator: ``@register_mixer("deltanet", DeltaNetSettings)`` on a Mixer subclass, which then builds
+    from those settings (``Cls.Settings``) and is found by ``name``."""
 
     def add(cls):
         if name in MIXERS:
             raise ValueError(f"mixer {name!r} is registered twice ({MIXERS[name].__name__}, {cls.__name__})")
-        settings = getattr(cls, "Settings", None)
         if not (isinstance(settings, type) and issubclass(settings, MixerSettings)):
-            raise TypeError(f"mixer {name!r}: {cls.__name__}.Settings must be a MixerSettings dataclass")
-        cls.mixer_name = name
+            raise TypeError(f"mixer {name!r}: its settings must be a MixerSettings dataclass, got {settings!r}")
+        cls.Settings, cls.mixer_name = settings, name
         settings.owner = f"mixer {name!r}"
         MIXERS[name] = cls
         return cls

@@ -44,15 +44,12 @@ class MLSTMSettings(SLSTMSettings):
     conv_size: int = 4
 
 
-@register_mixer("slstm")
+@register_mixer("slstm", SLSTMSettings)
 class SLSTM(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"h", "c", "n", "m"}: [B, D] each (fp32)."""
 
-    Settings = SLSTMSettings
-
-    def __init__(self, d_model: int, settings: SLSTMSettings | dict | None = None, **overrides):
-        super().__init__(d_model, settings, **overrides)
-        n_heads, norm_eps = self.settings.n_heads, self.settings.norm_eps
+    def build(self, d_model: int, s: SLSTMSettings) -> None:
+        n_heads, norm_eps = s.n_heads, s.norm_eps
         self.head_dim, self.n_heads = d_model // n_heads, n_heads
         self.w = nn.Linear(d_model, 4 * d_model)  # gate pre-activations i, f, z, o from the input
         self.r = nn.Parameter(torch.randn(n_heads, self.head_dim, 4 * self.head_dim) / self.head_dim**0.5)
@@ -104,15 +101,11 @@ class SLSTM(Mixer):
         return self._out(st[0], x.dtype), self._flat(st)
 
 
-@register_mixer("mlstm")
+@register_mixer("mlstm", MLSTMSettings)
 class MLSTM(Mixer):
     """x [B, T, D] -> y [B, T, D]; state {"C": [B, H, V, K], "n": [B, H, K], "m": [B, H], conv caches}."""
 
-    Settings = MLSTMSettings
-
-    def __init__(self, d_model: int, settings: MLSTMSettings | dict | None = None, **overrides):
-        super().__init__(d_model, settings, **overrides)
-        s = self.settings
+    def build(self, d_model: int, s: MLSTMSettings) -> None:
         n_heads, norm_eps, use_short_conv, conv_size = s.n_heads, s.norm_eps, s.use_short_conv, s.conv_size
         self.head_dim, self.n_heads, self.use_short_conv = d_model // n_heads, n_heads, use_short_conv
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
