@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+
+from statetrack.train.config import dump_yaml, merge_structured, read_parts
 
 
 @dataclass
@@ -166,14 +167,7 @@ def _plain(x):
 
 
 def _merge(parts) -> PretrainConfig:
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(PretrainConfig), *parts)
-        obj = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:  # its message: the problem, then key/type lines; keep one line
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        what = [ln for ln in lines if not ln.startswith(("full_key:", "reference_type=", "object_type="))]
-        key = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")]
-        raise ValueError(f"bad configuration{f' ({key[0]})' if key else ''}: {' '.join(what)}") from None
+    obj = merge_structured(PretrainConfig, parts)
     obj.model = _plain(obj.model)
     return obj
 
@@ -200,16 +194,9 @@ def resolve_config_path(name: str | Path) -> Path:
 def load_pretrain_config(path: str | Path | None = None, overrides=()) -> PretrainConfig:
     """Read a YAML pretraining file (a path or a name under configs/lm/; None: the defaults) and apply dot-list
     overrides. Values are checked by :meth:`PretrainConfig.validate` when the run starts."""
-    parts = []
-    if path is not None:
-        parts.append(OmegaConf.load(resolve_config_path(path)))
-    for o in overrides:
-        if "=" not in o:
-            raise ValueError(f"override {o!r} must look like key=value, e.g. train.steps=100")
-    parts.append(OmegaConf.from_dotlist(list(overrides)))
-    return _merge(parts)
+    return _merge(read_parts(None if path is None else resolve_config_path(path), overrides, "train.steps=100"))
 
 
 def dump_pretrain_config(cfg: PretrainConfig) -> str:
     """The config as YAML text (the run folder's config.yaml)."""
-    return OmegaConf.to_yaml(OmegaConf.create(cfg.to_dict()))
+    return dump_yaml(cfg.to_dict())

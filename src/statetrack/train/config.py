@@ -155,15 +155,42 @@ def _upgrade(part):
     return OmegaConf.create(plain)
 
 
-def _merge(parts) -> ExperimentConfig:
+def merge_structured(cls, parts):
+    """``cls`` (a dataclass of dataclasses) from OmegaConf parts merged in order onto its defaults; unknown keys
+    and wrong types raise one ValueError line naming the key."""
     try:
-        parts = [_upgrade(p) for p in parts]
-        merged = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), *parts)
-        obj = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        raise ValueError(f"bad configuration: {e}".strip()) from None
-    # OmegaConf hands back its own containers for nested fields; make them plain python
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), *parts))
+    except OmegaConfBaseException as e:  # its message: the problem, then key/type lines; keep one line
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        what = [ln for ln in lines if not ln.startswith(("full_key:", "reference_type=", "object_type="))]
+        key = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")]
+        raise ValueError(f"bad configuration{f' ({key[0]})' if key else ''}: {' '.join(what)}") from None
+
+
+def read_parts(path: str | Path | None, overrides, example: str = "model.min_eigenvalue=0") -> list:
+    """The OmegaConf parts of a run: the YAML file (if any), then the dot-list overrides (``key=value``)."""
+    parts = []
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {str(p)!r} does not exist")
+        parts.append(OmegaConf.load(p))
+    for o in overrides:
+        if "=" not in o:
+            raise ValueError(f"override {o!r} must look like key=value, e.g. {example}")
+    parts.append(OmegaConf.from_dotlist(list(overrides)))
+    return parts
+
+
+def dump_yaml(d: dict) -> str:
+    """A config's plain dict as YAML text (what a run folder's config.yaml holds)."""
+    return OmegaConf.to_yaml(OmegaConf.create(d))
+
+
+def _merge(parts) -> ExperimentConfig:
+    obj = merge_structured(ExperimentConfig, [_upgrade(p) for p in parts])
     obj.model.mixer_settings  # noqa: B018 - unknown mixer settings fail at once, like unknown keys
+    # OmegaConf hands back its own containers for nested fields; make them plain python
     obj.train.task_args = dict(obj.train.task_args)
     obj.train.train_lengths = list(obj.train.train_lengths)
     obj.train.eval_lengths = list(obj.train.eval_lengths)
@@ -182,19 +209,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     The model's ``vocab_size`` may stay 0 here: the trainer takes it from the task. Values are validated by
     :meth:`ExperimentConfig.validate` when the run starts.
     """
-    parts = []
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {str(p)!r} does not exist")
-        parts.append(OmegaConf.load(p))
-    for o in overrides:
-        if "=" not in o:
-            raise ValueError(f"override {o!r} must look like key=value, e.g. model.min_eigenvalue=0")
-    parts.append(OmegaConf.from_dotlist(list(overrides)))
-    return _merge(parts)
+    return _merge(read_parts(path, overrides))
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
     """The config as YAML text (what the run directory's config.yaml holds)."""
-    return OmegaConf.to_yaml(OmegaConf.create(cfg.to_dict()))
+    return dump_yaml(cfg.to_dict())
