@@ -81,3 +81,14 @@ def test_demo_model_matches_its_config_file(tmp_path):
 def test_train_cli_bad_override_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="statetrack train: .*unknown mixer 'lstmm'"):
         main(["train", str(CONFIGS[0]), "model.mixer=lstmm", "--out", str(tmp_path), "--no-progress"])
+
+
+def test_train_overrides_and_options_in_any_order(tmp_path, capsys):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("name: anyorder\nmodel: {mixer: diagonal_rnn, d_model: 8, n_layers: 1, mlp_ratio: 0}\n"
+                   "train: {task: parity, steps: 2, batch_size: 4, log_every: 1}\n")  # fmt: skip
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(out), "train.steps=3", "--no-progress", "model.min_eigenvalue=0"]) == 0
+    assert "3 steps" in capsys.readouterr().out and (out / "checkpoint.pt").exists()
+    with pytest.raises(SystemExit, match="statetrack train: unknown option '--bogus'"):
+        main(["train", str(cfg), "train.steps=1", "--bogus"])

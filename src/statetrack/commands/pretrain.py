@@ -8,15 +8,9 @@ the exit status is 128 + the signal (torchrun, signalled itself, forwards SIGTER
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-FLAGS = (
-    (("--resume",), {"action": "store_true", "help": "continue from the newest good checkpoint in the run folder"}),
-    (("--out",), {"default": None, "help": "run folder (overrides train.out_dir)"}),
-    (("--device",), {"default": None, "help": "cpu, cuda or auto (overrides train.device)"}),
-    (("--no-progress",), {"action": "store_true", "help": "no progress bar"}),
-)
+from . import add_run_arguments, run_overrides
 
 
 def register(sub) -> None:
@@ -26,26 +20,9 @@ def register(sub) -> None:
         description=__doc__.split("\n\n", 1)[1].strip()
         + " Example: `statetrack pretrain tiny train.steps=50 --out runs/tiny`.",
     )
-    p.add_argument("config", help="a YAML file, or a name under configs/lm/ (tiny, deltanet_340m, ...)")
-    # everything after CONFIG: key=value overrides and the flags, in any order (parsed by run)
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="key=value overrides, e.g. train.steps=100")
-    for names, kw in FLAGS:
-        p.add_argument(*names, **kw)
+    add_run_arguments(p, ("--resume", "--out", "--device", "--no-progress"),
+                      "a YAML file, or a name under configs/lm/ (tiny, deltanet_340m_11, ...)")  # fmt: skip
     p.set_defaults(func=run)
-
-
-def split_rest(args) -> tuple[argparse.Namespace, list[str]]:
-    """The flags and the overrides among ``args.rest`` (merged with flags given before CONFIG)."""
-    flags = argparse.ArgumentParser(prog="statetrack pretrain", add_help=False)
-    for names, kw in FLAGS:
-        flags.add_argument(*names, **{**kw, "default": argparse.SUPPRESS})
-    known, overrides = flags.parse_known_args(args.rest)
-    for o in overrides:
-        if o.startswith("-"):
-            raise SystemExit(f"statetrack pretrain: unknown option {o!r} (see statetrack pretrain --help)")
-    for k, v in vars(known).items():
-        setattr(args, k, v)
-    return args, overrides
 
 
 def run(args) -> int:
@@ -54,13 +31,7 @@ def run(args) -> int:
     from statetrack.lm.pretrain import pretrain
     from statetrack.lm.pretrain_config import load_pretrain_config
 
-    args, overrides = split_rest(args)
-    if args.device:
-        overrides.append(f"train.device={args.device}")
-    if args.out:
-        overrides.append(f"train.out_dir={args.out}")
-    if args.no_progress:
-        overrides.append("train.progress=false")
+    overrides = run_overrides(args, "statetrack pretrain")
     main = int(os.environ.get("RANK", "0")) == 0
     try:
         cfg = load_pretrain_config(args.config, overrides)

@@ -1,6 +1,9 @@
-"""`statetrack train CONFIG [key=value ...]`: train a model on a task from a config file under configs/."""
+"""`statetrack train CONFIG [key=value ...] [--out DIR] [--resume]`: train a model on a task (configs/*.yaml);
+overrides and options in any order."""
 
 from __future__ import annotations
+
+from . import add_run_arguments, run_overrides
 
 
 def register(sub) -> None:
@@ -10,28 +13,15 @@ def register(sub) -> None:
         description="Train a model from an experiment file (configs/*.yaml) with OmegaConf dot-list overrides, "
         "e.g. `statetrack train configs/parity_deltanet.yaml model.min_eigenvalue=0 train.steps=2000`.",
     )
-    p.add_argument("config", help="experiment YAML file (see configs/)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.min_eigenvalue=0")
-    p.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoint.pt")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (overrides train.device)")
-    p.add_argument("--out", default=None, help="output folder (overrides train.out_dir)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(p, ("--resume", "--device", "--out", "--compile", "--no-progress"),
+                      "experiment YAML file (see configs/)")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from statetrack.train import load_config, train
 
-    overrides = list(args.overrides)
-    if args.device:
-        overrides.append(f"train.device={args.device}")
-    if args.out:
-        overrides.append(f"train.out_dir={args.out}")
-    if args.compile:
-        overrides.append("train.compile=true")
-    if args.no_progress:
-        overrides.append("train.progress=false")
+    overrides = run_overrides(args, "statetrack train")
     try:
         cfg = load_config(args.config, overrides)
         res = train(cfg, resume=args.resume)
