@@ -121,7 +121,8 @@ def test_table3_end_to_end(table3_out):
     assert prov["command"].startswith("statetrack reproduce table3") and prov["versions"]["torch"]
     assert prov["device"]["devices"] == ["cpu"] and prov["wall_seconds"] > 0 and prov["runs_missing"] == 0
     assert "runs_per_CPU_hour" in prov["throughput"]
-    paper = json.loads((d / "paper_numbers.json").read_text())
+    assert not (d / "paper_numbers.json").exists()  # once per --out folder, not a copy per experiment
+    paper = json.loads((out / "paper_numbers.json").read_text())
     assert paper["table3_best_of_3"]["DeltaNet [-1,1]"]["modarith"] == 0.971
     assert len(list((out / "runs").glob("*/result.json"))) == 28
     assert not list((out / "runs").glob("*/checkpoint.pt"))  # removed once the result is safe

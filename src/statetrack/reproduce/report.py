@@ -56,7 +56,7 @@ def header(title: str, prov: dict, budget_name: str, budget_note: str) -> str:
         f"trained now in {thr.get('wall_seconds', 0):.0f} s wall ({rate}), {prov['runs_failed']} failed, "
         f"{prov['runs_missing']} missing",
         *_span_line(prov.get("all_runs")),
-        "- every number below comes from these runs; the paper's numbers are in `paper_numbers.json`",
+        "- every number below comes from these runs; the paper's numbers are in `../paper_numbers.json`",
     ]  # fmt: skip
     return "\n".join(lines) + "\n\n"
 

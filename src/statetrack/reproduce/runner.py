@@ -7,7 +7,7 @@ Output layout under ``out``::
     <experiment>/summary.json  the cells, the chosen lrs, the claims
     <experiment>/runs.json     every run's result of this experiment, in plan order
     <experiment>/*.png         figures (Figure 6 in table3/ only: table5 has the same runs)
-    <experiment>/provenance.json, paper_numbers.json, command.txt
+    <experiment>/provenance.json, command.txt (and paper_numbers.json once, in OUT)
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def _write_outputs(experiment, runs, results, budget_name, note, prov, folder: P
     files = []
     w = lambda name, obj: files.append(atomic_write_json(folder / name, obj))  # noqa: E731
     w("provenance.json", prov)
-    w("paper_numbers.json", paper_dict())
+    # the paper's numbers once per --out folder, beside the experiments' folders (the same for all of them)
+    files.append(atomic_write_json(folder.parent / "paper_numbers.json", paper_dict()))
     w("runs.json", [results[r.key] if r.key in results else {"key": r.key, "labels": r.labels, "status": "missing"}
                     for r in runs])  # fmt: skip
     files.append(atomic_write_text(folder / "command.txt", prov["command"] + "\n"))
