@@ -173,9 +173,11 @@ def _merge(parts) -> PretrainConfig:
 
 
 def config_search_path() -> list[Path]:
-    """Where a bare config name (``tiny``) is looked for: the package's configs/lm, then the source tree's."""
-    here = Path(__file__).resolve()
-    return [here.parent.parent / "configs" / "lm", here.parents[3] / "configs" / "lm"]
+    """Where a bare config name (``tiny``) is looked for: the package's configs/lm (it ships inside the package;
+    the repository's top-level configs/ links to it)."""
+    from statetrack.train.config import config_dir
+
+    return [config_dir("lm")]
 
 
 def resolve_config_path(name: str | Path) -> Path:

@@ -3,11 +3,16 @@
 Files under ``configs/`` hold ``name``, ``model: {...}`` and ``train: {...}``; overrides are OmegaConf dot-lists
 (``model.min_eigenvalue=0 train.steps=500``). Both are checked against the dataclasses (unknown keys and wrong
 types fail at once), then :meth:`ExperimentConfig.validate` checks the values.
+
+The shipped experiment files live inside the package (``statetrack/configs``, :func:`config_dir`; the repository's
+top-level ``configs`` links to it), so a bare name (``parity_deltanet``) or a ``configs/...`` path works from any
+folder once statetrack is installed (:func:`resolve_config_path`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +172,37 @@ def merge_structured(cls, parts):
         raise ValueError(f"bad configuration{f' ({key[0]})' if key else ''}: {' '.join(what)}") from None
 
 
+def config_dir(sub: str = "") -> Path:
+    """The folder of the experiment files that ship inside the package (``sub="lm"``: the language models')."""
+    return Path(str(importlib.resources.files("statetrack").joinpath("configs"))) / sub
+
+
+def config_names(sub: str = "") -> list[str]:
+    """The names of the packaged experiment files in ``config_dir(sub)`` (``parity_deltanet``, ...)."""
+    d = config_dir(sub)
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def resolve_config_path(name: str | Path, sub: str = "") -> Path:
+    """``name`` if it is a file; else a packaged config: a bare name (``parity_deltanet`` or ``...yaml``) in
+    ``config_dir(sub)``, or a relative ``configs/...`` path (the repository's spelling) under :func:`config_dir`.
+    A FileNotFoundError lists the packaged names otherwise."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    cands = []
+    if p.suffix in ("", ".yaml", ".yml") and p.parent == Path("."):
+        cands = [config_dir(sub) / p.name, config_dir(sub) / f"{p.name}.yaml"]
+    elif not p.is_absolute() and p.parts[0] == "configs":
+        cands = [config_dir().joinpath(*p.parts[1:])]
+    for c in cands:
+        if c.is_file():
+            return c
+    where = f"configs/{sub}/" if sub else "configs/"
+    raise FileNotFoundError(f"config file {str(p)!r} does not exist, nor is it one of the packaged {where} "
+                            f"({', '.join(config_names(sub)) or 'none found'})")  # fmt: skip
+
+
 def read_parts(path: str | Path | None, overrides, example: str = "model.min_eigenvalue=0") -> list:
     """The OmegaConf parts of a run: the YAML file (if any), then the dot-list overrides (``key=value``)."""
     parts = []
@@ -204,12 +240,13 @@ def sample_lengths(v: list[int]) -> int | tuple[int, int] | None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read a YAML experiment file (or the defaults when ``path`` is None) and apply dot-list overrides.
+    """Read a YAML experiment file (a path, or a packaged name such as ``parity_deltanet``: see
+    :func:`resolve_config_path`; the defaults when ``path`` is None) and apply dot-list overrides.
 
     The model's ``vocab_size`` may stay 0 here: the trainer takes it from the task. Values are validated by
     :meth:`ExperimentConfig.validate` when the run starts.
     """
-    return _merge(read_parts(path, overrides))
+    return _merge(read_parts(None if path is None else resolve_config_path(path), overrides))
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
