@@ -44,7 +44,8 @@ def test_labels_match_python(name, seed, batch, lo, span):
     b = task.sample(batch, generator=torch.Generator().manual_seed(seed), lengths=(lo, lo + span))
     assert b.input.shape == b.target.shape == b.mask.shape == (batch, int(b.lengths.max()))
     assert b.input.dtype == b.target.dtype == torch.long and b.mask.dtype == torch.bool
-    assert bool(((b.lengths >= lo) & (b.lengths <= lo + span)).all())
+    # Batch.lengths are input positions: the task length itself, except for brackets (original rule)
+    assert bool(((b.lengths >= task.positions(lo)) & (b.lengths <= task.positions(lo + span))).all())
     check_rows(task, b)
 
 
@@ -100,6 +101,29 @@ def test_brackets_grammar_and_mult_switch():
             depth += {"(": 1, ")": -1}.get(t, 0)
             assert depth >= 0
         assert depth == 0
+
+
+def test_brackets_lengths_follow_the_original_generator():
+    """xLSTM's modular_arithmetic_with_brackets: length L -> an expression of max(L, 5) - 3 tokens, then
+    '=' (the answer and a pad follow there); the model reads max(L, 5) - 2 tokens, + <bos> here."""
+    task = get_task("modarith-brackets")
+    for L, expr in ((3, 2), (4, 2), (5, 2), (6, 3), (40, 37), (256, 253)):
+        b = task.sample(8, generator=L, lengths=L)
+        assert b.lengths.tolist() == [expr + 2] * 8 and task.positions(L) == expr + 2
+        eq = task.sym("=")
+        assert bool((b.input[:, expr + 1] == eq).all()) and bool(b.mask[:, expr + 1].all())
+        assert not bool((b.input[:, 1 : expr + 1] == eq).any())
+    ts = task.test_set(256)
+    assert int(ts.lengths.min()) >= 39 and int(ts.lengths.max()) <= 255  # test lengths 40-256
+    assert get_task("modarith-brackets", bos=False).positions(40) == 38
+
+
+def test_modarith_test_lengths_follow_the_original_generator():
+    """xLSTM's modular_arithmetic draws 2k - 1 with k uniform in ceil(min / 2)..ceil(max / 2): test 39..255."""
+    task = get_task("modarith")
+    assert task.test_lengths == (39, 255)
+    lengths = set(task.test_set(2048).lengths.tolist())
+    assert min(lengths) == 39 and max(lengths) == 255 and all(v % 2 for v in lengths)
 
 
 def test_without_bos():

@@ -108,14 +108,21 @@ def test_s5_4tokens_by_hand():
     x1, x2, x3 = inp[1], inp[5], inp[9]
     assert inp[2:5] == inp[6:9] == [120, 120, 120]
     y1, y2 = x1, task.group.compose(x1, x2)
-    assert tgt == [task.pad_id, 0, 0, 0, y1, 120, 120, 120, y2, 120]
+    # the paper's reading (the default, filler_target="state"): the filler is the identity, y_{i+3} = x_1...x_i
+    assert task.params["filler_target"] == "state"
+    assert tgt == [task.pad_id, 0, 0, 0, y1, y1, y1, y1, y2, y2]
     assert x3 in task.generator_ids
+    # the follow-up code's variant (automl/DeltaProduct s_token): fillers labelled with the filler token
+    f = get_task("s5-4tokens", filler_target="filler").sample(1, generator=0, lengths=9)
+    assert torch.equal(f.input, b.input)
+    assert f.target[0].tolist() == [task.pad_id, 0, 0, 0, y1, 120, 120, 120, y2, 120]
 
 
 def test_state_variant_label_everywhere():
-    task = get_task("s5-4tokens", filler_target="state")
+    task = get_task("s5-4tokens")
     b = task.sample(2, generator=0, lengths=12)
     assert bool(b.mask[:, 1:].all()) and bool((b.target[:, 1:] < 120).all())
+    assert 120 not in task.label_ids and 120 in get_task("s5-4tokens", filler_target="filler").label_ids
     none = get_task("s5-4tokens", filler_target="none").sample(2, generator=0, lengths=12)
     assert none.mask[0].tolist() == [j >= 4 and (j - 4) % 4 == 0 for j in range(13)]
 

@@ -101,3 +101,47 @@ def sequence_hashes(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     h = (x * _multipliers(T)[None, :]).sum(axis=1, dtype=_U64)
     h = h ^ (lengths.astype(_U64) * _U64(0x9E3779B97F4A7C15))
     return _splitmix64(h)
+
+
+_GAMMA = _U64(0x9E3779B97F4A7C15)  # SplitMix64's increment
+
+
+def text_key64(text: str) -> int:
+    """A 64-bit key named by a string (first 8 bytes of its sha256)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+
+
+class RowRng:
+    """Per-row random streams for a fixed, indexed set of sequences: row r of every draw reads the stream of
+    sequence ``indices[r]`` (attempt ``attempt``), so a sequence's tokens depend on its index alone, not on the
+    batch it is drawn in, as long as every row of the batch has the same length (same draw shapes).
+
+    Stream of sequence i: SplitMix64 words seeded by mix(key ^ mix(i) + attempt), read in order across draws.
+    Serves :meth:`raw` and :meth:`integers` like :class:`StableRng` (the first axis of every shape = rows).
+    """
+
+    def __init__(self, key: int, indices: np.ndarray, attempt: int = 0):
+        idx = np.asarray(indices, dtype=np.int64).astype(_U64)
+        self._base = _splitmix64(_splitmix64(_U64(key) ^ _splitmix64(idx)) + _U64(attempt))
+        self._offset = 0
+
+    def raw(self, shape: int | tuple[int, ...]) -> np.ndarray:
+        shape = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+        if shape[0] != self._base.size:
+            raise ValueError(f"RowRng draws need {self._base.size} rows first, got shape {shape}")
+        n = int(np.prod(shape[1:], dtype=np.int64))
+        j = np.arange(self._offset + 1, self._offset + n + 1, dtype=np.int64).astype(_U64)
+        self._offset += n
+        return _splitmix64(self._base[:, None] + j[None, :] * _GAMMA).reshape(shape)
+
+    def integers(self, high, shape: int | tuple[int, ...]) -> np.ndarray:
+        high_arr = np.asarray(high, dtype=np.int64)
+        if high_arr.size and (high_arr.min() < 1 or high_arr.max() > 2**32):
+            raise ValueError(f"high must lie in [1, 2**32], got range [{high_arr.min()}, {high_arr.max()}]")
+        return (self.raw(shape) % high_arr.astype(_U64)).astype(np.int64)
+
+
+def permutation(key: int, n: int) -> np.ndarray:
+    """A permutation of range(n) named by ``key`` (argsort of n SplitMix64 words): int64 [n]."""
+    words = _splitmix64(_U64(key) + np.arange(1, n + 1, dtype=np.int64).astype(_U64) * _GAMMA)
+    return np.argsort(words, kind="stable").astype(np.int64)

@@ -24,15 +24,21 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ._random import StableRng, sequence_hashes
+from ._random import RowRng, StableRng, permutation, sequence_hashes, text_key64
 
-# Bump when generation changes in a way that changes any test set (the golden hashes in tests/tasks pin it).
-TEST_SET_VERSION = 1
+# Bump when generation changes in a way that changes any test set (the golden hashes in tests/tasks pin it);
+# it is part of every run's cache key (reproduce.cache). A family whose generator changed also bumps its own
+# ``Task.generator_version``, which names its test stream, so the test sets of unchanged families stay as they
+# were. 2: bracket expressions as long as the original generator's (max(L, 5) - 3 tokens), mod. arith. test
+# lengths 39-255 as the original's, "4 tokens per transition" labels every filler with the state (the paper).
+TEST_SET_VERSION = 2
 _TEST_CHUNK = 1024
 _MAX_REJECTION_ROUNDS = 64
 
 # parameters every task family has; the rest are the family's generation parameters
-PROTOCOL_PARAMS = ("train_lengths", "test_lengths", "test_size", "test_size_small")
+PROTOCOL_PARAMS = ("train_lengths", "test_lengths", "test_size", "test_size_small", "train_set_size")
+# every family takes these (its ``defaults`` may leave them out)
+_COMMON_DEFAULTS: dict[str, Any] = {"train_set_size": 0}
 
 # (test stream name, paper size) -> sorted uint64 hashes of the paper test set; a few KB to 320 KB each
 _TEST_HASHES: dict[tuple[str, int], np.ndarray] = {}
@@ -106,15 +112,22 @@ class Task(abc.ABC):
     length_unit: ClassVar[str]
     summary: ClassVar[str]
     defaults: ClassVar[dict[str, Any]]
+    # bump (and TEST_SET_VERSION with it) when this family draws different sequences from the same stream
+    generator_version: ClassVar[int] = 1
 
     def __init__(self, name: str | None = None, *, theory: str = "", source: str = "", **params):
-        unknown = sorted(set(params) - set(self.defaults))
+        defaults = {**_COMMON_DEFAULTS, **self.defaults}
+        unknown = sorted(set(params) - set(defaults))
         if unknown:
             raise ValueError(
                 f"unknown parameter(s) {unknown} for task {name or self.family!r} (family {self.family!r}); "
-                f"valid parameters: {sorted(self.defaults)}"
+                f"valid parameters: {sorted(defaults)}"
             )
-        p = {**self.defaults, **params}
+        p = {**defaults, **params}
+        n = p["train_set_size"]
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"train_set_size must be an int >= 0 (0 = fresh samples every batch), got {n!r}")
+        p["train_set_size"] = int(n)
         p["bos"] = bool(p["bos"])
         p["train_lengths"] = _as_length_pair("train_lengths", p["train_lengths"])
         p["test_lengths"] = _as_length_pair("test_lengths", p["test_lengths"])
@@ -277,8 +290,15 @@ class Task(abc.ABC):
             exclude_test: reject and redraw sequences that are in this task's paper test set.
         Returns:
             :class:`Batch` with input/target/mask [B, T], lengths [B]; T = positions of the longest row.
+
+        With ``train_set_size`` N > 0 (the paper's fixed training set for the group tasks: 1.6M sequences) and
+        ``lengths`` None, the B rows are drawn uniformly, with replacement, from that fixed set (see
+        :meth:`train_rows`; :meth:`epoch_batch` gives exact epochs instead); explicit ``lengths`` always draw
+        fresh sequences (evaluation samples).
         """
         rng = StableRng.from_torch(generator)
+        if self.params["train_set_size"] and lengths is None:
+            return self.train_rows(rng.integers(self.params["train_set_size"], (batch_size,)))
         L = self._draw_lengths(batch_size, lengths, rng)
         inp, tgt, msk = self._generate(rng, L)
         if exclude_test:
@@ -316,6 +336,72 @@ class Task(abc.ABC):
             "(nearly) all sequences of these lengths. Train on other lengths or pass exclude_test=False."
         )
 
+    # ------------------------------------------------------------------------------ fixed training set
+
+    def _train_set_key(self) -> int:
+        key = json.dumps({"gen": self._generation_key(), "train_lengths": list(self.train_lengths),
+                          "bos": self.params["bos"]}, sort_keys=True)  # fmt: skip
+        return text_key64(f"statetrack-train-set|gen{self.generator_version}|{self.family}|{key}")
+
+    def train_rows(self, indices) -> Batch:
+        """Rows ``indices`` of the fixed training set (``train_set_size`` sequences, lengths ``train_lengths``).
+
+        Sequence i is generated on demand from a stream named by (family, generation params, train lengths, i)
+        alone, so it is the same in every batch, process and machine, and the set is never held in memory.
+        Sequences of the paper test set are replaced (by sequence i's next attempt), as in :meth:`sample`.
+        """
+        n = self.params["train_set_size"]
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if n < 1:
+            raise ValueError(f"task {self.name!r} has no fixed training set (train_set_size = 0)")
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
+            raise ValueError(f"indices must be a non-empty list of ints in [0, {n}), got {indices!r}")
+        key = self._train_set_key()
+        ok = self._valid_lengths(*self.train_lengths, what="train_lengths")
+        L = ok[RowRng(key ^ 0x1E47, idx).integers(ok.size, (idx.size,))]
+        width = self.positions(int(L.max()))
+        inp = np.full((idx.size, width), self.pad_id, dtype=np.int64)
+        tgt, msk = inp.copy(), np.zeros((idx.size, width), dtype=bool)
+        lo, hi = self.test_lengths
+        for length in np.unique(L):  # one draw per length: shapes, hence each row's stream, fixed by its length
+            rows = np.nonzero(L == length)[0]
+            todo, attempt = rows, 0
+            while todo.size:
+                if attempt >= _MAX_REJECTION_ROUNDS:
+                    raise RuntimeError(f"task {self.name!r}: fixed training sequences at length {length} keep "
+                                       "falling in the test set; train on other lengths")  # fmt: skip
+                i2, t2, m2 = self._generate(RowRng(key, idx[todo], attempt), np.full(todo.size, length))
+                w = i2.shape[1]
+                inp[todo, :w], tgt[todo, :w], msk[todo, :w] = i2, t2, m2
+                if not lo <= length <= hi:
+                    break
+                hit = np.isin(sequence_hashes(i2, self._row_positions(np.full(todo.size, length))),
+                              self._test_hashes())  # fmt: skip
+                todo, attempt = todo[hit], attempt + 1
+        return self._to_batch(inp, tgt, msk, L).trim()
+
+    def epoch_batch(self, seed: int, step: int, batch_size: int) -> Batch:
+        """Batch ``step`` of exact epochs over the fixed training set: epoch e visits every sequence once, in
+        an order named by (seed, e); batches run on across epoch ends. A function of (seed, step) alone."""
+        n = self.params["train_set_size"]
+        if n < 1:
+            raise ValueError(f"task {self.name!r} has no fixed training set (train_set_size = 0)")
+        pos = np.arange(step * batch_size, (step + 1) * batch_size, dtype=np.int64)
+        idx = np.empty_like(pos)
+        for e in np.unique(pos // n):
+            sel = pos // n == e
+            idx[sel] = self._epoch_order(int(seed), int(e))[pos[sel] % n]
+        return self.train_rows(idx)
+
+    def _epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        cache = self.__dict__.setdefault("_epoch_orders", {})
+        if (seed, epoch) not in cache:
+            if len(cache) >= 2:  # the current epoch and the next (a batch straddling the end)
+                cache.pop(next(iter(cache)))
+            key = text_key64(f"statetrack-epoch|{self._train_set_key()}|{seed}|{epoch}")
+            cache[(seed, epoch)] = permutation(key, self.params["train_set_size"])
+        return cache[(seed, epoch)]
+
     def _row_positions(self, L: np.ndarray) -> np.ndarray:
         return np.array([self.positions(int(v)) for v in L], dtype=np.int64)
 
@@ -332,7 +418,9 @@ class Task(abc.ABC):
 
     def _test_stream_name(self) -> str:
         key = json.dumps({"gen": self._generation_key(), "test_lengths": list(self.test_lengths)}, sort_keys=True)
-        return f"statetrack-test-set|v{TEST_SET_VERSION}|{self.family}|{key}"
+        # v1 streams keep their old name: test sets of families whose generator never changed stay the same
+        gen = "" if self.generator_version == 1 else f"|gen{self.generator_version}"
+        return f"statetrack-test-set|v1{gen}|{self.family}|{key}"
 
     def _build_test(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The first n distinct sequences of the test stream: (input, target, mask, lengths, hashes)."""
@@ -382,6 +470,15 @@ class Task(abc.ABC):
         inp, tgt, msk, L, _ = self._build_test(self.test_set_size(size))
         return self._to_batch(inp, tgt, msk, L).trim()
 
+    def constant_baseline(self, size: str | int = "paper") -> dict[str, Any]:
+        """The best single answer on the test set ``size`` (:func:`statetrack.tasks.metrics.constant_answer_baseline`):
+        {"answer", "answer_text", "accuracy", "scaled_accuracy", "size"}; the floor a model must clear."""
+        from .metrics import constant_answer_baseline
+
+        b = self.test_set(size)
+        out = constant_answer_baseline(b.target, b.mask, self.chance)
+        return {**out, "answer_text": self.vocab[out["answer"]], "size": len(b)}
+
     def test_set_info(self, size: str | int = "paper") -> dict[str, Any]:
         """Identity of a test set: version, stream name, size, lengths and a sha256 of its tensors."""
         b = self.test_set(size)
@@ -392,6 +489,7 @@ class Task(abc.ABC):
         return {
             "task": self.name,
             "version": TEST_SET_VERSION,
+            "generator_version": self.generator_version,
             "stream": self._test_stream_name(),
             "size": len(b),
             "test_lengths": list(self.test_lengths),

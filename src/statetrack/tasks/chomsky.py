@@ -50,7 +50,12 @@ class ChomskyTask(Task):
         return self._min_problem + int(self.params["bos"])
 
     def positions(self, length: int) -> int:
-        return length
+        return int(self._positions(np.asarray([length], dtype=np.int64))[0])
+
+    def _positions(self, lengths: np.ndarray) -> np.ndarray:
+        """Input positions (``<bos>`` included) of each task length: the length itself, except where a
+        family follows its original generator's length rule (brackets)."""
+        return lengths
 
     def _problem_ok(self, n: np.ndarray) -> np.ndarray:
         return np.ones(n.shape, dtype=bool)
@@ -64,6 +69,7 @@ class ChomskyTask(Task):
 
     def _generate(self, rng, lengths):
         bos = int(self.params["bos"])
+        lengths = self._positions(lengths)
         n = lengths - bos
         tok, ans = self._problem(rng, n)
         B, T = lengths.shape[0], int(lengths.max())
@@ -194,7 +200,9 @@ class ModArith(_ModArithBase):
 
     family = "modarith"
     summary = "d op d ... op d = ; op in {+,-,*}, * binds tighter; answer = value mod m"
-    defaults: ClassVar[dict[str, Any]] = {**_CHOMSKY_PROTOCOL, "m": 5, "mult": True}
+    # test lengths 39-255: the original generator draws odd lengths 2k - 1 with k uniform in
+    # ceil(40 / 2)..ceil(256 / 2), i.e. 39..255 (its training range 3-40 gives 3..39, as ours)
+    defaults: ClassVar[dict[str, Any]] = {**_CHOMSKY_PROTOCOL, "m": 5, "mult": True, "test_lengths": (39, 255)}
     _min_problem = 2  # "d ="
 
     @property
@@ -236,12 +244,29 @@ class ModArith(_ModArithBase):
 class ModArithBrackets(_ModArithBase):
     """Modular arithmetic with brackets (context-free), the Deletang et al. recursion: an expression of n
     tokens is ``d`` (n=1), ``-d`` (2), ``(d)`` (3), ``(-d)`` (4), else ``(A op B)`` with len(A) uniform in
-    1..n-4 and len(B) = n-3-len(A); ops uniform in {+, -} or {+, -, *} (``mult``); answer = value mod m."""
+    1..n-4 and len(B) = n-3-len(A); ops uniform in {+, -} or {+, -, *} (``mult``); answer = value mod m.
+
+    Lengths follow the original generator (xLSTM's ``modular_arithmetic_with_brackets``): a sequence of length
+    L is an expression of max(L, 5) - 3 tokens, then ``=``, the answer and one pad, so the model reads
+    max(L, 5) - 2 problem tokens (+ ``<bos>``). Lengths 3-5 are thus one length, as there.
+    """
 
     family = "modarith-brackets"
     summary = "bracketed expression with unary minus, then = ; answer = value mod m"
     defaults: ClassVar[dict[str, Any]] = {**_CHOMSKY_PROTOCOL, "m": 5, "mult": False}
-    _min_problem = 2  # "d ="
+    length_unit: ClassVar[str] = (
+        "the original generator's sequence length L (expression of max(L, 5) - 3 tokens, '=', answer, pad); "
+        "input positions = max(L, 5) - 2, + 1 for <bos>"
+    )
+    # 2: expressions of max(L, 5) - 3 tokens (version 1 had L - 2, one more than the original)
+    generator_version = 2
+
+    @property
+    def min_length(self) -> int:
+        return 1
+
+    def _positions(self, lengths):
+        return np.maximum(lengths, 5) - 2 + int(self.params["bos"])
 
     def _build_symbols(self):
         # '*' is always in the vocabulary so that models are interchangeable between mult=False and True

@@ -49,6 +49,22 @@ def scaled_accuracy(acc, chance: float):
     return (acc - chance) / (1.0 - chance)
 
 
+def constant_answer_baseline(target: torch.Tensor, mask: torch.Tensor, chance: float) -> dict:
+    """The best single answer: the label that is most often right where ``mask`` is True, as if a model
+    always gave it. Returns {"answer": id, "accuracy", "scaled_accuracy"} (scaled with ``chance``).
+
+    A model at or below this score has learned nothing a constant could not do; e.g. on the bracket task with
+    ``*``, answering 0 is right far more often than 1 in 5 (a product with a 0 factor is 0).
+    """
+    labels = target[mask]
+    if labels.numel() == 0:
+        raise ValueError("constant_answer_baseline: mask selects no label")
+    ids, counts = torch.unique(labels, return_counts=True)
+    best = int(counts.argmax())
+    acc = float(counts[best]) / labels.numel()
+    return {"answer": int(ids[best]), "accuracy": acc, "scaled_accuracy": scaled_accuracy(acc, chance)}
+
+
 def token_accuracy(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
     """Fraction of labelled positions predicted right (for Chomsky tasks: answer accuracy)."""
     n = int(mask.sum())

@@ -11,8 +11,9 @@ length-L input holds ceil(L / k) elements. Labels are shifted right by k - 1 (id
 positions), so the state after element i sits on the last token of its block. ``filler_target`` sets the
 labels at the other positions of a block:
 
-- "filler" (default; the follow-up code's ``s_token`` path): the filler token;
-- "state": the state after the last completed block (the label is a group element everywhere);
+- "state" (default; the paper's reading: the filler acts as the identity, y_{i+3} is the product up to x_i, so
+  every position is labelled with the state after the last completed block, a group element everywhere);
+- "filler" (the follow-up code's ``s_token`` path, automl/DeltaProduct): the filler token;
 - "none": no label there (mask False); only block ends count.
 
 Glossary of shape letters: B batch, L tokens per row (``<bos>`` excluded), E = ceil(L / k) elements, G order.
@@ -46,7 +47,7 @@ class WordProblem(Task):
         "group": "S5",
         "generators": "all",
         "num_tokens_per_transition": 1,
-        "filler_target": "filler",
+        "filler_target": "state",
         "bos": True,
         "train_lengths": (32, 32),
         "test_lengths": (500, 500),
@@ -66,8 +67,14 @@ class WordProblem(Task):
         if p["filler_target"] not in FILLER_TARGETS:
             raise ValueError(f"filler_target must be one of {list(FILLER_TARGETS)}, got {p['filler_target']!r}")
         if int(k) == 1:
-            p["filler_target"] = "filler"  # no fillers: every variant is the same task, keep one identity
+            p["filler_target"] = "state"  # no fillers: every variant is the same task, keep one identity
         return p
+
+    def _generation_key(self):
+        key = super()._generation_key()
+        if self.k == 1:  # no fillers, nothing to label: keep the name v1 gave these streams (same test sets)
+            key["filler_target"] = "filler"
+        return key
 
     @property
     def k(self) -> int:
