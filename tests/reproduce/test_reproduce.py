@@ -24,7 +24,9 @@ CFG = {"name": "x", "model": {"mixer": "deltanet", "d_model": 16},
 
 
 def test_config_key_is_stable():
-    assert config_key(CFG) == "0c9d70a370856ae6"  # pins the hashing itself: a change here invalidates caches
+    # pins the hashing itself: a change here invalidates caches. b9f21ed4...: TEST_SET_VERSION 2 (issue 19: the
+    # bracket, mod. arith. and S5 4-token generators follow the originals), 0c9d70a3... before
+    assert config_key(CFG) == "b9f21ed40b796c8a"
     reordered = {"train": dict(reversed(list(CFG["train"].items()))), "model": CFG["model"], "name": "y"}
     assert config_key(reordered) == config_key(CFG)  # dict order and the run's name do not matter
     moved = {**CFG, "train": {**CFG["train"], "device": "cuda:3", "progress": False, "out_dir": "/else"}}
@@ -126,6 +128,40 @@ def test_table3_end_to_end(table3_out):
     assert paper["table3_best_of_3"]["DeltaNet [-1,1]"]["modarith"] == 0.971
     assert len(list((out / "runs").glob("*/result.json"))) == 28
     assert not list((out / "runs").glob("*/checkpoint.pt"))  # removed once the result is safe
+    # the constant-answer baseline beside every column; the source tree of the code and of every run
+    assert "*constant answer*" in md and "(always '0')" in md
+    src = prov["versions"]["source"]["sha256"]
+    assert len(src) == 16 and all(r["source_sha256"] == src for r in runs)
+    assert f"runs trained by source tree {src} (28 runs)" in md
+    summary = json.loads((d / "summary.json").read_text())
+    assert set(summary["constant_answer_baselines"]) == {"parity", "modarith", "modarith-brackets",
+                                                         "modarith-brackets-mult"}  # fmt: skip
+
+
+def test_only_slice_shares_the_full_sweeps_runs(table3_out, monkeypatch, capsys):
+    """--only trains (here: finds cached) the slice's runs under the full sweep's keys; its report has the slice's
+    rows and columns only, in its own folder, so the full table's report stays."""
+    out, _ = table3_out
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(worker_mod, "train", no_training)
+    before = (out / "table3" / "table3.md").read_text()
+    argv = ["reproduce", "table3", "--budget", "smoke", "--out", str(out), "--device", "cpu", "--no-progress",
+            "--only", "model=DeltaNet [-1,1]|mamba [0,1],task=modarith"]  # fmt: skip
+    assert main(argv) == 0
+    d = out / "table3-only-model-deltanet-11+mamba-01_task-modarith"
+    md = (d / "table3.md").read_text()
+    assert "Slice: `--only model=DeltaNet [-1,1]|Mamba [0,1],task=modarith`" in md
+    assert "| DeltaNet [-1,1] |" in md and "| Mamba [0,1] |" in md and "| sLSTM |" not in md
+    assert "Mod. arith. (w/o brackets)" in md and "Parity" not in md.split("## Table 3")[1]
+    assert "--only 'model=DeltaNet [-1,1]|mamba [0,1],task=modarith'" in (d / "command.txt").read_text()
+    assert len(json.loads((d / "runs.json").read_text())) == 2
+    assert (out / "table3" / "table3.md").read_text() == before
+    assert main([*argv, "--dry-run"]) == 0 and "2 runs (2 cached)" in capsys.readouterr().out
+    assert main([*argv[:-1], "model=DeltaNett"]) == 2
+    assert "choose from: Transformer, mLSTM" in capsys.readouterr().err
 
 
 def test_report_only_finds_gpu_runs_on_a_machine_without_one(table3_out, tmp_path):

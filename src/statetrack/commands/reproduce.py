@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 _HELP = {
@@ -58,6 +59,13 @@ def register(sub) -> None:
         default=None,
         help="I/N: train only every N-th run of the plan from the I-th, cached ones skipped (cluster array jobs; docs)",
     )
+    p.add_argument(
+        "--only",
+        default=None,
+        metavar="KEY=V[|V..][,KEY=..]",
+        help="a slice of the grid, e.g. --only 'model=DeltaNet [-1,1]|Mamba [0,1],task=modarith' (keys: model, "
+        "task, lr, seed); same cache keys as the full sweep; its report goes to OUT/EXPERIMENT-only-<slice>/",
+    )
     for flag, text in _SWITCHES.items():
         p.add_argument(flag, action="store_true", help=text)
     p.set_defaults(func=run)
@@ -66,8 +74,13 @@ def register(sub) -> None:
 def run(args) -> int:
     from statetrack.reproduce import load_result, plan, reproduce
 
+    try:
+        plan(args.experiment, args.budget, "cpu", args.steps, only=args.only)  # a bad --only: one line, exit 2
+    except ValueError as e:
+        print(f"statetrack reproduce: {e}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        runs, budget, devices = plan(args.experiment, args.budget, args.device, args.steps)
+        runs, budget, devices = plan(args.experiment, args.budget, args.device, args.steps, only=args.only)
         n_cached = 0
         for r in runs:
             cached = load_result(args.out, r.key) is not None
@@ -84,7 +97,7 @@ def run(args) -> int:
         res = reproduce(args.experiment, args.budget, args.out, device=args.device, workers=args.workers,
                         per_gpu=args.per_gpu, shard=args.shard, report_only=args.report_only, steps=args.steps,
                         progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints,
-                        argv=command_line(args), compile_model=args.compile, mps=args.mps)  # fmt: skip
+                        argv=command_line(args), compile_model=args.compile, mps=args.mps, only=args.only)  # fmt: skip
     except KeyboardInterrupt:
         return 130  # the sweep said what it kept; the usual exit status of an interrupted command
     finally:
@@ -101,8 +114,9 @@ def command_line(args) -> list[str]:
     """The invocation as arguments after `statetrack` (from the parsed options, so it is exact however the
     command was called, e.g. from Python through ``statetrack.cli.main``)."""
     argv = ["reproduce", args.experiment, "--budget", args.budget, "--out", args.out, "--device", args.device]
+    only = getattr(args, "only", None)
     for flag, val in (("--workers", args.workers), ("--per-gpu", args.per_gpu if args.workers is None else None),
-                      ("--steps", args.steps), ("--shard", args.shard)):  # fmt: skip
+                      ("--steps", args.steps), ("--shard", args.shard), ("--only", only)):  # fmt: skip
         if val is not None:
             argv += [flag, str(val)]
     argv += [flag for flag in _SWITCHES if getattr(args, flag[2:].replace("-", "_"), False)]

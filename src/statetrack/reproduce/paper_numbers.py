@@ -51,9 +51,11 @@ TABLE5 = _by_column({  # (median, MAD) per column
 })  # fmt: skip
 
 # Claims checked on our runs. Each: (experiment, text, check) with check one of
-#   ("ge"|"le", task, model, threshold)  on the Table 3 statistic (best of 3) or, for figures, on the stated metric
-#   ("gt", task, model, other_model)     ours(model) > ours(other_model)
-# The thresholds of table3 and figure4 are the targets of issue 8; the others restate the paper's prose.
+#   ("ge"|"le", task, model, threshold)  on the experiment's statistic: Table 3 best of 3, Table 5 the median
+#                                        over seeds (what each table reports), figures their stated metric
+#   ("gt", task, model, other_model)     ours(model) > ours(other_model), on the same statistic
+# The thresholds of table3 and figure4 are the targets of issue 8; table5's are the same on the medians, the
+# mod. arith. one the paper's median less its MAD; the others restate the paper's prose.
 CLAIMS = [
     ("table3", "Parity: DeltaNet [-1,1] >= 0.99 (paper 1.000)", ("ge", "parity", "DeltaNet [-1,1]", 0.99)),
     ("table3", "Parity: Mamba [-1,1] >= 0.99 (paper 1.000)", ("ge", "parity", "Mamba [-1,1]", 0.99)),
@@ -64,6 +66,17 @@ CLAIMS = [
     ("table3", "Mod. arith. w/o brackets: Mamba [-1,1] > Mamba [0,1] (paper 0.241 > 0.095)",
      ("gt", "modarith", "Mamba [-1,1]", "Mamba [0,1]")),
     ("table3", "Mod. arith. w/o brackets: DeltaNet [-1,1] > DeltaNet [0,1] (paper 0.971 > 0.314)",
+     ("gt", "modarith", "DeltaNet [-1,1]", "DeltaNet [0,1]")),
+    # table 5: median over the 3 seeds at the chosen lr
+    ("table5", "Parity: DeltaNet [-1,1] median >= 0.99 (paper 0.999)", ("ge", "parity", "DeltaNet [-1,1]", 0.99)),
+    ("table5", "Parity: Mamba [-1,1] median >= 0.99 (paper 1.000)", ("ge", "parity", "Mamba [-1,1]", 0.99)),
+    ("table5", "Parity: DeltaNet [0,1] median <= 0.05 (paper 0.010)", ("le", "parity", "DeltaNet [0,1]", 0.05)),
+    ("table5", "Parity: Mamba [0,1] median <= 0.05 (paper 0.000)", ("le", "parity", "Mamba [0,1]", 0.05)),
+    ("table5", "Mod. arith. w/o brackets: DeltaNet [-1,1] median >= 0.68 (paper 0.826 - MAD 0.146)",
+     ("ge", "modarith", "DeltaNet [-1,1]", 0.68)),
+    ("table5", "Mod. arith. w/o brackets: Mamba [-1,1] median > Mamba [0,1] (paper 0.214 > 0.066)",
+     ("gt", "modarith", "Mamba [-1,1]", "Mamba [0,1]")),
+    ("table5", "Mod. arith. w/o brackets: DeltaNet [-1,1] median > DeltaNet [0,1] (paper 0.826 > 0.214)",
      ("gt", "modarith", "DeltaNet [-1,1]", "DeltaNet [0,1]")),
     # figure 1: final scaled accuracy on lengths 40-256, worst / best seed
     ("figure1", "Figure 1: [-1,1] reaches a perfect score (all seeds >= 0.99)", ("ge", "parity", "[-1,1] (min)", 0.99)),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import functools
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -38,6 +40,20 @@ def git_state() -> dict:
         return {"commit": None, "dirty": None}
 
 
+@functools.lru_cache(maxsize=1)
+def source_tree() -> dict:
+    """sha256 of the statetrack package's files (sorted relative paths and contents; caches left out) and their
+    count. Two runs with the same hash ran the same code, whatever git says (uncommitted edits count)."""
+    root = Path(statetrack.__file__).resolve().parent
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and p.suffix not in (".pyc", ".pyo"))  # fmt: skip
+    for p in files:
+        digest.update(p.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(p.read_bytes() + b"\0")
+    return {"sha256": digest.hexdigest()[:16], "files": len(files)}
+
+
 def versions() -> dict:
     return {
         "python": platform.python_version(),
@@ -47,6 +63,7 @@ def versions() -> dict:
         "statetrack": statetrack.__version__,  # also right when run from a source tree that is not installed
         "triton": _version("triton"),
         "git": git_state(),
+        "source": source_tree(),
     }
 
 
@@ -98,9 +115,13 @@ def all_runs(results: list[dict], devices: list[str]) -> dict:
     span = runs_span(results)
     thr = throughput(len(results), span, devices)
     made_on = sorted({r["device"] for r in results if r.get("device")})
+    made_from: dict[str, int] = {}  # source-tree hash -> runs ("unrecorded": results from before the hash)
+    for r in results:
+        h = r.get("source_sha256") or "unrecorded"
+        made_from[h] = made_from.get(h, 0) + 1
     return {"runs": len(results), "span_seconds": round(span, 1), "device_count": thr["device_count"],
             "unit": thr["unit"], **{k: v for k, v in thr.items() if k.startswith("runs_per_")},
-            "made_on": made_on}  # fmt: skip
+            "made_on": made_on, "made_from": dict(sorted(made_from.items(), key=lambda kv: -kv[1]))}  # fmt: skip
 
 
 def record(argv: list[str] | None, devices: list[str], **extra) -> dict:

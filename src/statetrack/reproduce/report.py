@@ -39,6 +39,20 @@ def _span_line(span: dict | None) -> list[str]:
     ]
 
 
+def _sources_line(span: dict | None) -> list[str]:
+    """Which source trees trained the runs; a warning when they are several (runs from mixed commits)."""
+    made_from = (span or {}).get("made_from") or {}
+    if not made_from:
+        return []
+    text = ", ".join(f"{h} ({n} runs)" for h, n in made_from.items())
+    if len(made_from) == 1:
+        return [f"- runs trained by source tree {text}"]
+    return [
+        f'- **runs trained by {len(made_from)} different source trees**: {text} ("unrecorded": results '
+        "written before the hash was recorded); compare cells with care"
+    ]
+
+
 def header(title: str, prov: dict, budget_name: str, budget_note: str) -> str:
     v, d = prov["versions"], prov["device"]
     gpus = ", ".join(d.get("gpus", [])) or f"CPU ({d['cpu']}, {d['cpu_count']} cores)"
@@ -51,7 +65,9 @@ def header(title: str, prov: dict, budget_name: str, budget_note: str) -> str:
         f"- command: `{prov['command']}`",
         f"- device: {gpus}; host {d['host']}" + (" (wrote this report only)" if prov.get("report_only") else ""),
         f"- versions: torch {v['torch']} (CUDA {v['cuda']}), python {v['python']}, statetrack {v['statetrack']}, "
-        f"git {(v['git']['commit'] or '?')[:10]}{' (dirty)' if v['git']['dirty'] else ''}",
+        f"git {(v['git']['commit'] or '?')[:10]}{' (dirty)' if v['git']['dirty'] else ''}, source tree "
+        f"{v.get('source', {}).get('sha256', '?')} (sha256 of the package's files)",
+        *_sources_line(prov.get("all_runs")),
         f"- runs: {prov['runs_total']} in the experiment, {prov['runs_cached']} cached, {thr.get('runs_trained', 0)} "
         f"trained now in {thr.get('wall_seconds', 0):.0f} s wall ({rate}), {prov['runs_failed']} failed, "
         f"{prov['runs_missing']} missing",
@@ -61,15 +77,22 @@ def header(title: str, prov: dict, budget_name: str, budget_note: str) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _misses(rows: list[tuple[str, str, float | None, float]]) -> list[str]:
-    """(model, column, ours, paper) -> lines for the cells where ours is below the paper by > MISS_TOL."""
-    out = []
-    for model, col, ours, paper in rows:
+def _differences(rows: list[tuple[str, str, float | None, float, float | None]]) -> list[str]:
+    """(model, column, ours, paper, constant-answer baseline) -> lines for the cells that differ from the paper
+    by more than MISS_TOL (below: a miss; above: flagged too), and those where the comparison says nothing
+    (ours and the paper's both at or below what always giving the best single answer scores)."""
+    below, above, empty, none = [], [], [], []
+    for model, col, ours, paper, base in rows:
         if ours is None:
-            out.append(f"- {model} / {col}: no result yet (paper {paper:.3f})")
+            none.append(f"- {model} / {col}: no result yet (paper {paper:.3f})")
+        elif base is not None and max(ours, paper) <= base:
+            empty.append(f"- {model} / {col}: ours {ours:.3f}, paper {paper:.3f}: both at or below the constant "
+                         f"answer ({base:.3f}): **no information**")  # fmt: skip
         elif ours < paper - MISS_TOL:
-            out.append(f"- {model} / {col}: ours {ours:.3f} vs paper {paper:.3f}: **misses by {paper - ours:.3f}**")
-    return out
+            below.append(f"- {model} / {col}: ours {ours:.3f} vs paper {paper:.3f}: **misses by {paper - ours:.3f}**")
+        elif ours > paper + MISS_TOL:
+            above.append(f"- {model} / {col}: ours {ours:.3f} vs paper {paper:.3f}: **above by {ours - paper:.3f}**")
+    return below + above + empty + none
 
 
 def _claims_md(claims: list[dict]) -> str:
@@ -81,62 +104,99 @@ def _claims_md(claims: list[dict]) -> str:
     return "\n## Targets and claims\n\n" + _md_table(["claim", "ours", "reference", "verdict"], rows) + "\n"
 
 
-def _vs_paper(cells, models, ours_of, paper_of, text_of) -> tuple[list[list[str]], list[str]]:
-    """A model x Table 3 column table of (ours, paper) cells: (rows, the miss lines of :func:`_misses`).
+NO_INFO = "∅"  # marks a cell whose comparison with the paper carries no information
+
+
+def _vs_paper(cells, models, tasks, ours_of, paper_of, text_of, baselines) -> tuple[list[list[str]], list[str]]:
+    """A model x task table of (ours, paper) cells, then a row with each task's constant-answer baseline:
+    (rows, the lines of :func:`_differences`).
 
     ours_of(cell) -> our value or None; paper_of(model, task) -> the paper's value; text_of(ours, cell, model,
-    task) -> the cell's text (cell None where no run has a result; a note on missing or diverged runs is added)."""
-    rows, miss_rows = [], []
+    task) -> the cell's text (cell None where no run has a result; a note on missing or diverged runs is added,
+    and NO_INFO where ours and the paper's are both at or below the baseline)."""
+    rows, diff_rows = [], []
     for m in models:
         r = [m]
-        for t in TABLE3_COLUMNS:
+        for t in tasks:
             c = cells.get((m, t))
             ours = ours_of(c) if c else None
-            r.append(text_of(ours, c, m, t) + (_runs_note(c) if c else ""))
-            miss_rows.append((m, TABLE3_COLUMNS[t], ours, paper_of(m, t)))
+            paper, base = paper_of(m, t), (baselines.get(t) or {}).get("scaled_accuracy")
+            empty = ours is not None and base is not None and max(ours, paper) <= base
+            r.append(text_of(ours, c, m, t) + (_runs_note(c) if c else "") + (f" {NO_INFO}" if empty else ""))
+            diff_rows.append((m, TABLE3_COLUMNS[t], ours, paper, base))
         rows.append(r)
-    return rows, _misses(miss_rows)
+    rows.append(["*constant answer*", *(_baseline_text(baselines.get(t)) for t in tasks)])
+    return rows, _differences(diff_rows)
 
 
-def _misses_md(title: str, misses: list[str], claims: list[dict]) -> str:
+def _baseline_text(b: dict | None) -> str:
+    return "—" if not b else f"*{b['scaled_accuracy']:.3f} (always '{b['answer_text']}')*"
+
+
+_BASELINE_NOTE = (
+    "The last row: the scaled accuracy of always giving the most frequent answer of the test set (the best "
+    f"constant); {NO_INFO} marks a cell where ours and the paper's are both at or below it, so that comparing "
+    "them says nothing."
+)
+
+
+def _differences_md(title: str, diffs: list[str], claims: list[dict]) -> str:
     return (
         f"### {title} (by more than {MISS_TOL})\n\n"
-        + ("\n".join(misses) if misses else "none")
+        + ("\n".join(diffs) if diffs else "none")
         + "\n"
         + _claims_md(claims)
     )
 
 
-def table3_md(cells, models, claims, head: str) -> str:
+def _slice_line(slice_text: str) -> str:
+    if not slice_text:
+        return ""
+    return f"Slice: `--only {slice_text}` (the other cells of the table are not part of this report).\n\n"
+
+
+def table3_md(cells, models, claims, head: str, tasks=None, baselines=None, slice_text: str = "") -> str:
+    tasks = list(tasks or TABLE3_COLUMNS)
+    baselines = baselines or {}
+
     def text(ours, cell, m, t):
         paper, mark = TABLE3[m][t], "†" if t in TABLE3_UNVERIFIED_COLUMNS else ""
         gap = "" if ours is None else f", {ours - paper:+.3f}"
         return f"{_f(ours)} (paper {paper:.3f}{mark}{gap})"
 
-    rows, misses = _vs_paper(cells, models, lambda c: c["best"], lambda m, t: TABLE3[m][t], text)
+    rows, diffs = _vs_paper(cells, models, tasks, lambda c: c["best"], lambda m, t: TABLE3[m][t], text, baselines)
+    heads = ["model", *(TABLE3_COLUMNS[t] for t in tasks)]
     lr_rows = [[m, *(f"{c['lr']:g}" if (c := cells.get((m, t))) and c["lr"] is not None else "—"
-                     for t in TABLE3_COLUMNS)] for m in models]  # fmt: skip
+                     for t in tasks)] for m in models]  # fmt: skip
     return (head + "## Table 3: best of the seeds at the lr chosen by the median over seeds (scaled accuracy)\n\n"
-            + _md_table(["model", *TABLE3_COLUMNS.values()], rows)
+            + _slice_line(slice_text)
+            + _md_table(heads, rows)
             + "\n\nCells: ours (paper, ours − paper). † not in the camera-ready Table 3: an earlier arXiv version's "
             "'w/ brackets' column, most likely the `*` variant (unverified, paper.md 5.1.4). Test: the task's fixed "
-            "test set, lengths 40-256, trained on 3-40.\n\n### Chosen learning rates\n\n"
-            + _md_table(["model", *TABLE3_COLUMNS.values()], lr_rows)
-            + "\n\n" + _misses_md("Where ours misses the paper", misses, claims))  # fmt: skip
+            "test set, lengths 40-256 (mod. arith. 39-255, as the original generator), trained on 3-40. "
+            + _BASELINE_NOTE + "\n\n### Chosen learning rates\n\n"
+            + _md_table(heads, lr_rows)
+            + "\n\n" + _differences_md("Where ours differs from the paper", diffs, claims))  # fmt: skip
 
 
-def table5_md(cells, models, claims, head: str) -> str:
+def table5_md(cells, models, claims, head: str, tasks=None, baselines=None, slice_text: str = "") -> str:
+    tasks = list(tasks or TABLE3_COLUMNS)
+    baselines = baselines or {}
+
     def text(ours, cell, m, t):
         pm, pd = TABLE5[m][t]
         mad = "" if ours is None else f" ± {cell['mad']:.3f}"
         return f"{_f(ours)}{mad} (paper {pm:.3f} ± {pd:.3f})"
 
-    rows, misses = _vs_paper(cells, models, lambda c: c["median"], lambda m, t: TABLE5[m][t][0], text)
+    rows, diffs = _vs_paper(cells, models, tasks, lambda c: c["median"], lambda m, t: TABLE5[m][t][0], text,
+                            baselines)  # fmt: skip
     return (head + "## Table 5: median ± MAD over seeds at the chosen lr (scaled accuracy)\n\n"
-            + _md_table(["model", *TABLE3_COLUMNS.values()], rows)
-            + "\n\nCells: ours (paper). The lr of each cell is the one of Table 3 (highest median). Figure 6 of these "
-            "runs: `../table3/figure6.png` (written by `statetrack reproduce table3`).\n\n"
-            + _misses_md("Where our median misses the paper's", misses, claims))  # fmt: skip
+            + _slice_line(slice_text)
+            + _md_table(["model", *(TABLE3_COLUMNS[t] for t in tasks)], rows)
+            + "\n\nCells: ours (paper). The lr of each cell is the one of Table 3 (highest median). Claims are "
+            "judged on the medians, as this table reports them. " + _BASELINE_NOTE + " Figure 6 of these runs: "
+            "`../table3/figure6.png` (written by `statetrack reproduce table3`).\n\n"
+            + _differences_md("Where our median differs from the paper's", diffs, claims))  # fmt: skip
 
 
 def figure1_md(cells, claims, head: str) -> str:

@@ -22,7 +22,17 @@ from statetrack.tasks import get_task
 from . import aggregate, plots, provenance, report
 from .budgets import get_budget
 from .cache import load_result
-from .experiments import FIGURE4_TASKS, FIGURE8_TASKS, RunSpec, build_runs, experiment_plan
+from .experiments import (
+    FIGURE4_TASKS,
+    FIGURE8_TASKS,
+    RunSpec,
+    build_runs,
+    experiment_plan,
+    only_slug,
+    only_text,
+    parse_only,  # fmt: skip
+    select_runs,
+)
 from .mps import mps_daemon
 from .paper_numbers import CLAIMS, TABLE3_COLUMNS, TABLE3_MODELS
 from .paper_numbers import as_dict as paper_dict
@@ -42,12 +52,16 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def plan(experiment: str, budget_name: str, device: str = "auto", steps: int | None = None, report_only: bool = False):
-    """(runs, budget, devices) of an invocation, without running anything (report_only: see resolve_devices)."""
+def plan(experiment: str, budget_name: str, device: str = "auto", steps: int | None = None, report_only: bool = False,
+         only: str | None = None):  # fmt: skip
+    """(runs, budget, devices) of an invocation, without running anything (report_only: see resolve_devices).
+
+    only: a slice of the grid (``--only`` text, :func:`experiments.parse_only`): the runs of the full plan that
+    match, with the same cache keys."""
     budget = get_budget(experiment, budget_name, steps)
     devices = resolve_devices(device, visible=not report_only)
     runs = build_runs(experiment, budget, device_type="cuda" if devices[0].startswith("cuda") else "cpu")
-    return runs, budget, devices
+    return select_runs(runs, parse_only(only, runs)), budget, devices
 
 
 # rough cost of a step relative to the parallel-scan mixers: sLSTM and the full-matrix RNN loop over time in Python
@@ -77,16 +91,23 @@ def _describe(job, res) -> str:
 def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str = "auto", workers: int | None = None,
               per_gpu: int = 8, shard: str | None = None, report_only: bool = False, steps: int | None = None,
               progress: bool = True, keep_checkpoints: bool = False, argv: list[str] | None = None,
-              log=print, compile_model: bool = False, mps: bool = False) -> dict:  # fmt: skip
+              log=print, compile_model: bool = False, mps: bool = False, only: str | None = None) -> dict:  # fmt: skip
     """Run (what is not cached of) ``experiment`` at ``budget_name`` under ``out`` and write its outputs.
 
+    only: train and report a slice of the grid (``--only model=A|B,task=x``; same cache keys as the full
+    sweep); its report goes to ``out/<experiment>-only-<slice>/`` so that the full table's is kept.
     Returns {"exit_code", "folder", "files", "missing", "failed", "trained", "claims"}: exit code 0 when every
-    run of the experiment has a result, 1 otherwise (failed, interrupted, another shard's or report-only).
+    run of the experiment (or slice) has a result, 1 otherwise (failed, interrupted, another shard's or
+    report-only).
     """
     t_start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out = Path(out)
     runs, budget, devices = plan(experiment, budget_name, device, steps, report_only)
+    sliced = parse_only(only, runs)
+    runs = select_runs(runs, sliced)
+    if not runs:
+        raise ValueError(f"--only {only}: no run of {experiment} matches every part of the slice")
     shard_ij = parse_shard(shard)
     if workers is None:
         workers = default_workers(devices, per_gpu)
@@ -120,11 +141,12 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
         runs_total=len({r.key for r in runs}),
         runs_cached=len({r.key for r in runs}) - len(missing) - len(stats.trained), runs_failed=len(stats.failed),
         runs_missing=len(set(missing)), workers=workers, mps=use_mps, compile=compile_model, shard=shard,
-        report_only=report_only,
+        report_only=report_only, only=only_text(sliced) or None,
         failed=stats.failed,
     )  # fmt: skip
-    folder = out / experiment
-    files, claims = _write_outputs(experiment, runs, results, budget_name, budget.note, prov, folder)
+    folder = out / (f"{experiment}-only-{only_slug(sliced)}" if sliced else experiment)
+    files, claims = _write_outputs(experiment, runs, results, budget_name, budget.note, prov, folder,
+                                   only_text(sliced))  # fmt: skip
     rate = provenance.rate_text(thr)
     log(f"{experiment}: {len(stats.trained)} runs trained in {stats.wall_seconds:.1f} s"
         + (f" ({rate})" if rate else "") + f"; {len(set(missing))} missing, {len(stats.failed)} failed")  # fmt: skip
@@ -141,7 +163,18 @@ def _job(r: RunSpec, out: Path, experiment: str, keep_checkpoint: bool, compile_
             "compile": compile_model}  # fmt: skip
 
 
-def _write_outputs(experiment, runs, results, budget_name, note, prov, folder: Path):
+def constant_baselines(runs: list[RunSpec]) -> dict[str, dict]:
+    """task -> the constant-answer baseline (:meth:`Task.constant_baseline`) on the test set its runs are
+    evaluated on (the budget's size and task arguments)."""
+    out = {}
+    for r in runs:
+        if r.task not in out:
+            t = r.config.train
+            out[r.task] = get_task(r.task, **t.task_args).constant_baseline(t.eval_size)
+    return out
+
+
+def _write_outputs(experiment, runs, results, budget_name, note, prov, folder: Path, slice_text: str = ""):
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     w = lambda name, obj: files.append(atomic_write_json(folder / name, obj))  # noqa: E731
@@ -152,29 +185,37 @@ def _write_outputs(experiment, runs, results, budget_name, note, prov, folder: P
                     for r in runs])  # fmt: skip
     files.append(atomic_write_text(folder / "command.txt", prov["command"] + "\n"))
     claims_src = CLAIMS
+    extra: dict = {}
     title = {"table3": "Table 3 and Figure 6", "table5": "Table 5", "figure1": "Figure 1",
              "figure4": "Figures 4 and 7", "figure8": "Figure 8"}[experiment]  # fmt: skip
     head = report.header(f"Reproduction of the paper's {title}", prov, budget_name, note)
     sub = f"{budget_name} budget; {prov['device'].get('gpus', ['CPU'])[0]}"
     if experiment in ("table3", "table5"):
         cells = aggregate.chomsky_cells(runs, results)
-        claims = aggregate.check_claims(experiment, cells, claims_src)
-        md = (report.table3_md if experiment == "table3" else report.table5_md)(cells, list(TABLE3_MODELS), claims,
-                                                                                 head)  # fmt: skip
+        tasks = [t for t in TABLE3_COLUMNS if any(r.task == t for r in runs)]
+        models = [m for m in TABLE3_MODELS if any(r.model_label == m for r in runs)]
+        baselines = constant_baselines(runs)
+        claims = aggregate.check_claims(experiment, cells, claims_src,
+                                        {t: b["scaled_accuracy"] for t, b in baselines.items()},
+                                        tasks=tasks if slice_text else None,
+                                        models=models if slice_text else None)  # fmt: skip
+        md = (report.table3_md if experiment == "table3" else report.table5_md)(cells, models, claims, head, tasks,
+                                                                                 baselines, slice_text)  # fmt: skip
         if experiment == "table3":  # table5 has the same runs: its report points to table3's figure, no copy
-            chance = {t: get_task(t).chance for t in TABLE3_COLUMNS}
+            chance = {t: get_task(t).chance for t in tasks}
             files.append(
                 plots.figure6(
                     cells,
                     results,
-                    TABLE3_COLUMNS,
-                    list(TABLE3_MODELS),
+                    {t: TABLE3_COLUMNS[t] for t in tasks},
+                    models,
                     chance,
                     folder / "figure6.png",
                     f"Figure 6: scaled accuracy vs length (best seed at the chosen lr; {sub})",
                 )
             )
         summary = {f"{m} | {t}": c for (m, t), c in cells.items()}
+        extra = {"constant_answer_baselines": baselines}
     elif experiment == "figure1":
         cells = aggregate.figure1_cells(runs, results)
         claims = aggregate.check_claims(experiment, cells, claims_src)
@@ -214,5 +255,15 @@ def _write_outputs(experiment, runs, results, budget_name, note, prov, folder: P
                                   "best": {k: v for k, v in c["best"].items() if k != "curve"} if c["best"] else None}
                    for (m, t), c in cells.items()}  # fmt: skip
     files.append(atomic_write_text(folder / f"{experiment}.md", md))
-    w("summary.json", {"experiment": experiment, "budget": budget_name, "cells": summary, "claims": claims})
+    w(
+        "summary.json",
+        {
+            "experiment": experiment,
+            "budget": budget_name,
+            "slice": slice_text or None,
+            "cells": summary,
+            "claims": claims,
+            **extra,
+        },
+    )
     return files, claims

@@ -21,6 +21,7 @@ from statetrack.tasks import get_task
 from statetrack.train import CHECKPOINT, ExperimentConfig, eval_batch, evaluate, train
 
 from .cache import KEY_VERSION, RESULT, run_dir
+from .provenance import source_tree
 
 _WORKER: dict = {"device": None, "threads": 0}
 
@@ -110,6 +111,7 @@ def execute(job: dict) -> dict:
         "wall_seconds": round(time.perf_counter() - t0, 3),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "torch": torch.__version__,
+        "source_sha256": source_tree()["sha256"],  # the code that trained it (reports flag mixed trees)
         "config": job["config"],
     }
     atomic_write_json(folder / RESULT, result)
