@@ -31,18 +31,22 @@ def register(sub) -> None:
 def parse_lengths(spec: str) -> tuple[str, object]:
     """'40-256' -> ("range", (40, 256)); '40,64' -> ("list", [40, 64]); '64' -> ("list", [64])."""
     s = spec.replace(" ", "")
+    form = f"--lengths must look like 40-256 or 40,64,128 (positive ints), got {spec!r}"
     try:
         if "-" in s:
             lo, hi = (int(v) for v in s.split("-", 1))
-            if not 1 <= lo <= hi:
-                raise ValueError
-            return "range", (lo, hi)
-        vals = [int(v) for v in s.split(",") if v]
-        if not vals or min(vals) < 1:
-            raise ValueError
-        return "list", vals
+            vals = [lo, hi]
+        else:
+            vals = [int(v) for v in s.split(",") if v]
     except ValueError:
-        raise ValueError(f"--lengths must look like 40-256 or 40,64,128 (positive ints), got {spec!r}") from None
+        raise ValueError(form) from None
+    if not vals or min(vals) < 1:
+        raise ValueError(form)
+    if "-" in s:
+        if lo > hi:
+            raise ValueError(f"--lengths {spec}: the range's low end must not exceed its high end (try {hi}-{lo})")
+        return "range", (lo, hi)
+    return "list", vals
 
 
 def _cat(batches, pad_id: int):
@@ -64,26 +68,36 @@ def _cat(batches, pad_id: int):
 
 
 def run(args) -> int:
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError) as e:  # a missing or bad checkpoint, task or --lengths: one line
+        raise SystemExit(f"statetrack eval: {e}") from None
+
+
+def _run(args) -> int:
     import torch
 
     from statetrack.tasks import get_task
     from statetrack.train import evaluate, load_model, resolve_device
     from statetrack.train.report import format_table, length_bins, plot_vs_length
 
+    lengths = None if args.lengths is None else parse_lengths(args.lengths)  # checked before the model loads
+    if args.samples < 1 or args.batch_size < 1:
+        raise ValueError(f"--samples and --batch-size must be >= 1, got {args.samples} and {args.batch_size}")
     device = resolve_device(args.device)
     model, cfg, step = load_model(args.checkpoint, device)
     task_name = args.task or cfg.train.task
     task = get_task(task_name, **(cfg.train.task_args if task_name == cfg.train.task else {}))
     if task.vocab_size > cfg.model.vocab_size:
-        raise SystemExit(
+        raise ValueError(
             f"task {task_name!r} has {task.vocab_size} tokens but the model was built for {cfg.model.vocab_size} "
             f"(it was trained on {cfg.train.task!r})"
         )
     g = torch.Generator().manual_seed(args.seed)
-    if args.lengths is None:
+    if lengths is None:
         batch, what = task.test_set(size=args.size), f"test set ({args.size})"
     else:
-        kind, val = parse_lengths(args.lengths)
+        kind, val = lengths
         if kind == "range":
             batch, what = task.sample(args.samples, generator=g, lengths=val), f"lengths {val[0]}-{val[1]}"
         else:

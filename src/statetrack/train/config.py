@@ -38,8 +38,10 @@ class TrainConfig:
         eval_every: steps between evaluations (0 = only at the end); eval_size: the task's fixed test set
             ("small" or "paper"); eval_samples > 0 samples that many sequences instead, with eval_lengths
             (empty = the task's test lengths) from a fixed seed; eval_batch_size: sequences per eval forward.
-        log_every: steps between metric lines; ckpt_every: steps between checkpoints (0 = only at the end).
-        out_dir: where metrics.jsonl, config.yaml and checkpoint.pt go (empty = runs/<name>).
+        log_every: steps between metric lines; ckpt_every: steps between checkpoints (0 = only at the end; a
+            SIGINT / SIGTERM saves one too); keep_last: checkpoints kept (checkpoint.pt, the newest, and the
+            keep_last - 1 before it, checkpoint.step_<N>.pt: a damaged newest one falls back to them).
+        out_dir: where metrics.jsonl, config.yaml and the checkpoints go (empty = runs/<name>).
         device: "auto" | "cpu" | "cuda" | "cuda:N"; amp: "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" |
             "none"; compile: torch.compile the model; progress: show a progress bar.
         cuda_graph: "auto" (on for CUDA) | "on" | "off": run each training step as one replayed CUDA graph
@@ -74,6 +76,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     log_every: int = 50
     ckpt_every: int = 0
+    keep_last: int = 2
     out_dir: str = ""
     device: str = "auto"
     amp: str = "auto"
@@ -88,7 +91,7 @@ class TrainConfig:
         def bad(name, why):
             raise ValueError(f"train.{name} {why}, got {getattr(self, name)!r}")
 
-        for name in ("steps", "batch_size", "eval_batch_size"):
+        for name in ("steps", "batch_size", "eval_batch_size", "keep_last"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
         for name in ("lr", "min_lr", "weight_decay", "grad_clip", "eval_every", "log_every", "ckpt_every",

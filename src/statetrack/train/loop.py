@@ -3,18 +3,22 @@ checkpoints and exact resumption.
 
 Reproducibility: the model is initialised under ``torch.manual_seed(seed)``, and the batch of step s is drawn
 from a generator seeded by (seed, s) alone, so a resumed run sees the very batches an uninterrupted run would.
-The checkpoint also carries the optimiser, scheduler and global RNG states.
+The checkpoint also carries the optimiser, scheduler and global RNG states. With ``handle_signals`` (as in
+``statetrack train``) SIGINT / SIGTERM stop the run at the end of the step with a checkpoint
+(:class:`~.signals.TrainingStopped`); a run killed outright continues from its last checkpoint
+(``train.ckpt_every``); either way a resumed run logs the very losses of an uninterrupted one.
 
 The parts live beside it, one job each: ``loss`` (masked cross-entropy), ``optim`` (AdamW and its parameter
 groups), ``schedule`` (warm-up + cosine), ``prefetch`` (the batch of each step), ``graphed`` (one step, eager or
 as a CUDA graph), ``device`` (the "auto" settings resolved), ``model``, ``checkpoint``, ``metrics_log``,
-``evaluate``.
+``evaluate``, ``signals``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +31,7 @@ from statetrack.models import TokenClassifier
 from statetrack.ops import value_checks
 from statetrack.tasks import get_task
 
-from .checkpoint import CHECKPOINT, load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from .checkpoint import RESUME_KEYS, Checkpointer, read_checkpoint, rng_states, set_rng_states
 from .config import ExperimentConfig, dump_config, sample_lengths
 from .device import resolve_device, uses_amp, uses_cuda_graph, value_check_phases
 from .evaluate import EvalResult, eval_batch, evaluate
@@ -38,11 +42,15 @@ from .model import build_model
 from .optim import make_optimizer
 from .prefetch import Prefetcher
 from .schedule import make_scheduler
+from .signals import StopSignals, TrainingStopped
 
 
 @dataclass
 class TrainResult:
-    """What a run leaves behind in memory: the model, the last evaluation, the evaluation history."""
+    """What a run leaves behind in memory: the model, the step it reached, the last evaluation, the evaluation
+    history and every step's loss (those before a resume included); and of this invocation: its steps, their
+    rate (training only: evaluations and checkpoints not counted), its wall time, the checkpoint it resumed from
+    and the one it saved last."""
 
     model: TokenClassifier
     step: int
@@ -51,6 +59,10 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     out_dir: Path | None = None
+    steps_run: int = 0
+    steps_per_s: float | None = None
+    resumed_from: Path | None = None
+    checkpoint: Path | None = None
 
 
 def train(
@@ -61,16 +73,29 @@ def train(
     on_eval: Callable[[int, EvalResult], None] | None = None,
     write_files: bool = True,
     task=None,
+    handle_signals: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Run (or continue) the experiment ``cfg``.
 
     Args:
-        resume: True = continue from ``<out_dir>/checkpoint.pt``; a path = from that checkpoint.
+        resume: True = continue from the newest good checkpoint of ``out_dir`` (from step 0 when it has none); a
+            path = from that checkpoint file (or run folder). A bad checkpoint is reported by path and why, and
+            the one before it is used.
         stop_after: stop after this global step (to split a run; the schedule still spans ``train.steps``).
         on_eval: called with (step, result) after each evaluation.
         write_files: write config.yaml, metrics.jsonl and checkpoints under the output folder.
         task: a task object to use instead of ``statetrack.tasks.get_task(train.task, **train.task_args)``.
+        handle_signals: SIGINT / SIGTERM (in the main thread) end the step, save a checkpoint and raise
+            :class:`~.signals.TrainingStopped` (a KeyboardInterrupt) saying where (``statetrack train`` does
+            this). False (the default, for callers with their own handling, such as the reproduce sweep's
+            workers, which a SIGTERM must end at once): the handlers are left as they are.
+        note: where one-line reports go (resuming, a bad checkpoint skipped); default: stderr.
+
+    Raises:
+        TrainingStopped: with ``handle_signals``, a signal stopped the run (after its checkpoint was written).
     """
+    note = note if note is not None else _stderr
     t0 = time.perf_counter()
     cfg.train.validate()
     cfg.model.validate(require_vocab=False)  # bad model configs fail before any work
@@ -87,21 +112,34 @@ def train(
     sched = make_scheduler(opt, tc.steps, tc.warmup, tc.lr, tc.min_lr)
     out = cfg.out_dir
     step, history, losses = 0, [], []
+    ckpts = Checkpointer(out, tc.keep_last, note) if write_files else None
+    resumed_from = None
 
     if resume:
-        ck = load_checkpoint(out / CHECKPOINT if resume is True else resume, map_location=device)
-        if ck["config"]["model"] != cfg.model.to_dict():
-            raise ValueError(
-                f"cannot resume: the checkpoint's model config {ck['config']['model']} differs from this one "
-                f"{cfg.model.to_dict()}"
-            )
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        set_rng_states(ck["rng"])
-        step, history, losses = ck["step"], ck.get("history", []), ck.get("losses", [])
+        try:
+            resumed_from, ck = read_checkpoint(out if resume is True else resume, map_location=device,
+                                               require=RESUME_KEYS, note=note)  # fmt: skip
+        except FileNotFoundError:
+            if resume is not True:
+                raise
+            note(f"no checkpoint in {out}: starting from step 0")
+        else:
+            if ck["config"]["model"] != cfg.model.to_dict():
+                raise ValueError(
+                    f"cannot resume from {resumed_from}: the checkpoint's model config {ck['config']['model']} "
+                    f"differs from this one {cfg.model.to_dict()}"
+                )
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            set_rng_states(ck["rng"])
+            step, history, losses = int(ck["step"]), ck.get("history", []), ck.get("losses", [])
+            note(f"resuming from step {step} ({resumed_from})")
+            if ckpts is not None:
+                ckpts.continue_from(resumed_from, step)
     if write_files:
         out.mkdir(parents=True, exist_ok=True)
+        ckpts.clean_partials()
         (out / "config.yaml").write_text(dump_config(cfg))
 
     fwd = torch.compile(model, dynamic=not graphed) if tc.compile else model  # a graph has one shape
@@ -124,9 +162,22 @@ def train(
     run_step = None
     t_last, s_last = time.perf_counter(), step
     first_step, pending = step, []
+    t_loop, t_aside = time.perf_counter(), 0.0  # t_aside: evaluations and checkpoints, not in the rate
     checks = contextlib.ExitStack()
     if first_checks is not None:
         checks.enter_context(value_checks(first_checks))
+    signals = checks.enter_context(StopSignals(handle_signals))
+
+    def save() -> None:
+        nonlocal t_aside, t_last
+        t = time.perf_counter()
+        ckpts.save(step, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "rng": rng_states(), "step": step, "config": cfg.to_dict(), "history": history, "losses": losses,
+        })  # fmt: skip
+        t_aside += time.perf_counter() - t
+        t_last += time.perf_counter() - t
+
     try:
         model.train()
         while step < end:
@@ -163,6 +214,7 @@ def train(
                 if bar is not None:
                     bar.set_postfix(loss=f"{lv:.4f}", acc=f"{acc:.3f}", refresh=False)
             if is_eval:
+                t_eval = time.perf_counter()
                 final = evaluate(model, evalset, task.chance, batch_size=tc.eval_batch_size, device=device,
                                  amp=amp, prefix=prefix)  # fmt: skip
                 rec = {"kind": "eval", "step": step, "loss": final.loss, "accuracy": final.accuracy,
@@ -175,19 +227,34 @@ def train(
                     # to stderr with the bar: stdout stays for results
                     bar.write(f"[{cfg.name}] step {step}: eval scaled accuracy {final.scaled_accuracy:.3f}",
                               file=sys.stderr)  # fmt: skip
+                t_aside += time.perf_counter() - t_eval
+                t_last += time.perf_counter() - t_eval  # the logged rate counts training only
             if is_ckpt:
-                save_checkpoint(out / CHECKPOINT, {
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": rng_states(), "step": step, "config": cfg.to_dict(), "history": history,
-                    "losses": losses,
-                })  # fmt: skip
+                save()
+            if signals.received is not None and step < end:
+                # the step's losses go into the checkpoint; no log line that an uninterrupted run would not write
+                if pending:
+                    _flush(pending, losses, step)
+                if write_files and not is_ckpt:
+                    save()
+                name = signal.Signals(signals.received).name
+                raise TrainingStopped(name, step, ckpts.last_saved if write_files else None)
     finally:
         batches.close()
         checks.close()
         if bar is not None:
             bar.close()
         log.close()
-    return TrainResult(model, step, final, history, losses, time.perf_counter() - t0, out if write_files else None)
+    t_end = time.perf_counter()
+    steps_run = step - first_step
+    rate = steps_run / max(t_end - t_loop - t_aside, 1e-9) if steps_run else None
+    return TrainResult(model, step, final, history, losses, t_end - t0, out if write_files else None,
+                       steps_run=steps_run, steps_per_s=rate, resumed_from=resumed_from,
+                       checkpoint=ckpts.last_saved if ckpts is not None else None)  # fmt: skip
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def _flush(pending: list[torch.Tensor], losses: list[float], step: int) -> float:

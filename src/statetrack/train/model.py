@@ -8,7 +8,7 @@ import torch
 
 from statetrack.models import TokenClassifier
 
-from .checkpoint import load_checkpoint
+from .checkpoint import MODEL_KEYS, CheckpointError, _stderr, read_checkpoint
 from .config import ExperimentConfig
 
 
@@ -23,10 +23,15 @@ def build_model(cfg: ExperimentConfig, task) -> TokenClassifier:
     return TokenClassifier(cfg.model)
 
 
-def load_model(path: str | Path, device="cpu") -> tuple[TokenClassifier, ExperimentConfig, int]:
-    """A trained model from a checkpoint file or run folder: (model in eval mode, its config, its step)."""
-    ck = load_checkpoint(path, map_location=device)
-    cfg = ExperimentConfig.from_dict(ck["config"])
-    model = TokenClassifier(cfg.model)
-    model.load_state_dict(ck["model"])
+def load_model(path: str | Path, device="cpu", note=_stderr) -> tuple[TokenClassifier, ExperimentConfig, int]:
+    """A trained model from a checkpoint file or run folder (its newest good checkpoint; a bad one skipped is
+    reported through ``note``): (model in eval mode, its config, its step). A bad file raises CheckpointError."""
+    file, ck = read_checkpoint(path, map_location=device, require=MODEL_KEYS, note=note)
+    try:
+        cfg = ExperimentConfig.from_dict(ck["config"])
+        model = TokenClassifier(cfg.model)
+        model.load_state_dict(ck["model"])
+    except (ValueError, RuntimeError, KeyError, TypeError) as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+        raise CheckpointError(file, f"its model does not build from its config ({type(e).__name__}: {first})") from None
     return model.to(device).eval(), cfg, int(ck["step"])
