@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import math
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from torch import nn
 from statetrack.train.checkpoint import rng_states, set_rng_states
 from statetrack.train.metrics_log import METRICS
 from statetrack.train.schedule import make_scheduler
+from statetrack.train.signals import StopSignals
 
 from .checkpoint import Checkpointer
 from .distributed import Dist, parallelize
@@ -58,30 +58,6 @@ class PretrainResult:
     tokens_per_s: float | None = None
     eval_loss: float | None = None
     model: nn.Module | None = field(default=None, repr=False)
-
-
-class _Signals:
-    """SIGINT / SIGTERM set a flag (the loop checkpoints and stops at the end of the step); later ones are
-    noted and ignored, so a second signal (torchrun forwards SIGTERM after a Ctrl-C) cannot cut a save short."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._old = {}
-
-    def _handle(self, signum, frame):
-        if self.received is None:
-            self.received = signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
-        return False
 
 
 def lm_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -278,7 +254,7 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
     last_ckpt, stopped_by = None, None
     batches = iter(loader)
     try:
-        with _Signals() as signals:
+        with StopSignals() as signals:  # SIGINT/SIGTERM: a flag; later ones ignored (torchrun forwards one)
             while step < tc.steps:
                 total = torch.zeros((), device=dev)
                 for _ in range(tc.grad_accum):
