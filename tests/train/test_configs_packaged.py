@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from statetrack.cli import main
-from statetrack.lm.pretrain_config import config_search_path, load_pretrain_config
+from statetrack.lm.pretrain_config import load_pretrain_config
 from statetrack.lm.pretrain_config import resolve_config_path as resolve_lm
 from statetrack.train.config import config_dir, config_names, load_config, resolve_config_path
 
@@ -19,9 +19,10 @@ tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 PACKAGED = Path(str(importlib.resources.files("statetrack"))) / "configs"
 
 
-def test_config_dir_is_the_installed_package_folder():
+def test_config_dir_is_the_installed_package_folder(tmp_path, monkeypatch):
     assert config_dir() == PACKAGED and config_dir("lm") == PACKAGED / "lm"
-    assert config_search_path() == [PACKAGED / "lm"]
+    monkeypatch.chdir(tmp_path)  # outside the repository, its spelling still finds the packaged file
+    assert resolve_lm("configs/lm/tiny.yaml") == PACKAGED / "lm" / "tiny.yaml"
     assert {"parity_deltanet", "s5_deltanet_5l"} <= set(config_names())
     assert "tiny" in config_names("lm")
 

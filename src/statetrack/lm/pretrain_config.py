@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from statetrack.train.config import dump_yaml, merge_structured, read_parts
+from statetrack.train.config import resolve_config_path as resolve_train_config_path
 
 
 @dataclass
@@ -172,25 +173,10 @@ def _merge(parts) -> PretrainConfig:
     return obj
 
 
-def config_search_path() -> list[Path]:
-    """Where a bare config name (``tiny``) is looked for: the package's configs/lm (it ships inside the package;
-    the repository's top-level configs/ links to it)."""
-    from statetrack.train.config import config_dir
-
-    return [config_dir("lm")]
-
-
 def resolve_config_path(name: str | Path) -> Path:
-    """``name`` if it is a file, else ``<dir>/<name>.yaml`` in :func:`config_search_path`."""
-    p = Path(name)
-    if p.is_file():
-        return p
-    if p.suffix in ("", ".yaml", ".yml") and p.parent == Path("."):
-        for d in config_search_path():
-            for cand in (d / p.name, d / f"{p.name}.yaml"):
-                if cand.is_file():
-                    return cand
-    raise FileNotFoundError(f"config file {str(p)!r} does not exist (nor a config of that name in configs/lm/)")
+    """``name`` if it is a file, else the packaged config of that name under configs/lm (``tiny``,
+    ``configs/lm/tiny.yaml``): :func:`statetrack.train.config.resolve_config_path`."""
+    return resolve_train_config_path(name, "lm")
 
 
 def load_pretrain_config(path: str | Path | None = None, overrides=()) -> PretrainConfig:

@@ -22,8 +22,8 @@ RESULT = "result.json"
 # dotted config fields that do not change the measurement
 NOT_IN_KEY = frozenset({
     "name", "train.device", "train.progress", "train.out_dir", "train.prefetch", "train.threads",
-    "train.eval_batch_size", "train.log_every", "train.ckpt_every", "train.compile", "train.value_checks",
-    "model.settings.backend",
+    "train.eval_batch_size", "train.log_every", "train.ckpt_every", "train.keep_last", "train.compile",
+    "train.value_checks", "model.settings.backend",
 })  # fmt: skip
 
 

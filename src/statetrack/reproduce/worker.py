@@ -18,7 +18,7 @@ import torch
 
 from statetrack.atomic import atomic_write_json
 from statetrack.tasks import get_task
-from statetrack.train import CHECKPOINT, ExperimentConfig, eval_batch, evaluate, train
+from statetrack.train import CHECKPOINT, ExperimentConfig, eval_batch, evaluate, remove_checkpoints, train
 
 from .cache import KEY_VERSION, RESULT, run_dir
 from .provenance import source_tree
@@ -116,5 +116,5 @@ def execute(job: dict) -> dict:
     }
     atomic_write_json(folder / RESULT, result)
     if not job.get("keep_checkpoint", False):
-        ckpt.unlink(missing_ok=True)  # the result is safe; checkpoints of hundreds of runs would fill the disk
+        remove_checkpoints(folder)  # the result is safe; checkpoints of hundreds of runs would fill the disk
     return result
