@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import sys
 
+HELP = "convert an fla DeltaNet / Gated DeltaNet / Gated DeltaProduct checkpoint to statetrack"
+DESCRIPTION = (
+    "Map an fla 0.6.0 Hugging Face checkpoint folder (config.json + safetensors) to a StateTrackForCausalLM saved "
+    "in OUT_DIR (tokenizer files copied); allow_neg_eigval becomes min_eigenvalue = -1, else 0. What cannot be "
+    "mapped is named, and nothing is written."
+)
+
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "convert-fla",
-        help="convert an fla DeltaNet / Gated DeltaNet / Gated DeltaProduct checkpoint to statetrack",
-        description="Map an fla 0.6.0 Hugging Face checkpoint folder (config.json + safetensors) to a "
-        "StateTrackForCausalLM saved in OUT_DIR (tokenizer files copied); allow_neg_eigval becomes "
-        "min_eigenvalue = -1, else 0. What cannot be mapped is named, and nothing is written.",
-    )
+    p = sub.add_parser("convert-fla", help=HELP, description=DESCRIPTION)
     p.add_argument("src_dir", metavar="SRC_DIR", help="the fla checkpoint folder")
     p.add_argument("out_dir", metavar="OUT_DIR", help="where to save the statetrack model")
     p.set_defaults(func=run)

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from statetrack.train.config import dump_yaml, merge_structured, read_parts
+from statetrack.train.config import RunConfig, dump_yaml, merge_structured, read_parts
 from statetrack.train.config import resolve_config_path as resolve_train_config_path
 
 
@@ -116,7 +116,7 @@ _YAML_BOOLS = {"True": "on", "true": "on", "False": "off", "false": "off"}
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunConfig):
     """A pretraining experiment: its name, the model (StateTrackConfig keyword arguments) and the run."""
 
     name: str = "lm"
@@ -148,14 +148,6 @@ class PretrainConfig:
     def to_dict(self) -> dict:
         return {"name": self.name, "model": _plain(self.model), "train": dataclasses.asdict(self.train)}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> PretrainConfig:
-        return _merge([OmegaConf.create(d)])
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.train.out_dir or f"runs/{self.name}")
-
 
 def _plain(x):
     if OmegaConf.is_config(x):
@@ -171,6 +163,9 @@ def _merge(parts) -> PretrainConfig:
     obj = merge_structured(PretrainConfig, parts)
     obj.model = _plain(obj.model)
     return obj
+
+
+PretrainConfig.merge = staticmethod(_merge)
 
 
 def resolve_config_path(name: str | Path) -> Path:

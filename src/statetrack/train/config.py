@@ -128,8 +128,22 @@ _CHOICES = {
 _YAML_BOOLS = {"True": "on", "true": "on", "False": "off", "false": "off"}
 
 
+class RunConfig:
+    """What the run configs share (dataclasses with ``name`` and ``train.out_dir``): ``from_dict`` through the
+    subclass's ``merge(parts)`` and the run folder."""
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls.merge([OmegaConf.create(d)])
+
+    @property
+    def out_dir(self) -> Path:
+        """``train.out_dir``, or runs/<name> when it is empty."""
+        return Path(self.train.out_dir or f"runs/{self.name}")
+
+
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(RunConfig):
     """One experiment: a name, the model and the training run."""
 
     name: str = "run"
@@ -144,14 +158,6 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         """Nested plain dict; the model's settings with their defaults written out."""
         return {**dataclasses.asdict(self), "model": self.model.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ExperimentConfig:
-        return _merge([OmegaConf.create(d)])
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.train.out_dir or f"runs/{self.name}")
 
 
 def _upgrade(part):
@@ -234,6 +240,9 @@ def _merge(parts) -> ExperimentConfig:
     obj.train.train_lengths = list(obj.train.train_lengths)
     obj.train.eval_lengths = list(obj.train.eval_lengths)
     return obj
+
+
+ExperimentConfig.merge = staticmethod(_merge)
 
 
 def sample_lengths(v: list[int]) -> int | tuple[int, int] | None:
