@@ -30,6 +30,9 @@ class Prefetcher:
         self.futures: dict[int, Future] = {}
 
     def _draw(self, step: int):
+        if getattr(self.task, "params", {}).get("train_set_size", 0) > 0 and self.lengths is None:
+            # a fixed training set (the paper's S5 protocol): exact epochs over it, a function of (seed, step)
+            return self.task.epoch_batch(self.seed, step, self.batch_size)
         return self.task.sample(self.batch_size, generator=batch_generator(self.seed, step), lengths=self.lengths)
 
     def get(self, step: int):
