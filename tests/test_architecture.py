@@ -56,27 +56,27 @@ def test_there_are_modules_to_check():
     assert len(MODULES) > 50
 
 
+def _room_imports(path: Path):
+    """(the importing room, the imported room, module parts, names) for each import of statetrack in ``path``."""
+    for mod, names in _imports(path):
+        parts = mod.split(".")
+        if parts[0] == "statetrack" and len(parts) >= 2:
+            yield _room(path), parts[1], parts, names
+
+
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
 def test_imports_go_one_way(path):
-    room = _room(path)
-    for mod, _ in _imports(path):
-        parts = mod.split(".")
-        if parts[0] != "statetrack" or len(parts) < 2:
-            continue
-        assert parts[1] not in FORBIDDEN.get(room, set()), f"{path.relative_to(SRC)} ({room}) imports {mod}"
+    for room, other, parts, _ in _room_imports(path):
+        assert other not in FORBIDDEN.get(room, set()), f"{path.relative_to(SRC)} ({room}) imports {'.'.join(parts)}"
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
 def test_no_private_names_from_another_room(path):
     """Inside a room anything goes; across rooms only public modules and names."""
-    room = _room(path)
-    for mod, names in _imports(path):
-        parts = mod.split(".")
-        if parts[0] != "statetrack" or len(parts) < 2:
-            continue
-        other = parts[1]
+    for room, other, parts, names in _room_imports(path):
         if other == room:
             continue
+        mod = ".".join(parts)
         private = [p for p in parts[1:] if p.startswith("_") and p != "__init__"]
         assert not private, f"{path.relative_to(SRC)} imports the private module {mod}"
         bad = [n for n in names if n.startswith("_")]

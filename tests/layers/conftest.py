@@ -41,3 +41,13 @@ def make(case: str, min_eigenvalue: float | None = None, seed: int = 0):
         kw["min_eigenvalue"] = min_eigenvalue
     torch.manual_seed(seed)
     return get_mixer_class(name)(D, **kw).double()
+
+
+def assert_gradients_reach_every_parameter(m, x: torch.Tensor) -> None:
+    """Backward through ``m`` on x [B, T, D] (requires_grad): every parameter and x get finite, nonzero grads."""
+    y, _ = m(x)
+    (y * torch.randn_like(y)).sum().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+               or p.grad.abs().max() == 0]  # fmt: skip
+    assert not missing, f"no gradient for {missing}"
+    assert x.grad is not None and x.grad.abs().max() > 0

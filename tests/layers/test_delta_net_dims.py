@@ -11,6 +11,8 @@ import torch
 from statetrack.layers import get_mixer_class, mixer_settings
 from statetrack.models import StateTrackConfig
 
+from .conftest import assert_gradients_reach_every_parameter
+
 D, B, T = 16, 2, 9
 
 # name, settings: heads that do not divide the width, V != K, no conv bias, fla's qk norm epsilon
@@ -90,13 +92,7 @@ def test_packed_documents_equal_one_by_one(case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_gradients_reach_every_parameter(case):
-    m = make(case).float()
-    x = torch.randn(B, T, D, requires_grad=True)
-    y, _ = m(x)
-    (y * torch.randn_like(y)).sum().backward()
-    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
-               or p.grad.abs().max() == 0]  # fmt: skip
-    assert not missing, f"no gradient for {missing}"
+    assert_gradients_reach_every_parameter(make(case).float(), torch.randn(B, T, D, requires_grad=True))
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -8,7 +8,7 @@ import torch
 
 from statetrack.layers import get_mixer_class
 
-from .conftest import CASES, D, make
+from .conftest import CASES, D, assert_gradients_reach_every_parameter, make
 
 B, T = 2, 9
 
@@ -47,14 +47,7 @@ def test_forward_continues_from_a_state(case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_gradients_reach_every_parameter(case):
-    m = make(case).float()
-    x = torch.randn(B, T, D, requires_grad=True)
-    y, _ = m(x)
-    (y * torch.randn_like(y)).sum().backward()
-    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
-               or p.grad.abs().max() == 0]  # fmt: skip
-    assert not missing, f"no gradient for {missing}"
-    assert x.grad is not None and x.grad.abs().max() > 0
+    assert_gradients_reach_every_parameter(make(case).float(), torch.randn(B, T, D, requires_grad=True))
 
 
 EIG_CASES = ["deltanet", "deltanet_noconv_gate", "gated_deltanet", "deltaproduct", "mamba", "diagonal_rnn"]

@@ -46,5 +46,5 @@ def mixer_settings(name: str, settings: MixerSettings | dict | None = None) -> M
 
 
 def build_mixer(name: str, d_model: int, settings: MixerSettings | dict | None = None) -> nn.Module:
-    """A mixer of width ``d_model``: ``get_mixer_class(name)(d_model, settings)``."""
-    return get_mixer_class(name)(d_model, mixer_settings(name, settings))
+    """A mixer of width ``d_model``: ``get_mixer_class(name)(d_model, settings)`` (the layer checks them)."""
+    return get_mixer_class(name)(d_model, settings)

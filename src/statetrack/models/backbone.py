@@ -65,9 +65,9 @@ class TokenClassifier(nn.Module):
         super().__init__()
         self.config = cfg.validate()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        hidden = mlp_hidden_size(cfg.d_model, cfg.mlp_ratio)
+        hidden, settings = mlp_hidden_size(cfg.d_model, cfg.mlp_ratio), cfg.mixer_settings
         self.blocks = nn.ModuleList(
-            Block(cfg.d_model, build_mixer(cfg.mixer, cfg.d_model, cfg.mixer_settings), hidden, cfg.norm_eps)
+            Block(cfg.d_model, build_mixer(cfg.mixer, cfg.d_model, settings), hidden, cfg.norm_eps)
             for _ in range(cfg.n_layers)
         )
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)

@@ -95,14 +95,6 @@ class StateTrackModel(StateTrackPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings = value
 
-    def step(self, token: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
-        """One decoding token: token [B] -> (normed hidden state [B, D], new states), every layer's ``step()``."""
-        x, new = self.embeddings(token), []
-        for block, st in zip(self.layers, states, strict=True):
-            x, st = block.step(x, st)
-            new.append(st)
-        return self.norm(x), new
-
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -234,9 +226,10 @@ class StateTrackForCausalLM(StateTrackPreTrainedModel, GenerationMixin):
         self.post_init()
 
     def decode_step(self, token: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
-        """The eager one-token step of the whole model: token [B] -> (logits [B, V], new states)."""
-        h, states = self.model.step(token, states)
-        return self.lm_head(h), states
+        """The eager one-token step of the whole model: token [B] -> (logits [B, V], new states); the forward's
+        decoding path (every layer's ``step()``)."""
+        out = self.model(token[:, None], cache=RecurrentCache(states), use_cache=True)
+        return self.lm_head(out.last_hidden_state[:, 0]), out.cache.states
 
     def _graphable(self, input_ids, cache, labels, model_kwargs: dict) -> bool:
         """Whether this forward is a one-token decoding step that replays a CUDA graph (config.decode_graphs)."""
