@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from statetrack.train.device import resolve_device
+
 
 @dataclass
 class Dist:
@@ -34,12 +36,8 @@ class Dist:
     def setup(cls, device: str) -> Dist:
         """Join (or make) the process group. ``device``: "auto" | "cpu" | "cuda" (cuda:LOCAL_RANK is used)."""
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dev = torch.device(device)
+        dev = resolve_device(device)
         if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError(f"train.device = {device!r} but CUDA is not available here; use 'cpu' or 'auto'")
             if dev.index is None:
                 dev = torch.device("cuda", local_rank % torch.cuda.device_count())
             torch.cuda.set_device(dev)

@@ -6,27 +6,25 @@ from pathlib import Path
 
 import torch
 
+from statetrack.train.device import resolve_device
+
 from .tokenizer import check_vocab, load_tokenizer
 
 
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto"):
     """(model, tokenizer) from ``model_dir``; device "auto" = CUDA if there is one; dtype "auto" = bf16 on CUDA,
     fp32 on the CPU. ValueError naming the folder when it holds no statetrack model."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    import statetrack  # noqa: F401 - registers the Auto classes
+    from transformers import AutoModelForCausalLM  # statetrack's import registered our model type
 
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ValueError(f"model folder {str(path)!r} has no config.json (save one with model.save_pretrained)")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto"
-                                                                                      else device))  # fmt: skip
+    dev = resolve_device(device, "--device")
     dt = {"auto": torch.bfloat16 if dev.type == "cuda" else torch.float32, "bf16": torch.bfloat16,
           "fp32": torch.float32, "fp64": torch.float64}[dtype]  # fmt: skip
-    config = AutoConfig.from_pretrained(path)
     model = load_checked(AutoModelForCausalLM, path, dtype=dt).to(dev).eval()
     tokenizer = load_tokenizer(path)
-    check_vocab(tokenizer, config.vocab_size)
+    check_vocab(tokenizer, model.config.vocab_size)
     return model, tokenizer
 
 

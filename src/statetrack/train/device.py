@@ -12,13 +12,14 @@ import torch
 from .config import TrainConfig
 
 
-def resolve_device(name: str) -> torch.device:
-    """``train.device``: "auto" is CUDA when available, else the CPU; "cuda" without CUDA raises."""
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
+    """A device setting (``what``, named in the error): "auto" is CUDA when available, else the CPU; "cuda"
+    without CUDA raises."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device = {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
+        raise ValueError(f"{what} = {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
     return dev
 
 
