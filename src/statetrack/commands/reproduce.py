@@ -23,6 +23,8 @@ _SWITCHES = {
     "--no-progress": "no progress bar",
     "--compile": "torch.compile each model on GPUs (~2x the steps/s; the same runs)",
     "--mps": "share each GPU between the worker processes through NVIDIA MPS (started for the sweep if none runs)",
+    "--no-deterministic": "train without train.deterministic (faster; a rerun of a key may then differ: "
+    "docs/reproduce.md)",
     "--dry-run": "list the runs and their cache state; train nothing",
 }
 
@@ -97,7 +99,8 @@ def run(args) -> int:
         res = reproduce(args.experiment, args.budget, args.out, device=args.device, workers=args.workers,
                         per_gpu=args.per_gpu, shard=args.shard, report_only=args.report_only, steps=args.steps,
                         progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints,
-                        argv=command_line(args), compile_model=args.compile, mps=args.mps, only=args.only)  # fmt: skip
+                        argv=command_line(args), compile_model=args.compile, mps=args.mps, only=args.only,
+                        deterministic=not args.no_deterministic)  # fmt: skip
     except KeyboardInterrupt:
         return 130  # the sweep said what it kept; the usual exit status of an interrupted command
     finally:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from statetrack.ops.prefix_sum import prefix_sum
 from statetrack.ops.slstm import SLSTMState, slstm_cell, slstm_scan, zero_state
 
 from .base import Mixer, MixerSettings, RMSNorm, ShortConv, State
@@ -160,7 +161,7 @@ class MLSTM(Mixer):
         q, k, v, i_, log_f = self._inputs(x, state, new, step=False)
         B, T, H, K = q.shape
         st = self.init_state(B, x.device, q.dtype) if state is None else state
-        Fc = log_f.cumsum(1).transpose(1, 2)  # [B, H, T]: sum_{r <= t} log f_r
+        Fc = prefix_sum(log_f, 1).transpose(1, 2)  # [B, H, T]: sum_{r <= t} log f_r (cumsum, deterministic)
         it = i_.transpose(1, 2)
         logD = Fc[..., :, None] - Fc[..., None, :] + it[..., None, :]  # [B, H, t, s]
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()

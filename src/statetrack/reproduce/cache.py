@@ -23,7 +23,7 @@ RESULT = "result.json"
 NOT_IN_KEY = frozenset({
     "name", "train.device", "train.progress", "train.out_dir", "train.prefetch", "train.threads",
     "train.eval_batch_size", "train.log_every", "train.ckpt_every", "train.keep_last", "train.compile",
-    "train.value_checks", "model.settings.backend",
+    "train.value_checks", "model.settings.backend", "train.deterministic",
 })  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from statetrack.atomic import atomic_write_json, atomic_write_text
 from statetrack.tasks import get_task
+from statetrack.train.determinism import set_process_env
 
 from . import aggregate, plots, provenance, report
 from .budgets import get_budget
@@ -91,11 +92,14 @@ def _describe(job, res) -> str:
 def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str = "auto", workers: int | None = None,
               per_gpu: int = 8, shard: str | None = None, report_only: bool = False, steps: int | None = None,
               progress: bool = True, keep_checkpoints: bool = False, argv: list[str] | None = None,
-              log=print, compile_model: bool = False, mps: bool = False, only: str | None = None) -> dict:  # fmt: skip
+              log=print, compile_model: bool = False, mps: bool = False, only: str | None = None,
+              deterministic: bool = True) -> dict:  # fmt: skip
     """Run (what is not cached of) ``experiment`` at ``budget_name`` under ``out`` and write its outputs.
 
     only: train and report a slice of the grid (``--only model=A|B,task=x``; same cache keys as the full
     sweep); its report goes to ``out/<experiment>-only-<slice>/`` so that the full table's is kept.
+    deterministic: train each run with ``train.deterministic`` (bitwise the same result for the same key on the
+    same GPU and software; its cost in docs/reproduce.md); not part of the key, recorded in each result.json.
     Returns {"exit_code", "folder", "files", "missing", "failed", "trained", "claims"}: exit code 0 when every
     run of the experiment (or slice) has a result, 1 otherwise (failed, interrupted, another shard's or
     report-only).
@@ -127,7 +131,9 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
     stats = SweepStats()
     use_mps = mps and devices[0].startswith("cuda") and workers > 1  # MPS shares a GPU between processes
     if pending and not report_only:
-        jobs = [_job(r, out, experiment, keep_checkpoints, compile_model) for r in pending]
+        if deterministic:
+            set_process_env()  # before any CUDA work here, and inherited by the spawned workers
+        jobs = [_job(r, out, experiment, keep_checkpoints, compile_model, deterministic) for r in pending]
         with mps_daemon(use_mps, log=log):
             stats = run_jobs(jobs, devices=devices, workers=workers, total=len(results) + len(jobs),
                              progress=progress, describe=_describe)  # fmt: skip
@@ -140,7 +146,8 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
         wall_seconds=round(wall, 2), throughput=thr, all_runs=provenance.all_runs(list(results.values()), devices),
         runs_total=len({r.key for r in runs}),
         runs_cached=len({r.key for r in runs}) - len(missing) - len(stats.trained), runs_failed=len(stats.failed),
-        runs_missing=len(set(missing)), workers=workers, mps=use_mps, compile=compile_model, shard=shard,
+        runs_missing=len(set(missing)), workers=workers, mps=use_mps, compile=compile_model,
+        deterministic=deterministic, shard=shard,
         report_only=report_only, only=only_text(sliced) or None,
         failed=stats.failed,
     )  # fmt: skip
@@ -157,10 +164,11 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
             "failed": stats.failed, "trained": stats.trained, "claims": claims}  # fmt: skip
 
 
-def _job(r: RunSpec, out: Path, experiment: str, keep_checkpoint: bool, compile_model: bool = False) -> dict:
+def _job(r: RunSpec, out: Path, experiment: str, keep_checkpoint: bool, compile_model: bool = False,
+         deterministic: bool = True) -> dict:  # fmt: skip
     return {"key": r.key, "config": r.config.to_dict(), "precision": r.precision, "labels": r.labels,
             "experiment": experiment, "out": str(out), "device": None, "keep_checkpoint": keep_checkpoint,
-            "compile": compile_model}  # fmt: skip
+            "compile": compile_model, "deterministic": deterministic}  # fmt: skip
 
 
 def constant_baselines(runs: list[RunSpec]) -> dict[str, dict]:

@@ -19,6 +19,7 @@ import torch
 from statetrack.atomic import atomic_write_json
 from statetrack.tasks import get_task
 from statetrack.train import CHECKPOINT, ExperimentConfig, eval_batch, evaluate, remove_checkpoints, train
+from statetrack.train.determinism import set_process_env
 
 from .cache import KEY_VERSION, RESULT, run_dir
 from .provenance import source_tree
@@ -33,6 +34,7 @@ def init_worker(counter, devices: list[str], threads: int) -> None:
         counter.value += 1
     dev = devices[i % len(devices)]
     _die_with_parent()
+    set_process_env()  # before CUDA starts here: cuBLAS reads its workspace setting when its handle is made
     _WORKER.update(device=dev, threads=threads)
     if threads > 0:
         torch.set_num_threads(threads)
@@ -68,7 +70,8 @@ def execute(job: dict) -> dict:
 
     job keys: key, config (ExperimentConfig dict), precision, labels, experiment, out (sweep folder), device
     ("cpu", "cuda:N"; None = this worker's device), threads, keep_checkpoint, compile (torch.compile the model on
-    a GPU: the same run, faster once compiled; not part of the key).
+    a GPU: the same run, faster once compiled; not part of the key), deterministic (``train.deterministic``,
+    default true: bitwise the same losses for the same key on the same GPU and software; not part of the key).
     A run whose loss becomes non-finite is a finished run with status "diverged" (it would diverge again).
     A run killed midway continues from its last checkpoint when rerun.
     """
@@ -82,6 +85,7 @@ def execute(job: dict) -> dict:
     if threads:
         cfg.train.threads = int(threads)
     cfg.train.compile = bool(job.get("compile")) and device.startswith("cuda")
+    cfg.train.deterministic = bool(job.get("deterministic", True))
     ckpt = folder / CHECKPOINT
     status, error, final, history, steps = "ok", "", None, [], 0
     try:
@@ -105,6 +109,7 @@ def execute(job: dict) -> dict:
         "final": final.to_dict() if final is not None else None,
         "history": history,
         "precision": job["precision"],
+        "deterministic": cfg.train.deterministic,
         "device": device_name(device),
         "host": platform.node(),
         "pid": os.getpid(),

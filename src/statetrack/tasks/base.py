@@ -43,6 +43,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {"train_set_size": 0}
 # (test stream name, paper size) -> sorted uint64 hashes of the paper test set; a few KB to 320 KB each
 _TEST_HASHES: dict[tuple[str, int], np.ndarray] = {}
 _TEST_HASHES_LOCK = threading.Lock()
+_EPOCH_ORDERS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -394,13 +395,15 @@ class Task(abc.ABC):
         return self.train_rows(idx)
 
     def _epoch_order(self, seed: int, epoch: int) -> np.ndarray:
-        cache = self.__dict__.setdefault("_epoch_orders", {})
-        if (seed, epoch) not in cache:
-            if len(cache) >= 2:  # the current epoch and the next (a batch straddling the end)
-                cache.pop(next(iter(cache)))
-            key = text_key64(f"statetrack-epoch|{self._train_set_key()}|{seed}|{epoch}")
-            cache[(seed, epoch)] = permutation(key, self.params["train_set_size"])
-        return cache[(seed, epoch)]
+        # the trainer's prefetch threads call this at once: one at a time, so none drops an order another reads
+        with _EPOCH_ORDERS_LOCK:
+            cache = self.__dict__.setdefault("_epoch_orders", {})
+            if (seed, epoch) not in cache:
+                if len(cache) >= 2:  # the current epoch and the next (a batch straddling the end)
+                    cache.pop(next(iter(cache)))
+                key = text_key64(f"statetrack-epoch|{self._train_set_key()}|{seed}|{epoch}")
+                cache[(seed, epoch)] = permutation(key, self.params["train_set_size"])
+            return cache[(seed, epoch)]
 
     def _row_positions(self, L: np.ndarray) -> np.ndarray:
         return np.array([self.positions(int(v)) for v in L], dtype=np.int64)

@@ -53,6 +53,11 @@ class TrainConfig:
         prefetch: threads that draw the next batches while the model trains (-1 = 2 on CUDA, 0 on CPU).
         threads: torch CPU threads (0 = torch's default). Small models step faster on one thread: their ops
             are too short to split, and idle OpenMP threads slow everything down on a busy machine.
+        deterministic: bitwise the same losses for the same config and seed on the same GPU and software, with
+            or without other runs sharing the GPU (:mod:`statetrack.train.determinism`: torch's deterministic
+            algorithms, a fixed cuBLAS workspace, no timing-based choices, no eager fallback of a CUDA graph).
+            Off by default for ``statetrack train``, on for ``statetrack reproduce``; its cost in
+            docs/reproduce.md. On the CPU results also depend on ``threads`` (keep it fixed).
     """
 
     task: str = "parity"
@@ -86,6 +91,7 @@ class TrainConfig:
     progress: bool = True
     prefetch: int = -1
     threads: int = 0
+    deterministic: bool = False
 
     def validate(self) -> TrainConfig:
         def bad(name, why):

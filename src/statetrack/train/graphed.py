@@ -128,9 +128,11 @@ def restore(model, opt, saved: tuple) -> None:
 
 
 def build_step(model, forward, opt, loss_fn, grad_clip: float, autocast_factory, example=None,
-               stream: torch.cuda.Stream | None = None) -> StepFn:  # fmt: skip
+               stream: torch.cuda.Stream | None = None, eager_fallback: bool = True) -> StepFn:  # fmt: skip
     """A graphed step when ``example`` (a fixed-shape batch on the GPU) is given and capture works, else eager.
-    ``stream``: the capture stream (see :class:`GraphedStep`)."""
+    ``stream``: the capture stream (see :class:`GraphedStep`). ``eager_fallback=False`` (``train.deterministic``):
+    a failed capture raises its error instead (an eager step would train a different run: unpadded shapes,
+    other kernels), after restoring the model and optimiser."""
     step = make_step(model, forward, opt, loss_fn, grad_clip, autocast_factory)
     if example is None:
         return step
@@ -138,9 +140,12 @@ def build_step(model, forward, opt, loss_fn, grad_clip: float, autocast_factory,
     try:
         return GraphedStep(step, model, opt, example, stream=stream)
     except Exception as e:  # noqa: BLE001 - any capture failure: fall back, say why
-        warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2)
+        if eager_fallback:
+            warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2)
         torch.cuda.synchronize()
         restore(model, opt, saved)
+        if not eager_fallback:
+            raise  # the error itself (a CUDA out-of-memory error stays one: the sweep requeues those)
         return step
 
 

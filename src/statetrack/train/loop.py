@@ -11,7 +11,8 @@ The checkpoint also carries the optimiser, scheduler and global RNG states. With
 The parts live beside it, one job each: ``loss`` (masked cross-entropy), ``optim`` (AdamW and its parameter
 groups), ``schedule`` (warm-up + cosine), ``prefetch`` (the batch of each step), ``graphed`` (one step, eager or
 as a CUDA graph), ``device`` (the "auto" settings resolved), ``model``, ``checkpoint``, ``metrics_log``,
-``evaluate``, ``signals``.
+``evaluate``, ``signals``, ``determinism`` (``train.deterministic``: bitwise-equal losses for the same key on
+the same GPU and software).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from statetrack.tasks import get_task
 
 from .checkpoint import RESUME_KEYS, Checkpointer, read_checkpoint, rng_states, set_rng_states
 from .config import ExperimentConfig, dump_config, sample_lengths
+from .determinism import deterministic, refusals
 from .device import resolve_device, uses_amp, uses_cuda_graph, value_check_phases
 from .evaluate import EvalResult, eval_batch, evaluate
 from .graphed import autocast_factory, build_step, fixed_width, pad_batch
@@ -95,6 +97,17 @@ def train(
     Raises:
         TrainingStopped: with ``handle_signals``, a signal stopped the run (after its checkpoint was written).
     """
+    if cfg.train.deterministic:
+        why = refusals(cfg)
+        if why:
+            raise ValueError("train.deterministic = true cannot apply: " + "; ".join(why))
+    with deterministic(cfg.train.deterministic):
+        return _train(cfg, resume=resume, stop_after=stop_after, on_eval=on_eval, write_files=write_files, task=task,
+                      handle_signals=handle_signals, note=note)  # fmt: skip
+
+
+def _train(cfg: ExperimentConfig, *, resume, stop_after, on_eval, write_files, task, handle_signals,
+           note) -> TrainResult:  # fmt: skip
     note = note if note is not None else _stderr
     t0 = time.perf_counter()
     cfg.train.validate()
@@ -188,7 +201,8 @@ def train(
             x, y, m = (t.to(device, non_blocking=True) for t in (x, y, m))
             if run_step is None:  # built at the first batch: a graph is captured with a real batch's shapes
                 run_step = build_step(model, fwd, opt, masked_cross_entropy, tc.grad_clip, autocast,
-                                      example=(x, y, m) if graphed else None)  # fmt: skip
+                                      example=(x, y, m) if graphed else None,
+                                      eager_fallback=not tc.deterministic)  # fmt: skip
             loss, logits, gnorm = run_step(x, y, m)
             sched.step()
             step += 1

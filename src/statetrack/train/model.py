@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from statetrack.models import TokenClassifier
@@ -19,7 +21,9 @@ def build_model(cfg: ExperimentConfig, task) -> TokenClassifier:
     if cfg.model.vocab_size < task.vocab_size:
         raise ValueError(f"model.vocab_size = {cfg.model.vocab_size} < the task's vocab_size {task.vocab_size}")
     cfg.validate()
-    torch.manual_seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)  # the CPU generator (the weights are drawn on the CPU) and every GPU's
+    random.seed(cfg.train.seed)  # nothing of statetrack draws from these two; code added to a run might
+    np.random.seed(cfg.train.seed % 2**32)  # noqa: NPY002
     return TokenClassifier(cfg.model)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 
 from .._cpu_buffers import pooled_buffer as _new
+from ..prefix_sum import prefix_sum
 
 
 def _pad_time(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -370,7 +371,7 @@ def delta_rule_chunk(q, k, v, beta, log_decay, scale, initial_state, state_dtype
         g = _pad_time(log_decay.to(state_dtype), pad)[:, :, None]  # [B, T', 1, H]
         if n > 1:  # the gate acts on the first sub-step of each token
             g = torch.cat([g, g.new_zeros(B, T + pad, n - 1, H)], dim=2)
-        gamma = g.reshape(B, NC, L, H).permute(1, 0, 3, 2).cumsum(-1)
+        gamma = prefix_sum(g.reshape(B, NC, L, H).permute(1, 0, 3, 2), -1)
 
     h0 = q.new_zeros(B, H, K, V) if initial_state is None else initial_state
     o, final = _ChunkDeltaRule.apply(q, k, v, bc, gamma, h0, scale, last, C, CHUNK_GROUP)

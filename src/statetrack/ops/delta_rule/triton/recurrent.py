@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..._triton import cdiv, kernels_for, pow2, require_kernel_dtypes
+from ...prefix_sum import prefix_sum
 from .launch import check_tuning, contiguous
 
 _MODULE = f"{__package__}.kernels_recurrent"
@@ -71,7 +72,7 @@ def gate_grad(w: torch.Tensor, h0dh0: torch.Tensor | None, cu_seqlens: torch.Ten
     S_{t-1} and the outputs before t by c, which is what scaling g_t by c does downstream. Differentiating at
     c = 1: dL/dlog g_t = <h0, dh0> + sum_{s < t} (v_s . dv_s - o_s . do_s), and o_s . do_s = q_s . dq_s.
     """
-    cs = torch.cumsum(w, 1) - w  # exclusive prefix sums along time
+    cs = prefix_sum(w, 1) - w  # exclusive prefix sums along time (torch.cumsum, or deterministic: prefix_sum)
     if cu_seqlens is None:
         return cs if h0dh0 is None else cs + h0dh0[:, None]
     lens = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
