@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import TEXT_DATA_HELP
+
 
 def register(sub) -> None:
     p = sub.add_parser("inspect", help="the transition eigenvalues a language model uses on real text",
@@ -9,7 +11,7 @@ def register(sub) -> None:
                        "its transition eigenvalues (1 - beta for DeltaNet, a for Mamba), the share below 0 and "
                        "-0.5, and the tokens that drive them lowest (eigenvalues.json, eigenvalues.png).")  # fmt: skip
     p.add_argument("model_dir")
-    p.add_argument("--data", required=True, help="a .txt (documents separated by blank lines) or .jsonl file")
+    p.add_argument("--data", required=True, help=TEXT_DATA_HELP)
     p.add_argument("--tokens", type=int, default=8192, help="read at most this many tokens (default 8192)")
     p.add_argument("--window", type=int, default=2048, help="tokens per window read from an empty state")
     p.add_argument("--top", type=int, default=10, help="lowest-eigenvalue tokens listed per layer")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import TEXT_DATA_HELP
+
 
 def register(sub) -> None:
     p = sub.add_parser("ppl", help="perplexity against token position (PNG + JSON), several models in one plot",
                        description="Cut the text of --data into windows of --max-length tokens, read each from an "
                        "empty state and plot the mean perplexity at each position (the paper's Figure 5).")  # fmt: skip
     p.add_argument("model_dirs", nargs="+", help="saved model folders (config, weights, tokenizer)")
-    p.add_argument("--data", required=True, help="a .txt (documents separated by blank lines) or .jsonl file")
+    p.add_argument("--data", required=True, help=TEXT_DATA_HELP)
     p.add_argument("--max-length", type=int, required=True, help="window length in tokens")
     p.add_argument("--max-windows", type=int, default=None, help="at most this many windows")
     p.add_argument("--batch-size", type=int, default=1)

@@ -49,5 +49,5 @@ def run(args) -> int:
         rate = "" if res.tokens_per_s is None else f", {res.tokens_per_s:,.0f} tokens/s"
         held = "" if res.eval_loss is None else f"; held-out loss {res.eval_loss:.4f}"
         print(f"{cfg.name}: {res.steps_run} steps in {res.wall_seconds:.1f} s{rate} (step {res.step} of "
-              f"{cfg.train.steps}){held}; output in {res.out_dir}")  # fmt: skip
+              f"{cfg.train.steps}){held}; output in {res.out_dir}, the model in {res.model_dir}")  # fmt: skip
     return 0

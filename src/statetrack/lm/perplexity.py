@@ -19,11 +19,15 @@ from statetrack.ops import linear_cross_entropy
 
 
 def read_token_stream(path: str | Path, tokenizer, max_tokens: int | None = None) -> torch.Tensor:
-    """A text file's tokens [N]: .txt (documents = blocks separated by blank lines) or .jsonl (field "text"),
-    EOS after each document. ValueError naming the file when it is missing or holds no text."""
+    """The tokens [N] of ``path``: a prepared dataset folder (``statetrack data prepare``: its validation split,
+    documents as stored, [BOS] ... EOS), a .txt (documents = blocks separated by blank lines) or a .jsonl (field
+    "text"), EOS after each document. ValueError naming the path when it is missing, holds no text, or (a
+    dataset) was tokenized for a larger vocabulary than ``tokenizer``'s."""
     p = Path(path)
+    if p.is_dir():
+        return _dataset_stream(p, tokenizer, max_tokens)
     if not p.is_file():
-        raise ValueError(f"data: {str(p)!r} is not a file")
+        raise ValueError(f"data: {str(p)!r} is not a file or a prepared dataset folder")
     if p.suffix == ".jsonl":
         docs = [json.loads(line)["text"] for line in p.read_text().splitlines() if line.strip()]
     else:
@@ -37,6 +41,24 @@ def read_token_stream(path: str | Path, tokenizer, max_tokens: int | None = None
         if max_tokens is not None and len(ids) >= max_tokens:
             break
     return torch.tensor(ids[:max_tokens], dtype=torch.long)
+
+
+def _dataset_stream(folder: Path, tokenizer, max_tokens: int | None) -> torch.Tensor:
+    import numpy as np
+
+    from .data_shards import TokenShards
+
+    shards = TokenShards(folder, "validation")
+    if shards.vocab_size > len(tokenizer):
+        raise ValueError(f"data: {str(folder)!r} was tokenized with {shards.meta.get('tokenizer')!r} (vocab "
+                         f"{shards.vocab_size}), larger than the model's tokenizer ({len(tokenizer)})")  # fmt: skip
+    parts, n = [], 0
+    for i in range(shards.documents):
+        parts.append(np.asarray(shards.document(i), dtype=np.int64))
+        n += len(parts[-1])
+        if max_tokens is not None and n >= max_tokens:
+            break
+    return torch.from_numpy(np.concatenate(parts)[:max_tokens])
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ A step: ``grad_accum`` micro-batches of ``batch_size`` packed rows of ``seq_len`
 marked by restarting position_ids, so no state crosses a document), each loss / grad_accum backpropagated;
 the global gradient norm clipped; AdamW (decay on matrices only; fused on CUDA); the warm-up + cosine schedule.
 More than one process: FSDP2 (see :mod:`.distributed`). Checkpoints: DCP, atomic, resharded on load
-(:mod:`.checkpoint`). Outputs: :mod:`.observe`. FLOPs and MFU: :mod:`.flops`.
+(:mod:`.checkpoint`). Outputs: :mod:`.observe`; a finished run's model: ``<out_dir>/model`` (:mod:`.export`). FLOPs and MFU: :mod:`.flops`.
 
 Exact resumption: the model is initialised under ``train.seed``; the checkpoint holds the model, the optimiser,
 the scheduler, every rank's data-loader position and RNG states; so a run stopped (SIGINT/SIGTERM: a checkpoint,
@@ -33,6 +33,7 @@ from statetrack.train.signals import StopSignals
 
 from .checkpoint import Checkpointer
 from .distributed import Dist, parallelize
+from .export import MODEL_DIR, dataset_tokenizer, export_model
 from .flops import flops_per_token, mfu, peak_flops
 from .observe import LOSS_PNG, RunLog, invocation_record, plot_losses, write_invocation
 from .pretrain_config import PretrainConfig, dump_pretrain_config
@@ -44,7 +45,8 @@ BATCH_KEYS = ("input_ids", "labels", "position_ids")
 @dataclass
 class PretrainResult:
     """What a run (this invocation) did: its last step, every step's loss (this invocation's), where its
-    files are, the checkpoint it saved last, which signal stopped it (None: it ran to ``train.steps``), and the
+    files are, the checkpoint it saved last, the Hugging Face folder of the finished model (``model_dir``, None
+    when the run stopped early), which signal stopped it (None: it ran to ``train.steps``), and the
     trained model (sharded as it was trained: with FSDP its parameters are DTensors)."""
 
     step: int
@@ -57,6 +59,7 @@ class PretrainResult:
     wall_seconds: float = 0.0
     tokens_per_s: float | None = None
     eval_loss: float | None = None
+    model_dir: Path | None = None
     model: nn.Module | None = field(default=None, repr=False)
 
 
@@ -315,12 +318,15 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
         raise
     finally:
         log.close()
+    model_dir = None
+    if stopped_by is None:  # the run is complete: its model as a Hugging Face folder, for generate / ppl / lm-eval
+        model_dir = export_model(model, model_cfg, out / MODEL_DIR, dist_.is_main, dataset_tokenizer(path))
     if dist_.is_main:
         plot_losses(out / METRICS, out / LOSS_PNG, title=cfg.name)
     wall = time.perf_counter() - t_start
     return PretrainResult(step=step, losses=losses, out_dir=out, checkpoint=last_ckpt, stopped_by=stopped_by,
                           resumed_from=resumed_from, steps_run=step - first, wall_seconds=wall, tokens_per_s=rate,
-                          eval_loss=eval_loss, model=model)  # fmt: skip
+                          eval_loss=eval_loss, model_dir=model_dir, model=model)  # fmt: skip
 
 
 @torch.no_grad()
