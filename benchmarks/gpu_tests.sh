@@ -2,7 +2,9 @@
 # The Triton kernel tests compiled on a real GPU, at larger shapes than the interpreter runs in CI
 # (delta rule: T up to 600, head dims 32-80, beta in [0, 2] and [1.9, 2], gates, n_h 1-3, ragged dims, varlen;
 # diag_scan / selective_scan: T up to 4100, 200 channels, decays at and near +-1 and 0, N 5-64, bf16/fp16, both
-# selective algorithms; sLSTM: the Table 3 shapes, values and gradients vs the fp64 loop).
+# selective algorithms; sLSTM: the Table 3 shapes, values and gradients vs the fp64 loop; the fused layer ops (short
+# conv + SiLU, q/k L2 norm, gated RMSNorm: T up to 1000, 3072 channels, head dims 20-256, fp64 and fp32) and the
+# DeltaNet family's layer with them, also under bf16 autocast).
 #   benchmarks/gpu_tests.sh [extra pytest args]
 # With pytest-xdist importable, the kernel tests run in GPU_TEST_WORKERS processes (default 4) sharing the GPU:
 # most of their time is Triton compiling, which is CPU work. The CUDA-graph tests (training step, decoding) run
@@ -19,5 +21,6 @@ if python3 -c "import xdist" 2>/dev/null; then
 fi
 python3 -m pytest tests/ops/test_delta_rule_triton.py tests/ops/test_delta_rule_recurrent_triton.py \
   tests/ops/test_diag_scan_triton.py tests/ops/test_selective_scan_triton.py tests/ops/test_slstm.py \
+  tests/ops/test_fused_layer_ops.py tests/layers/test_delta_net_fused.py \
   -q -p no:cacheprovider "${par[@]}" "$@"
 python3 -m pytest tests/train/test_graphed.py tests/models/test_decode_graph.py -q -p no:cacheprovider -p no:xdist "$@"

@@ -1,4 +1,4 @@
-"""What every token mixer shares: the state convention, the min_eigenvalue check and the short causal conv.
+"""What every token mixer shares: the state convention, the min_eigenvalue check, the short causal conv and RMSNorm.
 
 Shape letters: B batch, T time, D model width (d_model), H heads, K key dim per head, V value dim per head,
 C channels of a short convolution, W its kernel width.
@@ -19,7 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from statetrack.ops import check_min_eigenvalue, state_dtype
+from statetrack.ops import (  # position_in_document: its old home, callers import it from here too
+    check_min_eigenvalue,
+    position_in_document,  # noqa: F401
+    rms_norm_gated,
+    short_conv,
+    state_dtype,
+)
 
 State = dict[str, torch.Tensor]
 
@@ -136,45 +142,17 @@ class Mixer(nn.Module):
         return torch.device(device) if device is not None else next(self.parameters()).device
 
 
-def causal_conv(x, weight, bias, cache=None, activation: bool = True, cu_seqlens=None):
+def causal_conv(x, weight, bias, cache=None, activation: bool = True, cu_seqlens=None, backend: str = "torch"):
     """Causal depthwise convolution along time, in the [B, T, C] layout, optionally followed by SiLU.
 
-    x [B, T, C]; weight [C, W]; bias [C]; cache [B, C, W-1] (the W-1 inputs before x) or None (zeros).
+    x [B, T, C]; weight [C, W]; bias [C] or None; cache [B, C, W-1] (the W-1 inputs before x) or None (zeros).
     Returns (y [B, T, C], new cache [B, C, W-1]). y_t = bias + sum_i weight[:, i] * x_{t - W + 1 + i}.
     With ``cu_seqlens`` [N + 1] (x a packed row, B = 1, no cache): no window reaches back past its document's
     start, and the new cache is each document's last W - 1 inputs, [N, C, W-1].
-    Why W shifted multiply-adds rather than F.conv1d: at these widths (W = 4) cuDNN's depthwise kernels, and the
-    transposes to [B, C, T] around them, cost several times more, its weight gradient above all.
+    ``backend``: :func:`statetrack.ops.short_conv`'s ("torch", the reference, by default here; "triton": the fused
+    kernels; "auto": triton on CUDA).
     """
-    B, T, C = x.shape
-    W = weight.shape[1]
-    w = weight.to(x.dtype)
-    if cache is None:
-        full = F.pad(x, (0, 0, W - 1, 0))
-    else:
-        full = torch.cat([cache.transpose(1, 2).to(x.dtype), x], dim=1)  # [B, W-1+T, C]
-    offset = None if cu_seqlens is None else position_in_document(cu_seqlens, T)[None, :, None]
-    y = torch.addcmul(bias.to(x.dtype), x, w[:, W - 1])
-    for i in range(W - 1):
-        tap = full[:, i : i + T]
-        if offset is not None:  # this tap looks W - 1 - i tokens back: only within the document
-            tap = tap * (offset >= W - 1 - i).to(x.dtype)
-        y = torch.addcmul(y, tap, w[:, i])
-    if cu_seqlens is None:
-        new_cache = full[:, T:].transpose(1, 2)
-    else:  # each document's last W - 1 inputs (zeros before its start)
-        ends = cu_seqlens[1:].long().to(x.device)
-        idx = ends[:, None] - torch.arange(W - 1, 0, -1, device=x.device)  # [N, W-1]
-        inside = idx >= cu_seqlens[:-1].long().to(x.device)[:, None]
-        new_cache = (x[0][idx.clamp_min(0)] * inside[..., None].to(x.dtype)).transpose(1, 2)
-    return (F.silu(y) if activation else y), new_cache
-
-
-def position_in_document(cu_seqlens: torch.Tensor, T: int) -> torch.Tensor:
-    """cu_seqlens [N + 1] of a packed row of T tokens -> each token's position within its document, [T] long."""
-    starts = cu_seqlens[:-1].long()
-    lens = cu_seqlens[1:].long() - starts
-    return torch.arange(T, device=cu_seqlens.device) - starts.repeat_interleave(lens, output_size=T)
+    return short_conv(x, weight, bias, cache, activation=activation, cu_seqlens=cu_seqlens, backend=backend)
 
 
 class ShortConv(nn.Module):
@@ -215,10 +193,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
-        # fp32 statistics and gain whatever the input dtype; F.rms_norm is one fused kernel on CUDA
-        ft = torch.promote_types(x.dtype, torch.float32)
-        y = F.rms_norm(x.to(ft), (x.shape[-1],), self.weight.to(ft), self.eps).to(x.dtype)
-        if gate is not None:
-            y = y * F.silu(gate)
-        return y
+    def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None, backend: str = "torch") -> torch.Tensor:
+        """x [..., dim], gate [..., dim] or None -> [..., dim]: fp32 statistics and gain whatever the input dtype.
+        ``backend``: :func:`statetrack.ops.rms_norm_gated`'s ("torch" by default here; "triton": one fused kernel
+        each way, no fp32 copies of the activations kept for the backward)."""
+        return rms_norm_gated(x, self.weight, gate, self.eps, backend=backend)

@@ -8,6 +8,11 @@ V = ``expand_v`` * K (default K), as in flash-linear-attention's Gated DeltaNet.
 g = exp(-exp(A_log) * softplus(W_a x + dt_bias)) (as in Mamba-2). The layer follows flash-linear-attention's
 DeltaNet as the paper used it: q/k/v projections, optional short conv (kernel 4) with SiLU, L2-normalised q and k,
 per-head output RMSNorm (gated by SiLU(W_g x) if ``use_output_gate``), output projection.
+
+The short conv + SiLU, the q/k L2 norm and the output norm run as fused Triton kernels on CUDA
+(:func:`statetrack.ops.short_conv`, :func:`~statetrack.ops.l2_normalize`, :func:`~statetrack.ops.rms_norm_gated`;
+one kernel each way, no fp32 copies of activations kept for the backward) and as their torch references elsewhere:
+see ``DeltaNet.fused_ops``.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from statetrack.ops import delta_rule, delta_rule_step
+from statetrack.ops import delta_rule, delta_rule_step, l2_normalize
 
 from .base import Mixer, MixerSettings, RMSNorm, ShortConv, State, causal_conv
 from .registry import register_mixer
+
+#: the layer ops' backend for each delta-rule ``backend`` setting (see ``DeltaNet.fused_ops``)
+FUSED_OPS_FOR_BACKEND = {"triton": "triton", "torch": "torch", "naive": "torch"}
 
 
 @dataclass
@@ -39,7 +47,9 @@ class DeltaNetSettings(MixerSettings):
         qk_norm_eps: None: q and k are divided by their L2 norm; a float e: by sqrt(|.|^2 + e) (fla's 1e-6).
         norm_eps: the per-head output RMSNorm's epsilon.
         backend, algorithm, precision, chunk_size: passed to :func:`statetrack.ops.delta_rule` when set
-            ("auto" / None: the op's own choice).
+            ("auto" / None: the op's own choice). ``backend`` also picks the layer's fused ops (short conv, q/k
+            L2 norm, output norm): "triton" the Triton kernels, "torch" / "naive" their torch references, "auto" /
+            "fla" triton on CUDA and torch elsewhere (``DeltaNet.fused_ops``).
     """
 
     n_heads: int = 4
@@ -124,6 +134,11 @@ class DeltaNet(Mixer):
 
     #: a scalar decay gate per head and token (Gated DeltaNet); DeltaProduct takes it from its settings
     gated = False
+    #: backend of the short conv + SiLU, q/k L2 norm and output norm in ``forward``: "auto" (the Triton kernels on
+    #: CUDA for bf16 / fp16 / fp32, the torch references elsewhere), "triton" or "torch". Set from the settings'
+    #: ``backend`` (FUSED_OPS_FOR_BACKEND, else "auto"); assign to choose it alone. ``step`` (one token) always
+    #: runs the torch references.
+    fused_ops = "auto"
 
     def build(self, d_model: int, s: DeltaNetSettings) -> None:
         self.min_eigenvalue, self.n_heads = s.min_eigenvalue, s.n_heads
@@ -134,6 +149,7 @@ class DeltaNet(Mixer):
         # op arguments the user set; "auto"/None leave the op's own choice
         chosen = dict(backend=s.backend, algorithm=s.algorithm, precision=s.precision, chunk_size=s.chunk_size)
         self.op_options = {k: v for k, v in chosen.items() if v not in ("auto", None)}
+        self.fused_ops = FUSED_OPS_FOR_BACKEND.get(s.backend, "auto")
         D, n_h, n_heads, conv_size = d_model, self.n_h, s.n_heads, s.conv_size
         HK, HV = n_heads * self.head_dim, n_heads * self.head_v_dim  # all heads' keys, values
         self.q_proj = nn.Linear(D, HK, bias=False)
@@ -192,23 +208,22 @@ class DeltaNet(Mixer):
                                 for n, c in convs], 1)  # fmt: skip
         w = torch.cat([c.weight[:, 0] for _, c in convs])
         b = torch.cat([c.bias for _, c in convs])
-        qkv, cache = causal_conv(qkv, w, b, caches, cu_seqlens=cu_seqlens)
+        qkv, cache = causal_conv(qkv, w, b, caches, cu_seqlens=cu_seqlens, backend=self.fused_ops)
         for (name, _), part in zip(convs, cache.split(sizes, 1), strict=True):
             new[name] = part
         return qkv.split(sizes, -1)
 
-    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+    def _unit(self, x: torch.Tensor, backend: str = "torch") -> torch.Tensor:
         """L2-normalise the last dim: x / |x|, or x / sqrt(|x|^2 + qk_norm_eps) (fla's kernels)."""
-        if self.qk_norm_eps is None:
-            return F.normalize(x, p=2, dim=-1)
-        return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + self.qk_norm_eps)
+        return l2_normalize(x, self.qk_norm_eps, backend=backend)
 
-    def _heads(self, x, q, k, v):
+    def _heads(self, x, q, k, v, backend: str = "torch"):
         """q [..., H K], k [..., n_h H K], v [..., n_h H V] -> q [..., H, K]; k [..., n_h, H, K];
-        v [..., n_h, H, V]; beta [..., n_h, H]; log_decay [..., H] or None (x [..., D] gives beta and the decay)."""
+        v [..., n_h, H, V]; beta [..., n_h, H]; log_decay [..., H] or None (x [..., D] gives beta and the decay).
+        ``backend``: the L2 norm's."""
         lead, H, Kd, Vd, n_h = x.shape[:-1], self.n_heads, self.head_dim, self.head_v_dim, self.n_h
-        q = self._unit(q.view(*lead, H, Kd))
-        k = self._unit(k.view(*lead, n_h, H, Kd))
+        q = self._unit(q.view(*lead, H, Kd), backend)
+        k = self._unit(k.view(*lead, n_h, H, Kd), backend)
         v = v.view(*lead, n_h, H, Vd)
         ft = torch.promote_types(x.dtype, torch.float32)  # gates in fp32 even under bf16 autocast
         beta = (1.0 - self.min_eigenvalue) * torch.sigmoid(self.b_proj(x).to(ft)).view(*lead, n_h, H)
@@ -217,10 +232,11 @@ class DeltaNet(Mixer):
             log_decay = -self.A_log.to(ft).exp() * F.softplus(self.a_proj(x).to(ft) + self.dt_bias.to(ft))
         return q, k, v, beta, log_decay
 
-    def _out(self, x, o):
-        """o [..., H, V] -> [..., D]: per-head norm (optionally gated), then the output projection."""
+    def _out(self, x, o, backend: str = "torch"):
+        """o [..., H, V] -> [..., D]: per-head norm (optionally gated), then the output projection. ``backend``:
+        the norm's."""
         gate = self.g_proj(x).view(o.shape) if self.use_output_gate else None
-        o = self.o_norm(o, gate)
+        o = self.o_norm(o, gate, backend=backend)
         return self.o_proj(o.flatten(-2))
 
     # -- public API ---------------------------------------------------------------------------------------------
@@ -243,7 +259,7 @@ class DeltaNet(Mixer):
             raise ValueError("cu_seqlens with conv caches in the state: continue packed documents one by one")
         new: State = {}
         q, k, v = self._qkv_fused(x, state, new, cu_seqlens)
-        q, k, v, beta, log_decay = self._heads(x, q, k, v)
+        q, k, v, beta, log_decay = self._heads(x, q, k, v, self.fused_ops)
         if self.n_h == 1:  # the op's DeltaNet layout
             k, v, beta = k[:, :, 0], v[:, :, 0], beta[:, :, 0]
         S0 = None if state is None else state.get("S")
@@ -253,7 +269,7 @@ class DeltaNet(Mixer):
             q.to(v.dtype), k.to(v.dtype), v, beta, log_decay=log_decay, initial_state=S0,
             output_final_state=output_state, cu_seqlens=cu_seqlens, **self.op_options,
         )  # fmt: skip
-        y = self._out(x, o)
+        y = self._out(x, o, self.fused_ops)
         if not output_state:
             return y, None
         new["S"] = S

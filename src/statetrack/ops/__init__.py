@@ -6,6 +6,8 @@
   :func:`selective_transition` = min_eigenvalue + (1 - min_eigenvalue) exp(delta A).
 - :func:`linear_cross_entropy`: LM head + cross-entropy in chunks (never the fp32 logits of the whole batch).
 - :func:`slstm_scan`: the sLSTM recurrence (a nonlinear baseline; fused into one kernel each way on CUDA).
+- :func:`short_conv`, :func:`l2_normalize`, :func:`rms_norm_gated`: the layers' short causal conv + SiLU, q/k L2
+  norm and (gated) output RMSNorm, each one fused Triton kernel each way on CUDA (torch reference elsewhere).
 
 Shared rules: :func:`check_min_eigenvalue` (the one parameter of every layer), :func:`state_dtype` (fp32 states,
 fp64 for fp64 inputs), :func:`value_checks` / :func:`set_value_checks` (the range checks that read values), and
@@ -18,7 +20,9 @@ from ._varlen import Varlen
 from .cross_entropy import linear_cross_entropy
 from .delta_rule import delta_rule, delta_rule_step
 from .diag_scan import diag_scan, diag_scan_step
+from .fused_norms import l2_normalize, rms_norm_gated
 from .selective_scan import selective_scan, selective_scan_step, selective_transition
+from .short_conv import position_in_document, short_conv
 from .slstm import slstm_scan
 
 __all__ = [
@@ -28,11 +32,15 @@ __all__ = [
     "delta_rule_step",
     "diag_scan",
     "diag_scan_step",
+    "l2_normalize",
     "linear_cross_entropy",
+    "position_in_document",
+    "rms_norm_gated",
     "selective_scan",
     "selective_scan_step",
     "selective_transition",
     "set_value_checks",
+    "short_conv",
     "slstm_scan",
     "state_dtype",
     "value_checks",

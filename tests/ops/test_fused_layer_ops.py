@@ -1,0 +1,259 @@
+"""The fused layer ops (short conv + SiLU, q/k L2 norm, gated RMSNorm): the Triton kernels against the torch
+references, values and gradients, in fp64 (the kernels compute in fp64 for fp64 tensors), plus bf16 against the
+fp64 reference and what the backward keeps (no fp32 copy of a bf16 activation).
+
+Two ways to run, as tests/ops/test_delta_rule_triton.py: in CI Triton's interpreter (``test_kernels_in_interpreter``
+re-runs this file in a subprocess with ``TRITON_INTERPRET=1``; small shapes), on a GPU with
+``STATETRACK_TEST_DEVICE=cuda`` (benchmarks/gpu_tests.sh; larger shapes, also fp32).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from statetrack.ops import l2_normalize, rms_norm_gated, short_conv
+from statetrack.ops.fused_norms import fused_backend
+
+from .interpreter import DEVICE, GPU, RUNNABLE, rerun_in_interpreter
+from .kernel_checks import F64, rel
+
+pytest.importorskip("triton")
+
+kernel_test = pytest.mark.skipif(not RUNNABLE, reason="covered by the interpreter subprocess (or set up a GPU)")
+
+if GPU:
+    LENGTHS, CHANNELS, HEAD_DIMS = (1, 3, 65, 1000), (24, 200, 3072), (20, 64, 100, 128, 256)
+    DTYPES = (F64, torch.float32)
+else:
+    LENGTHS, CHANNELS, HEAD_DIMS, DTYPES = (1, 3, 65), (24, 200), (12, 33, 64), (F64,)
+# fp64: the kernels against the references, both in fp64; fp32 (GPU only): reassociation only
+TOL = {F64: 1e-12, torch.float32: 2e-6}
+
+
+@pytest.mark.skipif(RUNNABLE, reason="already inside the interpreter (or on a GPU)")
+def test_kernels_in_interpreter():
+    rerun_in_interpreter(__file__)
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _leaf(t, dtype):
+    return None if t is None else t.detach().to(DEVICE, dtype).requires_grad_()
+
+
+def _compare(fn, inputs, dtype, tol, seed=0):
+    """fn(*inputs, backend) -> tensor or tuple; triton against torch in ``dtype``: every output and gradient."""
+    outs, grads = {}, {}
+    for backend in ("torch", "triton"):
+        xs = [_leaf(t, dtype) for t in inputs]
+        out = fn(*xs, backend=backend)
+        out = out if isinstance(out, tuple) else (out,)
+        g = _gen(seed)
+        loss = sum((o.double() * torch.randn(o.shape, generator=g, dtype=F64).to(o.device)).sum() for o in out)
+        live = [x for x in xs if x is not None]
+        outs[backend], grads[backend] = out, torch.autograd.grad(loss, live)
+    errs = {f"out{i}": rel(a, b) for i, (a, b) in enumerate(zip(outs["triton"], outs["torch"], strict=True))}
+    for i, (a, b) in enumerate(zip(grads["triton"], grads["torch"], strict=True)):
+        errs[f"grad{i}"] = rel(a, b)
+    bad = {n: e for n, e in errs.items() if not e < tol}
+    assert not bad, (bad, errs)
+    for a, b in zip(outs["triton"], outs["torch"], strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+    return errs
+
+
+# ------------------------------------------------------------------------------------------------- short conv
+def _conv_inputs(B, T, C, W, bias=True, cache=False, seed=0):
+    g = _gen(seed)
+    x = torch.randn(B, T, C, generator=g, dtype=F64)
+    w = torch.randn(C, W, generator=g, dtype=F64) / W**0.5
+    b = torch.randn(C, generator=g, dtype=F64) if bias else None
+    c = torch.randn(B, C, W - 1, generator=g, dtype=F64) if cache else None
+    return x, w, b, c
+
+
+def _conv(activation=True, cu_seqlens=None):
+    def fn(x, w, b, c, backend):
+        cu = None if cu_seqlens is None else cu_seqlens.to(DEVICE)
+        return short_conv(x, w, b, c, activation=activation, cu_seqlens=cu, backend=backend)
+
+    return fn
+
+
+@kernel_test
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T", LENGTHS)
+@pytest.mark.parametrize("C", CHANNELS)
+def test_short_conv_matches_reference(T, C, dtype):
+    _compare(_conv(), _conv_inputs(2, T, C, 4, seed=T + C), dtype, TOL[dtype])
+
+
+@kernel_test
+@pytest.mark.parametrize(
+    "W,bias,cache,activation",
+    [(4, True, True, True), (4, False, True, False), (2, True, False, True), (3, False, True, True),
+     (1, True, False, True), (5, True, True, True)],
+)  # fmt: skip
+@pytest.mark.parametrize("T", [1, 2, 37])
+def test_short_conv_widths_bias_cache(W, bias, cache, activation, T):
+    """Cache from the previous segment (T shorter than W - 1 too: the new cache mixes cache and x)."""
+    _compare(_conv(activation), _conv_inputs(3, T, 20, W, bias, cache, seed=W * 7 + T), F64, TOL[F64])
+
+
+@kernel_test
+@pytest.mark.parametrize("lens", [[6, 1, 70, 3], [1, 0, 2, 40, 1], [65]])
+def test_short_conv_packed_documents(lens):
+    """cu_seqlens (ragged, an empty document too): the kernels against the masked reference, and the packed row
+    equal to the documents run one by one (no window crosses a document start)."""
+    T = sum(lens)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+    x, w, b, _ = _conv_inputs(1, T, 24, 4, seed=len(lens))
+    _compare(_conv(cu_seqlens=cu), (x, w, b, None), F64, TOL[F64])
+    xs = [_leaf(t, F64) for t in (x, w, b)]
+    y, cache = short_conv(*xs, cu_seqlens=cu.to(DEVICE), backend="triton")
+    for i, (s, e) in enumerate(zip(cu[:-1].tolist(), cu[1:].tolist(), strict=True)):
+        yd, cd = short_conv(xs[0][:, s:e], xs[1], xs[2], backend="triton")
+        torch.testing.assert_close(y[:, s:e], yd, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(cache[i : i + 1], cd, rtol=1e-12, atol=1e-12)
+
+
+@kernel_test
+def test_short_conv_bf16_close_to_fp64():
+    x, w, b, c = _conv_inputs(2, 50, 48, 4, cache=True, seed=3)
+    ref = short_conv(*[_leaf(t, F64) for t in (x, w, b, c)], backend="torch")[0]
+    xs = [_leaf(x, torch.bfloat16), _leaf(w, torch.float32), _leaf(b, torch.float32), _leaf(c, torch.float32)]
+    y = short_conv(*xs, backend="triton")[0]
+    assert y.dtype == torch.bfloat16
+    assert rel(y, ref) < 5e-3  # one bf16 rounding (fp32 arithmetic inside)
+    y.float().sum().backward()
+    assert xs[0].grad.dtype == torch.bfloat16 and xs[1].grad.dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------------------- norms
+def _strided_heads(B, T, H, K, seed):
+    """q's columns of a fused [B, T, 3 H K] projection, viewed [B, T, H, K] (strides T 3HK, 3HK, K, 1)."""
+    g = _gen(seed)
+    return torch.randn(B, T, 3 * H * K, generator=g, dtype=F64)[..., H * K : 2 * H * K].view(B, T, H, K)
+
+
+@kernel_test
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K", HEAD_DIMS)
+@pytest.mark.parametrize("eps", [None, 1e-6])
+def test_l2_normalize_matches_reference(K, eps, dtype):
+    T = LENGTHS[-1]
+    x = _strided_heads(2, T, 3, K, seed=K)
+    x[1, -1, 2] *= 1e-3
+    _compare(lambda x, backend: l2_normalize(x, eps, backend=backend), (x,), dtype, TOL[dtype])
+
+
+@kernel_test
+def test_l2_normalize_zero_row():
+    """F.normalize's floor: a zero row gives y = 0 and dx = dy / 1e-12 (the floor reaches the kernel as an fp32
+    scalar, hence 1e-7 rather than fp64's 1e-12)."""
+    x = _strided_heads(2, 5, 3, 12, seed=0)
+    x[0, 0, 1] = 0.0
+    x[0, 1, 1] = 1e-14
+    _compare(lambda x, backend: l2_normalize(x, backend=backend), (x,), F64, 1e-7)
+
+
+@kernel_test
+def test_l2_normalize_strided_and_deltaproduct_layout():
+    """k of DeltaProduct: [B, T, n_h, H, K] from the fused projection (no copy), rows of a 2-D tensor too."""
+    g = _gen(5)
+    big = torch.randn(2, 9, 4 * 2 * 3 * 12, generator=g, dtype=F64)
+    k = big[..., 2 * 3 * 12 : 4 * 3 * 12].view(2, 9, 2, 3, 12)
+    _compare(lambda x, backend: l2_normalize(x, backend=backend), (k,), F64, TOL[F64])
+    _compare(lambda x, backend: l2_normalize(x.t(), 1e-6, backend=backend), (torch.randn(7, 5, dtype=F64),), F64,
+             TOL[F64])  # fmt: skip
+
+
+@kernel_test
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("D", HEAD_DIMS)
+@pytest.mark.parametrize("gated", [True, False])
+def test_rms_norm_gated_matches_reference(D, gated, dtype):
+    g = _gen(D)
+    T = LENGTHS[-1]
+    x = torch.randn(2, T, 3, D, generator=g, dtype=F64) * 3
+    w = 1 + 0.5 * torch.randn(D, generator=g, dtype=F64)
+    gate = 4 * torch.randn(2, T, 3, D, generator=g, dtype=F64) if gated else None
+    _compare(lambda x, w, gate, backend: rms_norm_gated(x, w, gate, 1e-5, backend=backend), (x, w, gate), dtype,
+             TOL[dtype])  # fmt: skip
+
+
+@kernel_test
+def test_rms_norm_gated_bf16_close_to_fp64():
+    g = _gen(1)
+    x, gate = torch.randn(4, 30, 2, 64, generator=g, dtype=F64), torch.randn(4, 30, 2, 64, generator=g, dtype=F64)
+    w = 1 + 0.1 * torch.randn(64, generator=g, dtype=F64)
+    ref = rms_norm_gated(x, w, gate, backend="torch")
+    y = rms_norm_gated(_leaf(x, torch.bfloat16), _leaf(w, torch.float32), _leaf(gate, torch.bfloat16),
+                       backend="triton")  # fmt: skip
+    assert y.dtype == torch.bfloat16 and rel(y, ref) < 5e-3
+
+
+# ------------------------------------------------------------------------------------- what the backward keeps
+def _saved(fn):
+    """The tensors autograd saves while ``fn()`` runs: [(dtype, numel)]."""
+    seen = []
+
+    def pack(t):
+        seen.append((t.dtype, t.numel()))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return seen
+
+
+@kernel_test
+def test_backward_keeps_no_fp32_copy_of_bf16_activations():
+    B, T, H, K = 2, 33, 4, 16
+    n = B * T * H * K
+    bf = torch.bfloat16
+    x = torch.randn(B, T, 3 * H * K, device=DEVICE, dtype=bf, requires_grad=True)
+    w = torch.randn(3 * H * K, 4, device=DEVICE, requires_grad=True)
+    b = torch.zeros(3 * H * K, device=DEVICE, requires_grad=True)
+    o = torch.randn(B, T, H, K, device=DEVICE, dtype=bf, requires_grad=True)
+    gate = torch.randn(B, T, H, K, device=DEVICE, dtype=bf, requires_grad=True)
+    wn = torch.ones(K, device=DEVICE, requires_grad=True)
+    cases = {
+        "conv": lambda: short_conv(x, w, b, backend="triton"),
+        "l2": lambda: l2_normalize(x[..., : H * K].view(B, T, H, K), backend="triton"),
+        "rms": lambda: rms_norm_gated(o, wn, gate, backend="triton"),
+    }
+    for name, fn in cases.items():
+        saved = _saved(fn)
+        big32 = [(dt, k) for dt, k in saved if dt != bf and k >= n]  # weights and one factor per row are smaller
+        assert saved and not big32, (name, big32)
+
+
+# --------------------------------------------------------------------------------------------- choice and checks
+@pytest.mark.skipif(RUNNABLE, reason="the CPU process's rule (the interpreter subprocess may take triton)")
+def test_auto_is_torch_on_the_cpu_and_triton_refuses_without_interpreter():
+    x = torch.randn(2, 3, 4)
+    assert fused_backend("auto", x) == "torch"
+    with pytest.raises(ValueError, match="TRITON_INTERPRET"):
+        l2_normalize(x, backend="triton")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        rms_norm_gated(x, torch.ones(4), backend="cuda")
+
+
+def test_bad_arguments_name_the_argument():
+    x = torch.randn(1, 5, 6)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        short_conv(x, torch.randn(5, 4))
+    with pytest.raises(ValueError, match="cache must have shape"):
+        short_conv(x, torch.randn(6, 4), cache=torch.randn(1, 6, 2))
+    with pytest.raises(ValueError, match="cu_seqlens must start at 0"):
+        short_conv(x, torch.randn(6, 4), cu_seqlens=torch.tensor([0, 3], dtype=torch.int32))
+    with pytest.raises(ValueError, match="gate must have x's shape"):
+        rms_norm_gated(x, torch.ones(6), torch.randn(1, 5, 5))
+    with pytest.raises(ValueError, match="eps must be None or"):
+        l2_normalize(x, -1.0)
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        l2_normalize(torch.ones(3, dtype=torch.int64))
