@@ -13,9 +13,8 @@ from benchmarks import harness
 FOLDER = Path(harness.__file__).parent
 SCRIPTS = sorted(p.stem for p in FOLDER.glob("*.py") if p.stem not in ("__init__", "harness"))
 # scripts that need a CUDA GPU for their default run
-GPU_ONLY = ["delta_rule_kernels", "delta_rule_profile", "fla_convert_check", "lm_decode", "lm_train_step", "pretrain_overhead",
-            "scans",
-            "slstm", "train_loop"]  # fmt: skip
+GPU_ONLY = ["delta_rule_kernels", "delta_rule_profile", "fla_convert_check", "layer_ops", "lm_decode", "lm_train_step",
+            "pretrain_overhead", "scans", "slstm", "train_loop"]  # fmt: skip
 
 
 def script(name):
@@ -83,6 +82,15 @@ def test_scans_smoke(tmp_path, monkeypatch):
     assert script("scans").main(["--smoke", "--out", str(out)]) == 0
     text = out.read_text()
     assert "| diag_scan | fwd+bwd | torch |" in text and "| selective_scan | fwd+bwd | torch |" in text
+    assert "failed" not in text
+
+
+def test_layer_ops_smoke(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = tmp_path / "layer_ops.md"
+    assert script("layer_ops").main(["--smoke", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| gated RMSNorm [2, 40, 2, 32] | torch |" in text and "| L2 norm of q [2, 40, 2, 32] | ours |" in text
     assert "failed" not in text
 
 
