@@ -25,6 +25,9 @@ _SWITCHES = {
     "--mps": "share each GPU between the worker processes through NVIDIA MPS (started for the sweep if none runs)",
     "--no-deterministic": "train without train.deterministic (faster; a rerun of a key may then differ: "
     "docs/reproduce.md)",
+    "--no-ensemble": "train one run per process (the default on a CPU); without it, on GPUs, the runs of a cell "
+    "that differ only in lr and seed train as one batched model, each with the result it has alone (docs/reproduce.md)",
+    "--ensemble": "train the runs of a cell as one batched model on a CPU too (the default on GPUs)",
     "--dry-run": "list the runs and their cache state; train nothing",
 }
 
@@ -57,6 +60,12 @@ def register(sub) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="override the budget's steps per run (recorded)")
     p.add_argument(
+        "--ensemble-size",
+        type=int,
+        default=None,
+        help="at most this many runs per ensemble (default: all runs of a cell, 12 for Table 3)",
+    )
+    p.add_argument(
         "--shard",
         default=None,
         help="I/N: train only every N-th run of the plan from the I-th, cached ones skipped (cluster array jobs; docs)",
@@ -81,6 +90,9 @@ def run(args) -> int:
     except ValueError as e:
         print(f"statetrack reproduce: {e}", file=sys.stderr)
         return 2
+    if args.ensemble and args.no_ensemble:
+        print("statetrack reproduce: --ensemble and --no-ensemble exclude each other", file=sys.stderr)
+        return 2
     if args.dry_run:
         runs, budget, devices = plan(args.experiment, args.budget, args.device, args.steps, only=args.only)
         n_cached = 0
@@ -100,6 +112,8 @@ def run(args) -> int:
                         per_gpu=args.per_gpu, shard=args.shard, report_only=args.report_only, steps=args.steps,
                         progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints,
                         argv=command_line(args), compile_model=args.compile, mps=args.mps, only=args.only,
+                        ensemble=True if args.ensemble else False if args.no_ensemble else None,
+                        ensemble_size=args.ensemble_size or 0,
                         deterministic=not args.no_deterministic)  # fmt: skip
     except KeyboardInterrupt:
         return 130  # the sweep said what it kept; the usual exit status of an interrupted command
@@ -119,7 +133,8 @@ def command_line(args) -> list[str]:
     argv = ["reproduce", args.experiment, "--budget", args.budget, "--out", args.out, "--device", args.device]
     only = getattr(args, "only", None)
     for flag, val in (("--workers", args.workers), ("--per-gpu", args.per_gpu if args.workers is None else None),
-                      ("--steps", args.steps), ("--shard", args.shard), ("--only", only)):  # fmt: skip
+                      ("--steps", args.steps), ("--ensemble-size", getattr(args, "ensemble_size", None)),
+                      ("--shard", args.shard), ("--only", only)):  # fmt: skip
         if val is not None:
             argv += [flag, str(val)]
     argv += [flag for flag in _SWITCHES if getattr(args, flag[2:].replace("-", "_"), False)]

@@ -23,6 +23,7 @@ from statetrack.train.determinism import set_process_env
 from . import aggregate, plots, provenance, report
 from .budgets import get_budget
 from .cache import load_result
+from .ensembles import group_jobs
 from .experiments import (
     FIGURE4_TASKS,
     FIGURE8_TASKS,
@@ -93,11 +94,15 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
               per_gpu: int = 8, shard: str | None = None, report_only: bool = False, steps: int | None = None,
               progress: bool = True, keep_checkpoints: bool = False, argv: list[str] | None = None,
               log=print, compile_model: bool = False, mps: bool = False, only: str | None = None,
+              ensemble: bool | None = None, ensemble_size: int = 0,
               deterministic: bool = True) -> dict:  # fmt: skip
     """Run (what is not cached of) ``experiment`` at ``budget_name`` under ``out`` and write its outputs.
 
     only: train and report a slice of the grid (``--only model=A|B,task=x``; same cache keys as the full
     sweep); its report goes to ``out/<experiment>-only-<slice>/`` so that the full table's is kept.
+    ensemble: train the runs of a cell that differ only in lr and seed as one batched model (reproduce.ensembles;
+    each run's result the same as alone, to fp32 rounding); None: on for GPUs, off on the CPU. ensemble_size: at
+    most this many runs per ensemble (0: a whole cell).
     deterministic: train each run with ``train.deterministic`` (bitwise the same result for the same key on the
     same GPU and software; its cost in docs/reproduce.md); not part of the key, recorded in each result.json.
     Returns {"exit_code", "folder", "files", "missing", "failed", "trained", "claims"}: exit code 0 when every
@@ -129,13 +134,20 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
             "add --device cuda"
         )
     stats = SweepStats()
+    if ensemble is None:
+        ensemble = devices[0].startswith("cuda")
     use_mps = mps and devices[0].startswith("cuda") and workers > 1  # MPS shares a GPU between processes
     if pending and not report_only:
         if deterministic:
             set_process_env()  # before any CUDA work here, and inherited by the spawned workers
         jobs = [_job(r, out, experiment, keep_checkpoints, compile_model, deterministic) for r in pending]
+        n_jobs = len(jobs)
+        if ensemble:
+            jobs = group_jobs(jobs, ensemble_size)
+            groups = sum("members" in j for j in jobs)
+            log(f"as {groups} ensemble(s) of {n_jobs - (len(jobs) - groups)} runs and {len(jobs) - groups} single runs")
         with mps_daemon(use_mps, log=log):
-            stats = run_jobs(jobs, devices=devices, workers=workers, total=len(results) + len(jobs),
+            stats = run_jobs(jobs, devices=devices, workers=workers, total=len(results) + n_jobs,
                              progress=progress, describe=_describe)  # fmt: skip
         results = {r.key: res for r in runs if (res := load_result(out, r.key)) is not None}
     wall = time.perf_counter() - t_start
@@ -146,7 +158,7 @@ def reproduce(experiment: str, budget_name: str, out: str | Path, *, device: str
         wall_seconds=round(wall, 2), throughput=thr, all_runs=provenance.all_runs(list(results.values()), devices),
         runs_total=len({r.key for r in runs}),
         runs_cached=len({r.key for r in runs}) - len(missing) - len(stats.trained), runs_failed=len(stats.failed),
-        runs_missing=len(set(missing)), workers=workers, mps=use_mps, compile=compile_model,
+        runs_missing=len(set(missing)), workers=workers, mps=use_mps, compile=compile_model, ensemble=ensemble,
         deterministic=deterministic, shard=shard,
         report_only=report_only, only=only_text(sliced) or None,
         failed=stats.failed,

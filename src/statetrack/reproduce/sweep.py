@@ -19,7 +19,7 @@ import torch
 
 from statetrack.atomic import atomic_write_text
 
-from . import worker
+from . import ensembles, worker
 from .cache import run_dir
 
 
@@ -98,7 +98,8 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
 
 def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, progress: bool = True,
              describe=lambda job, res: "") -> SweepStats:  # fmt: skip
-    """Execute ``jobs`` (dicts for :func:`worker.execute`) with ``workers`` processes (<= 1: in this process).
+    """Execute ``jobs`` (dicts for :func:`worker.execute`, or group jobs of :func:`ensembles.group_jobs`, trained
+    as one ensemble each) with ``workers`` processes (<= 1: in this process).
 
     total: all runs of the experiment (cached ones count as done in the progress view).
     describe: (job, result) -> a short line printed when a run finishes.
@@ -107,7 +108,7 @@ def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, 
 
     stats = SweepStats()
     t0 = time.perf_counter()
-    done0 = total - len(jobs)
+    done0 = total - sum(len(j.get("members", [j])) for j in jobs)  # a group job holds several runs
     bar = tqdm(total=total, initial=done0, unit="run", dynamic_ncols=True, disable=not progress, smoothing=0.0)
     threads = threads_per_worker(devices, workers)
 
@@ -124,6 +125,10 @@ def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, 
         if msg:
             bar.write(msg)
 
+    def group_finished(job, results):
+        for member, r in zip(job["members"], results, strict=True):
+            finished(member, exc=r) if isinstance(r, BaseException) else finished(member, r)
+
     def show(running: int):
         left = total - bar.n - running
         bar.set_postfix_str(f"running {running}, left {left}, failed {len(stats.failed)}", refresh=True)
@@ -133,6 +138,9 @@ def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, 
             for job in jobs:
                 job = {**job, "device": job.get("device") or devices[0], "threads": threads}
                 show(1)
+                if "members" in job:
+                    group_finished(job, ensembles.execute_group(job))
+                    continue
                 try:
                     res = worker.execute(job)
                 except Exception as e:  # a failing run must not stop the sweep; it is retried next time
@@ -147,7 +155,8 @@ def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, 
                 initializer=worker.init_worker,
                 initargs=(counter, devices, threads),
             ) as pool:
-                futs = {pool.submit(worker.execute, job): job for job in jobs}
+                futs = {pool.submit(ensembles.execute_group if "members" in job else worker.execute, job): job
+                        for job in jobs}  # fmt: skip
                 pending, requeued = set(futs), set()
                 try:
                     while pending:
@@ -157,6 +166,12 @@ def run_jobs(jobs: list[dict], *, devices: list[str], workers: int, total: int, 
                             exc, job = f.exception(), futs.pop(f)
                             if isinstance(exc, BrokenProcessPool):
                                 raise exc
+                            if "members" in job:  # its members' failures come back as values
+                                if exc is not None:
+                                    group_finished(job, [exc] * len(job["members"]))
+                                else:
+                                    group_finished(job, f.result())
+                                continue
                             if requeue_after(exc, job["key"], requeued):
                                 bar.write(f"out of GPU memory: {job['labels']} runs again after the queued runs")
                                 again = pool.submit(worker.execute, job)

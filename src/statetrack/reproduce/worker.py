@@ -65,7 +65,7 @@ def device_name(dev: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def execute(job: dict) -> dict:
+def execute(job: dict, trained=None) -> dict:
     """Train and evaluate the run ``job`` and write its result; return the result.
 
     job keys: key, config (ExperimentConfig dict), precision, labels, experiment, out (sweep folder), device
@@ -74,8 +74,10 @@ def execute(job: dict) -> dict:
     default true: bitwise the same losses for the same key on the same GPU and software; not part of the key).
     A run whose loss becomes non-finite is a finished run with status "diverged" (it would diverge again).
     A run killed midway continues from its last checkpoint when rerun.
+    trained: cfg -> TrainResult, a run already trained (an ensemble's member: reproduce.ensembles, which also
+    sets job["t0"], when its training began), used instead of training it here.
     """
-    t0 = time.perf_counter()
+    t0 = job.get("t0") or time.perf_counter()
     folder = run_dir(job["out"], job["key"])
     folder.mkdir(parents=True, exist_ok=True)
     cfg = ExperimentConfig.from_dict(job["config"])
@@ -89,7 +91,7 @@ def execute(job: dict) -> dict:
     ckpt = folder / CHECKPOINT
     status, error, final, history, steps = "ok", "", None, [], 0
     try:
-        res = train(cfg, resume=ckpt.is_file())
+        res = train(cfg, resume=ckpt.is_file()) if trained is None else trained(cfg)
         final, history, steps = res.final, res.history, res.step
         if final is None:  # resumed from a checkpoint written at the last step, before the result was
             task = get_task(cfg.train.task, **cfg.train.task_args)
