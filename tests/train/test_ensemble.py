@@ -24,9 +24,10 @@ from statetrack.reproduce import budgets as budgets_mod
 from statetrack.reproduce import build_runs, experiments, get_budget, reproduce
 from statetrack.reproduce.ensembles import group_jobs
 from statetrack.reproduce.runner import _job
-from statetrack.train import ExperimentConfig, TrainConfig, load_checkpoint, train
+from statetrack.tasks import get_task
+from statetrack.train import ExperimentConfig, TrainConfig, build_model, load_checkpoint, train
 from statetrack.train import ensemble as ensemble_mod
-from statetrack.train.ensemble import FOLDED_OPS, ensemble_cell, train_ensemble
+from statetrack.train.ensemble import FOLDED_OPS, EnsembleForward, ensemble_cell, train_ensemble
 
 torch.set_num_threads(1)
 
@@ -108,6 +109,23 @@ def test_ops_the_ensemble_folds_are_still_the_layers_ops():
 
     for module, name, op, _ in FOLDED_OPS:
         assert getattr(importlib.import_module(module), name) is op, (module, name)
+
+
+def test_fused_layer_ops_take_their_torch_references_inside_the_ensemble():
+    # DeltaNet's short conv / L2 norm / output norm run as Triton kernels on CUDA, which vmap cannot batch: the
+    # ensemble runs their torch references. "triton" on a CPU without the interpreter would raise.
+    cfgs = member_configs("deltanet", 1, 0.0, members=MEMBERS[:2])
+    models = [build_model(c, get_task("parity")) for c in cfgs]
+    for m in models:
+        m.blocks[0].mixer.fused_ops = "triton"
+    x = get_task("parity").sample(2, generator=torch.Generator().manual_seed(0), lengths=5).input
+    out = EnsembleForward(models)(torch.stack([x, x]))
+    assert out.shape == (2, 2, x.shape[1], models[0].config.vocab_size)
+    assert [m.blocks[0].mixer.fused_ops for m in models] == ["triton", "triton"]  # restored
+    for m in models:
+        m.blocks[0].mixer.fused_ops = "torch"
+    for e in range(2):
+        assert torch.allclose(out[e], models[e](x), atol=1e-6)
 
 
 def test_members_must_differ_only_in_lr_and_seed():

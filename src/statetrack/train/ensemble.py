@@ -20,7 +20,9 @@ the step's E batches, or the fixed width of a CUDA graph), V the vocabulary, D t
   ``delta_rule`` and ``diag_scan`` with the ensemble folded into the batch axis ([E, B, ...] -> [E B, ...]),
   ``slstm_scan`` with it folded into the heads (its recurrent weights are per member: r [E, H, K, 4, K] ->
   [E H, K, 4, K], wx [E, B, T, 4, H, K] -> [B, T, 4, E H, K]); ``selective_scan`` takes one A for the whole batch,
-  so Mamba's members each run their own scan (the projections around it are still batched). Everything else
+  so Mamba's members each run their own scan (the projections around it are still batched). DeltaNet's fused
+  layer ops (short conv, L2 norm, output norm: Triton on CUDA) take their torch references
+  (:func:`torch_layer_ops`), which vmap batches. Everything else
   (projections, convolutions, norms, attention, the mLSTM's parallel form) is vmap's own batching.
 - Exactness: a member computes what its run computes alone, in batched kernels and at the padded width T, so
   its losses agree to fp32 rounding (tests/train/test_ensemble.py measures it for every mixer of Table 3), not
@@ -220,6 +222,22 @@ def folded_ops():
             setattr(mod, name, op)
 
 
+@contextlib.contextmanager
+def torch_layer_ops(model: nn.Module):
+    """The layer ops that a mixer may run as fused Triton kernels (its ``fused_ops``: DeltaNet's short conv, q/k
+    L2 norm and output norm on CUDA) take their torch references inside ``model`` for the block: vmap batches
+    those (the same math; the rounding differs as between the two backends of a single run)."""
+    mods = [m for m in model.modules() if isinstance(getattr(m, "fused_ops", None), str)]
+    saved = [m.fused_ops for m in mods]
+    try:
+        for m in mods:
+            m.fused_ops = "torch"
+        yield
+    finally:
+        for m, v in zip(mods, saved, strict=True):
+            m.fused_ops = v
+
+
 # ------------------------------------------------------------------------------------ the stacked model
 
 
@@ -243,7 +261,7 @@ class EnsembleForward:
             raise ValueError(f"tokens must have shape [E={len(self.members)}, B, T], got {list(tokens.shape)}")
         params = {n: torch.stack([p[i] for p in self.params]) for i, n in enumerate(self.names)}
         buffers = {n: torch.stack([b[i] for b in self.buffers]) for i, n in enumerate(self.buffer_names)}
-        with folded_ops():
+        with folded_ops(), torch_layer_ops(self.members[0]):  # members[0]'s modules run every member
             return vmap(self._one)(params, buffers, tokens)
 
 
