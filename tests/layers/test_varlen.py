@@ -26,14 +26,22 @@ def _docs(seed=0):
 def test_packed_equals_one_by_one(case, output_state):
     m = make(case)
     docs, row, cu = _docs()
-    if mixer_of(case) == "transformer" and output_state:
-        with pytest.raises(ValueError, match="key/value cache grows"):
-            mixer_forward(m, row, None, output_state, cu)
-        return
     y, final = mixer_forward(m, row, None, output_state, cu)
     ref = [m(d, None, True) for d in docs]
     torch.testing.assert_close(y, torch.cat([r[0] for r in ref], 1), rtol=1e-9, atol=1e-10)
-    if output_state:
+    if output_state and mixer_of(case) == "transformer":  # caches of different lengths, right-aligned
+        for i, (_, st) in enumerate(ref):
+            n = st["k"].shape[2]
+            assert bool((final["kpos"][i, :-n] == -1).all())  # the empty slots on the left
+            torch.testing.assert_close(final["kpos"][i : i + 1, -n:], st["kpos"], rtol=0, atol=0)
+            for key in ("k", "v"):
+                torch.testing.assert_close(final[key][i : i + 1, :, -n:], st[key], rtol=0, atol=0)
+        # and the batch continues from it as each document does alone
+        nxt = torch.randn(len(LENS), 3, D, dtype=torch.float64)
+        y2, _ = m(nxt, final, True)
+        for i, (_, st) in enumerate(ref):
+            torch.testing.assert_close(y2[i : i + 1], m(nxt[i : i + 1], st, True)[0], rtol=1e-9, atol=1e-10)
+    elif output_state:
         for key in final:
             torch.testing.assert_close(final[key], torch.cat([r[1][key] for r in ref]), rtol=1e-9, atol=1e-10)
     else:

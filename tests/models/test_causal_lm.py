@@ -96,25 +96,26 @@ def test_packed_documents_equal_one_by_one(case):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("case", ["deltanet", "mamba", "transformer"])
+@pytest.mark.parametrize("case", ["deltanet", "mamba", "transformer", "hybrid"])
 def test_left_padded_batch_equals_its_rows(case):
     model = make(case)
     torch.manual_seed(3)
-    a, b = torch.randint(0, V, (7,)), torch.randint(0, V, (4,))
-    ids = torch.stack([a, torch.cat([torch.zeros(3, dtype=torch.long), b])])
-    mask = torch.tensor([[1] * 7, [0] * 3 + [1] * 4])
+    a, b = torch.randint(0, V, (9,)), torch.randint(0, V, (4,))
+    ids = torch.stack([a, torch.cat([torch.zeros(5, dtype=torch.long), b])])
+    mask = torch.tensor([[1] * 9, [0] * 5 + [1] * 4])
     out = model(ids, attention_mask=mask, use_cache=False).logits
     torch.testing.assert_close(out[0], model(a[None]).logits[0], rtol=1e-9, atol=1e-10)
-    torch.testing.assert_close(out[1, 3:], model(b[None]).logits[0], rtol=1e-9, atol=1e-10)
-    if case == "transformer":
-        with pytest.raises(NotImplementedError, match="padded batch"):
-            model(ids, attention_mask=mask, use_cache=True)
-        return
-    # batched generation of a left-padded batch = each prompt on its own
-    kw = dict(max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None)
+    torch.testing.assert_close(out[1, 5:], model(b[None]).logits[0], rtol=1e-9, atol=1e-10)
+    # batched generation of a left-padded batch = each prompt on its own, to the logits of every new token
+    # (attention layers: caches of different lengths, right-aligned; the hybrid's window of 7 is passed)
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None, output_logits=True,
+              return_dict_in_generate=True)  # fmt: skip
     gen = model.generate(ids, attention_mask=mask, **kw)
-    assert torch.equal(gen[0, 7:], model.generate(a[None], attention_mask=torch.ones(1, 7), **kw)[0, 7:])
-    assert torch.equal(gen[1, 7:], model.generate(b[None], attention_mask=torch.ones(1, 4), **kw)[0, 4:])
+    for row, (p, n) in enumerate([(a, 9), (b, 4)]):
+        alone = model.generate(p[None], attention_mask=torch.ones(1, n), **kw)
+        assert torch.equal(gen.sequences[row, 9:], alone.sequences[0, n:])
+        for got, want in zip(gen.logits, alone.logits, strict=True):
+            torch.testing.assert_close(got[row], want[0], rtol=1e-9, atol=1e-10)
 
 
 def test_loss_is_the_shifted_cross_entropy():

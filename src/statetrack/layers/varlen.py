@@ -65,4 +65,5 @@ def mixer_forward(mixer, x: torch.Tensor, state: State | None, output_state: boo
         y, f = mixer(x[:, a:b], s, output_state)
         ys.append(y)
         finals.append(f)
-    return torch.cat(ys, 1), (stack_states(finals) if output_state else None)
+    stack = getattr(mixer, "stack_states", stack_states)  # a mixer whose states differ in shape stacks its own
+    return torch.cat(ys, 1), (stack(finals) if output_state else None)

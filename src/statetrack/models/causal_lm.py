@@ -120,11 +120,6 @@ class StateTrackModel(StateTrackPreTrainedModel):
             x = pack.pack(x)
             if pack.index is None:  # several documents per row: no row has one state to continue from
                 use_cache = False
-            elif use_cache and "transformer" in self.config.mixers:
-                raise NotImplementedError(
-                    "attention_mask with padding and use_cache: the attention layers' key/value cache of a padded "
-                    "batch is not written yet; generate prompts of one length (or one at a time), or use_cache=False"
-                )
         hidden = [x] if output_hidden_states else None
         states = []
         for i, block in enumerate(self.layers):
