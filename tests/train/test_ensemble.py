@@ -55,7 +55,9 @@ def test_every_table3_mixer_is_tested():
     assert table3_mixers() <= set(MIXERS)
 
 
-def member_configs(mixer: str, steps: int, clip: float, members=MEMBERS, **train_kw) -> list[ExperimentConfig]:
+def member_configs(
+    mixer: str, steps: int, clip: float, members=MEMBERS, device="cpu", **train_kw
+) -> list[ExperimentConfig]:
     model, _, _ = MIXERS[mixer]
     if mixer in ("mamba", "deltanet"):
         model = {**model, "min_eigenvalue": -1.0}
@@ -66,7 +68,7 @@ def member_configs(mixer: str, steps: int, clip: float, members=MEMBERS, **train
             model=ModelConfig.from_dict({"d_model": 16, "n_layers": 1, **model}),
             train=TrainConfig(task="parity", steps=steps, batch_size=8, train_lengths=[3, 10], lr=lr, seed=seed,
                               grad_clip=clip, eval_samples=32, eval_lengths=[10, 12], log_every=10, progress=False,
-                              device="cpu", **train_kw),
+                              device=device, **train_kw),
         ))  # fmt: skip
     return out
 
@@ -209,7 +211,7 @@ def comparable(res: dict) -> dict:
 
 
 def test_sweep_with_ensembles_writes_the_single_runs_records(tmp_path, monkeypatch):
-    grid = budgets_mod.Budget(12, (1e-3, 5e-4), (0, 1), batch_size=8, eval_size="small", test_size_small=32,
+    grid = budgets_mod.Budget(6, (1e-3, 5e-4), (0, 1), batch_size=8, eval_size="small", test_size_small=32,
                               tiny=True, note="test")  # fmt: skip
     monkeypatch.setitem(budgets_mod.BUDGETS, "table3", {**budgets_mod.BUDGETS["table3"], "smoke": grid})
     only = "model=Transformer|sLSTM,task=parity"
@@ -234,3 +236,26 @@ def test_sweep_with_ensembles_writes_the_single_runs_records(tmp_path, monkeypat
     assert sa["cells"].keys() == sb["cells"].keys()
     for cell in sa["cells"]:
         assert sa["cells"][cell]["best"] == pytest.approx(sb["cells"][cell]["best"], abs=1e-4), cell
+
+
+# ------------------------------------------------------------------------------------------------ on a GPU
+
+CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a GPU (benchmarks/gpu_tests.sh)")
+@pytest.mark.parametrize("mixer", list(MIXERS))
+def test_graphed_members_follow_their_graphed_single_runs_and_repeat_bitwise_on_a_gpu(mixer):
+    """The GPU path: bf16 autocast, the Triton kernels under the folding rules, one CUDA graph for all members,
+    train.deterministic. Members follow their single (graphed) runs to bf16 rounding (the tolerance of
+    test_graphed's graphed-vs-eager comparison), and an ensemble trained twice logs bitwise the same losses."""
+    _, _, clip = MIXERS[mixer]
+    cfgs = member_configs(mixer, 60, clip, device="cuda", deterministic=True)
+    for c in cfgs:
+        c.model = ModelConfig.from_dict({**c.model.to_dict(), "d_model": 64, "n_layers": 2})
+    first = train_ensemble(copy.deepcopy(cfgs), write_files=False)
+    again = train_ensemble(copy.deepcopy(cfgs), write_files=False)
+    for a, b, c in zip(first, again, cfgs, strict=True):
+        assert a.losses == b.losses, c.name
+        alone = train(copy.deepcopy(c), write_files=False)
+        assert torch.allclose(torch.tensor(a.losses), torch.tensor(alone.losses), rtol=2e-2, atol=2e-2), c.name
