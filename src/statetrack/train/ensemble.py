@@ -247,11 +247,11 @@ class EnsembleForward:
 
     def __init__(self, members: list[nn.Module]):
         self.members = list(members)
-        names = [n for n, _ in self.members[0].named_parameters()]
-        self.names = names
-        self.params = [[dict(m.named_parameters())[n] for n in names] for m in self.members]
+        self.names = [n for n, _ in self.members[0].named_parameters()]
         self.buffer_names = [n for n, _ in self.members[0].named_buffers()]
-        self.buffers = [[dict(m.named_buffers())[n] for n in self.buffer_names] for m in self.members]
+        by_member = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in self.members]
+        self.params = [[p[n] for n in self.names] for p, _ in by_member]
+        self.buffers = [[b[n] for n in self.buffer_names] for _, b in by_member]
 
     def _one(self, params: dict, buffers: dict, tokens: torch.Tensor) -> torch.Tensor:
         return functional_call(self.members[0], (params, buffers), (tokens,))
