@@ -104,3 +104,19 @@ def test_source_tree_hash_and_mixed_trees():
     assert len(src["sha256"]) == 16 and src["files"] > 50 and source_tree() == src
     runs = [{"source_sha256": "a"}, {"source_sha256": "a"}, {"source_sha256": "b"}, {}]
     assert all_runs(runs, ["cpu"])["made_from"] == {"a": 2, "b": 1, "unrecorded": 1}
+
+
+def test_group_tasks_at_the_paper_budget_read_a_fixed_training_set_for_100_epochs():
+    from statetrack.tasks import get_task
+
+    for experiment in ("figure4", "figure8"):
+        paper = build_runs(experiment, get_budget(experiment, "paper"))
+        for r in paper:
+            t = r.config.train
+            assert t.task_args["train_set_size"] == 1_600_000
+            assert t.steps * t.batch_size == 100 * 1_600_000  # 100 epochs of 1.6M sequences
+        task = get_task(paper[0].task, **paper[0].config.train.task_args)
+        assert task.params["train_set_size"] == 1_600_000
+        # the quick budget keeps fresh samples (and the cache keys of its committed runs)
+        assert all("train_set_size" not in r.config.train.task_args
+                   for r in build_runs(experiment, get_budget(experiment, "quick")))  # fmt: skip

@@ -178,8 +178,10 @@ def build_runs(experiment: str, budget: Budget, *, device_type: str = "cpu") -> 
                              "ckpt_every": budget.ckpt_every, "progress": False, "log_every": 100}  # fmt: skip
                     if budget.batch_size:
                         train["batch_size"] = budget.batch_size
-                    if budget.test_size_small:
-                        train["task_args"] = {"test_size_small": budget.test_size_small}
+                    task_args = {"test_size_small": budget.test_size_small, "train_set_size": budget.train_set_size}
+                    task_args = {k: v for k, v in task_args.items() if v}  # unset ones stay out of the key
+                    if task_args:
+                        train["task_args"] = task_args
                     model = _tiny(ms.model) if budget.tiny else dict(ms.model)
                     cfg = ExperimentConfig(
                         name=f"{experiment} {task} {ms.label} lr={lr:g} seed={seed}",
