@@ -8,7 +8,8 @@
 #   benchmarks/gpu_tests.sh [extra pytest args]
 # With pytest-xdist importable, the kernel tests run in GPU_TEST_WORKERS processes (default 4) sharing the GPU:
 # most of their time is Triton compiling, which is CPU work. The CUDA-graph tests (training step, decoding, ensembles) run
-# alone afterwards.
+# alone afterwards, with the determinism test (each Table 3 key trained again, also by two processes sharing the GPU,
+# losses compared bitwise; STATETRACK_TEST_MPS=1 adds two processes through MPS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export STATETRACK_TEST_DEVICE=cuda
@@ -23,4 +24,5 @@ python3 -m pytest tests/ops/test_delta_rule_triton.py tests/ops/test_delta_rule_
   tests/ops/test_diag_scan_triton.py tests/ops/test_selective_scan_triton.py tests/ops/test_slstm.py \
   tests/ops/test_fused_layer_ops.py tests/layers/test_delta_net_fused.py \
   -q -p no:cacheprovider "${par[@]}" "$@"
-python3 -m pytest tests/train/test_graphed.py tests/models/test_decode_graph.py tests/train/test_ensemble.py -q -p no:cacheprovider -p no:xdist "$@"
+python3 -m pytest tests/train/test_graphed.py tests/models/test_decode_graph.py tests/train/test_ensemble.py \
+  tests/train/test_determinism_gpu.py -q -p no:cacheprovider -p no:xdist "$@"

@@ -3,12 +3,15 @@ mixer, with the step as a CUDA graph and eagerly. Not a test.
 
     python -m benchmarks.train_loop [--mixers deltanet,transformer,...] [--steps 600] [--compile] [--out FILE.md]
                                     [--selective-algorithms auto,tiles,steps]   # Mamba's scan kernels
+                                    [--deterministic off,on]   # the cost of train.deterministic
 
 Model and data: the paper's parity setting (configs/parity_<mixer>.yaml where it exists, else parity_deltanet's
 with the mixer swapped): 2 layers, width 128, 4 heads, batch 1024, lengths 3-40. The rate is taken from the
 metrics log between the first and the last log line (warm-up, compilation and graph capture excluded).
 ``--selective-algorithms`` runs Mamba once per ``model.settings.algorithm`` (the selective scan's documented
-``algorithm=``). ``--profile MIXER`` prints the top CUDA kernels of the trainer's eager step for that mixer.
+``algorithm=``). ``--deterministic off,on`` runs each once per ``train.deterministic`` value (what
+``statetrack reproduce`` pays for bitwise-repeatable runs, docs/reproduce.md). ``--profile MIXER`` prints the top
+CUDA kernels of the trainer's eager step for that mixer.
 """
 
 from __future__ import annotations
@@ -38,12 +41,12 @@ def config(mixer: str, overrides: list[str]):
 
 
 def rate(mixer: str, graph: str, steps: int, device: str, out: Path, compile_: bool = False,
-         algorithm: str = "auto") -> tuple:  # fmt: skip
+         algorithm: str = "auto", deterministic: bool = False) -> tuple:  # fmt: skip
     """(steps/s after the first log line, wall seconds, first and last logged loss)."""
     cfg = config(mixer, [
         f"train.steps={steps}", "train.eval_every=0", f"train.log_every={max(1, steps // 6)}", "train.eval_samples=64",
         f"train.device={device}", f"train.cuda_graph={graph}", "train.progress=false", f"train.out_dir={out}",
-        f"train.compile={str(compile_).lower()}",
+        f"train.compile={str(compile_).lower()}", f"train.deterministic={str(deterministic).lower()}",
         *([f"model.settings.algorithm={algorithm}"] if algorithm != "auto" else []),
     ])  # fmt: skip
     t0 = time.perf_counter()
@@ -91,6 +94,7 @@ def build_parser():
     ap.add_argument("--compile", action="store_true", help="torch.compile the model as well")
     ap.add_argument("--profile", default="", help="print the top CUDA kernels of eager steps of this mixer")
     ap.add_argument("--selective-algorithms", default="auto", help="mamba only: selective_scan algorithms to compare")
+    ap.add_argument("--deterministic", default="off", help="train.deterministic values to run (off, on or off,on)")
     return ap
 
 
@@ -103,17 +107,20 @@ def main(argv=None) -> int:
     rep.header(f"anchor: {ANCHOR}", f"torch.compile: {args.compile}")
     rep.say("The losses show that the run trains (lr 1e-3, 10% warm-up, parity is learnt within a few thousand steps).")
     rep.say()
-    rep.table("mixer", "CUDA graph", "steps/s", "wall s (incl. start-up)", "loss at first / last log")
-    runs = [(m, mode, alg) for m in args.mixers.split(",") for mode in args.modes.split(",")
-            for alg in (args.selective_algorithms.split(",") if m == "mamba" else ["auto"])]  # fmt: skip
-    for mixer, mode, alg in runs:
+    rep.table("mixer", "CUDA graph", "deterministic", "steps/s", "wall s (incl. start-up)", "loss at first / last log")
+    dets = [{"on": True, "off": False}[v.strip()] for v in args.deterministic.split(",")]
+    runs = [(m, mode, alg, det) for m in args.mixers.split(",") for mode in args.modes.split(",")
+            for alg in (args.selective_algorithms.split(",") if m == "mamba" else ["auto"])
+            for det in dets]  # fmt: skip
+    for mixer, mode, alg, det in runs:
         name = mixer if alg == "auto" else f"{mixer} (selective scan: {alg})"
+        on_off = "on" if det else "off"
         with tempfile.TemporaryDirectory() as d:
             try:
-                r, wall, l0, l1 = rate(mixer, mode, args.steps, args.device, Path(d), args.compile, alg)
-                rep.row(name, mode, f"{r:.1f}", f"{wall:.1f}", f"{l0:.4f} / {l1:.4f}")
+                r, wall, l0, l1 = rate(mixer, mode, args.steps, args.device, Path(d), args.compile, alg, det)
+                rep.row(name, mode, on_off, f"{r:.1f}", f"{wall:.1f}", f"{l0:.4f} / {l1:.4f}")
             except Exception as e:  # noqa: BLE001 - report and go on
-                rep.row(name, mode, f"failed: {type(e).__name__}: {str(e)[:80]}", "", "")
+                rep.row(name, mode, on_off, f"failed: {type(e).__name__}: {str(e)[:80]}", "", "")
     if args.profile:
         with rep.section("profile"):
             rep.say()

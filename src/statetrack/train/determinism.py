@@ -17,8 +17,9 @@ What it switches on, for the duration of a run (each restored afterwards):
 * cuDNN: ``benchmark`` off (it picks algorithms by timing), ``deterministic`` on (nn.LSTM, convolutions).
 
 The trainer adds (``loop.train``): a failed CUDA-graph capture raises instead of falling back to an eager step
-(a different run: other shapes, other kernels), and :func:`refusals` names settings that cannot be deterministic
-(delta-rule ``backend='fla'``: flash-linear-attention picks its kernels' blocks by timing, Triton autotune).
+(on another stream, with its own cuBLAS workspace: not promised the same bits), and :func:`refusals` names
+settings that cannot be deterministic (delta-rule ``backend='fla'``: flash-linear-attention picks its kernels'
+blocks by timing, Triton autotune).
 
 What is deterministic without it: the data (batch ``s`` is a function of (seed, s) alone, drawn by any number of
 prefetch threads; ``train.prefetch`` cannot change a batch), the model's initialisation (``torch.manual_seed(seed)``

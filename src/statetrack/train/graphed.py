@@ -131,8 +131,8 @@ def build_step(model, forward, opt, loss_fn, grad_clip: float, autocast_factory,
                stream: torch.cuda.Stream | None = None, eager_fallback: bool = True) -> StepFn:  # fmt: skip
     """A graphed step when ``example`` (a fixed-shape batch on the GPU) is given and capture works, else eager.
     ``stream``: the capture stream (see :class:`GraphedStep`). ``eager_fallback=False`` (``train.deterministic``):
-    a failed capture raises its error instead (an eager step would train a different run: unpadded shapes,
-    other kernels), after restoring the model and optimiser."""
+    a failed capture raises its error instead, after restoring the model and optimiser (an eager step, on the
+    default stream and its cuBLAS workspace, is not promised the graph's bits)."""
     step = make_step(model, forward, opt, loss_fn, grad_clip, autocast_factory)
     if example is None:
         return step
