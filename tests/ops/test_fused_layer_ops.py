@@ -83,10 +83,13 @@ def _conv(activation=True, cu_seqlens=None):
     return fn
 
 
+# (T, C): one step, a few, and past one backward program (128 steps); channels past one block (64, 128)
+CONV_SHAPES = [(T, C) for T in LENGTHS for C in CHANNELS] if GPU else [(1, 24), (3, 72), (140, 24)]
+
+
 @kernel_test
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("T", LENGTHS)
-@pytest.mark.parametrize("C", CHANNELS)
+@pytest.mark.parametrize("T,C", CONV_SHAPES)
 def test_short_conv_matches_reference(T, C, dtype):
     _compare(_conv(), _conv_inputs(2, T, C, 4, seed=T + C), dtype, TOL[dtype])
 
@@ -97,7 +100,7 @@ def test_short_conv_matches_reference(T, C, dtype):
     [(4, True, True, True), (4, False, True, False), (2, True, False, True), (3, False, True, True),
      (1, True, False, True), (5, True, True, True)],
 )  # fmt: skip
-@pytest.mark.parametrize("T", [1, 2, 37])
+@pytest.mark.parametrize("T", [2, 37])
 def test_short_conv_widths_bias_cache(W, bias, cache, activation, T):
     """Cache from the previous segment (T shorter than W - 1 too: the new cache mixes cache and x)."""
     _compare(_conv(activation), _conv_inputs(3, T, 20, W, bias, cache, seed=W * 7 + T), F64, TOL[F64])
@@ -122,7 +125,7 @@ def test_short_conv_packed_documents(lens):
 
 @kernel_test
 def test_short_conv_bf16_close_to_fp64():
-    x, w, b, c = _conv_inputs(2, 50, 48, 4, cache=True, seed=3)
+    x, w, b, c = _conv_inputs(2, 20, 48, 4, cache=True, seed=3)
     ref = short_conv(*[_leaf(t, F64) for t in (x, w, b, c)], backend="torch")[0]
     xs = [_leaf(x, torch.bfloat16), _leaf(w, torch.float32), _leaf(b, torch.float32), _leaf(c, torch.float32)]
     y = short_conv(*xs, backend="triton")[0]
