@@ -15,7 +15,7 @@ import torch
 from statetrack.ops import l2_normalize, rms_norm_gated, short_conv
 from statetrack.ops.fused_norms import fused_backend
 
-from .interpreter import DEVICE, GPU, RUNNABLE, rerun_in_interpreter
+from .interpreter import DEVICE, GPU, INTERPRET, RUNNABLE, rerun_in_interpreter
 from .kernel_checks import F64, rel
 
 pytest.importorskip("triton")
@@ -233,6 +233,62 @@ def test_backward_keeps_no_fp32_copy_of_bf16_activations():
         saved = _saved(fn)
         big32 = [(dt, k) for dt, k in saved if dt != bf and k >= n]  # weights and one factor per row are smaller
         assert saved and not big32, (name, big32)
+
+
+# ------------------------------------------------------------------------------------ compiled, not interpreted
+def _frontend_variants():
+    """(kernel, argument types, constexprs) covering every constexpr branch, bf16 and fp64."""
+    from statetrack.ops import _fused_norm_kernels as nk
+    from statetrack.ops import _short_conv_kernels as sk
+
+    out = []
+    for dt, f64 in (("bf16", False), ("fp64", True)):
+        p, a = f"*{dt}", "*fp64" if f64 else "*fp32"
+        conv = dict(x_ptr=p, w_ptr=a, b_ptr=a, c_ptr=a, pos_ptr="*i32", y_ptr=p, dy_ptr=p, dx_ptr=p, dw_ptr=a,
+                    db_ptr=a, dhead_ptr=a, T="i32", C="i32", NP="i32")  # fmt: skip
+        for bias, cache, varlen, silu in (
+            (True, True, False, True),
+            (False, False, True, True),
+            (True, False, False, False),
+        ):
+            flags = dict(W=4, HAS_BIAS=bias, HAS_CACHE=cache, VARLEN=varlen, SILU=silu, F64=f64)
+            out.append((sk.short_conv_fwd_kernel, conv, dict(BT=16, BC=128, **flags)))
+            out.append((sk.short_conv_bwd_kernel, conv, dict(WP=4, BT=8, BC=64, TILES=16, NEED_DW=True,
+                                                             NEED_DB=bias, NEED_DHEAD=cache, **flags)))  # fmt: skip
+        rows = dict(x_ptr=p, y_ptr=p, g_ptr=p, w_ptr=a, r_ptr=a, dy_ptr=p, dx_ptr=p, dg_ptr=p, dw_ptr=a, n_rows="i32",
+                    M1="i32", s0="i64", s1="i32", D="i32", eps="fp32")  # fmt: skip
+        for flag in (True, False):
+            out.append((nk.l2norm_fwd_kernel, rows, dict(BR=16, BD=128, CLAMP=flag, F64=f64)))
+            out.append((nk.l2norm_bwd_kernel, rows, dict(BR=16, BD=128, CLAMP=flag, F64=f64)))
+            out.append((nk.rmsnorm_fwd_kernel, rows, dict(BR=16, BD=128, HAS_GATE=flag, F64=f64)))
+            out.append((nk.rmsnorm_bwd_kernel, rows, dict(BR=16, BD=128, HAS_GATE=flag, NEED_DW=True, F64=f64)))
+    return out
+
+
+@pytest.mark.skipif(INTERPRET, reason="the interpreter runs Python, not Triton's compiler")
+def test_kernels_pass_tritons_compiler_frontend():
+    """Every kernel variant through Triton's code generator (AST -> TTIR for sm_90), with no GPU: what only the
+    compiler refuses (a constexpr re-assigned in a static_range body, a dynamic ``if`` on a block) fails here in CI,
+    not first on the GPU. The full compile to cubin (ptxas) is what benchmarks/gpu_tests.sh adds."""
+    try:
+        from triton._C.libtriton import ir
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+        from triton.compiler.compiler import make_backend
+    except ImportError as e:  # pragma: no cover - another Triton layout
+        pytest.skip(f"Triton's compiler internals moved: {e}")
+    target = GPUTarget("cuda", 90, 32)
+    backend = make_backend(target)
+    options = backend.parse_options({"num_warps": 4})
+    for fn, types, consts in _frontend_variants():
+        sig = {n: "constexpr" if n in consts else types[n] for n in fn.arg_names}
+        context = ir.context()
+        ir.load_dialects(context)
+        backend.load_dialects(context)
+        src = ASTSource(fn, sig, constexprs=consts)
+        mod = src.make_ir(target, options, backend.get_codegen_implementation(options), backend.get_module_map(),
+                          context)  # fmt: skip
+        assert fn.__name__ in str(mod), (fn.__name__, consts)
 
 
 # --------------------------------------------------------------------------------------------- choice and checks
