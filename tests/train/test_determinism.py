@@ -109,3 +109,23 @@ def test_a_failed_graph_capture_raises_instead_of_training_eagerly(monkeypatch):
         warnings.simplefilter("always")
         assert callable(build_step(*args, example=example))  # the default: warn, train eagerly
     assert any("training eagerly" in str(x.message) for x in w)
+
+
+def test_the_sweep_trains_deterministically_unless_told_not_to(tmp_path, monkeypatch):
+    from statetrack.cli import build_parser
+    from statetrack.commands.reproduce import command_line
+    from statetrack.reproduce import build_runs, get_budget
+    from statetrack.reproduce import worker as worker_mod
+    from statetrack.reproduce.runner import _job
+
+    seen = []
+    monkeypatch.setattr(worker_mod, "train", lambda cfg, **k: seen.append(cfg.train.deterministic) or 1 / 0)
+    run = build_runs("figure1", get_budget("figure1", "smoke"))[0]
+    jobs = [_job(run, tmp_path, "figure1", False), _job(run, tmp_path, "figure1", False, deterministic=False)]
+    for job in jobs:
+        with pytest.raises(ZeroDivisionError):  # the stand-in trainer stops the job once it has seen the config
+            worker_mod.execute({**job, "device": "cpu"})
+    assert seen == [True, False] and jobs[0]["key"] == jobs[1]["key"]  # on by default; not part of the key
+    args = build_parser().parse_args(["reproduce", "table3", "--out", "o", "--no-deterministic"])
+    assert args.no_deterministic and "--no-deterministic" in command_line(args)
+    assert not build_parser().parse_args(["reproduce", "table3", "--out", "o"]).no_deterministic
