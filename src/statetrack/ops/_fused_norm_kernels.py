@@ -14,10 +14,14 @@ import triton.language as tl
 
 
 @triton.jit
-def _rows(n_rows, BR: tl.constexpr):
-    """This program's row indices (int64) and their mask."""
+def _tile(n_rows, D, BR: tl.constexpr, BD: tl.constexpr):
+    """This program's [BR, BD] tile of a contiguous [n_rows, D] tensor: row indices (int64), their mask, column
+    indices, their mask, the tile's mask and its element offsets."""
     rows = tl.program_id(0).to(tl.int64) * BR + tl.arange(0, BR)
-    return rows, rows < n_rows
+    m_r = rows < n_rows
+    o_d = tl.arange(0, BD)
+    m_d = o_d < D
+    return rows, m_r, o_d, m_d, m_r[:, None] & m_d[None, :], rows[:, None] * D + o_d[None, :]
 
 
 @triton.jit
@@ -27,9 +31,7 @@ def l2norm_fwd_kernel(
 ):  # fmt: skip
     """y = x r with r = 1 / max(|x|, eps) (CLAMP: torch's F.normalize) or 1 / sqrt(|x|^2 + eps); r kept per row."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
-    rows, m_r = _rows(n_rows, BR)
-    o_d = tl.arange(0, BD)
-    m = m_r[:, None] & (o_d < D)[None, :]
+    rows, m_r, o_d, _, m, off = _tile(n_rows, D, BR, BD)
     src = (rows // M1) * s0 + (rows % M1) * s1
     x = tl.load(x_ptr + src[:, None] + o_d[None, :], mask=m, other=0.0).to(acc)
     ss = tl.sum(x * x, 1)
@@ -37,7 +39,7 @@ def l2norm_fwd_kernel(
         r = 1.0 / tl.maximum(tl.sqrt(ss), eps)
     else:
         r = 1.0 / tl.sqrt(ss + eps)
-    tl.store(y_ptr + rows[:, None] * D + o_d[None, :], (x * r[:, None]).to(y_ptr.dtype.element_ty), mask=m)
+    tl.store(y_ptr + off, (x * r[:, None]).to(y_ptr.dtype.element_ty), mask=m)
     tl.store(r_ptr + rows, r.to(r_ptr.dtype.element_ty), mask=m_r)
 
 
@@ -49,10 +51,7 @@ def l2norm_bwd_kernel(
     """dx = r (dy - (y . dy) y), from the saved output y and r (no copy of x kept); where the clamp of F.normalize
     was active (|x| < eps) y = x / eps is linear in x and dx = dy / eps."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
-    rows, m_r = _rows(n_rows, BR)
-    o_d = tl.arange(0, BD)
-    m = m_r[:, None] & (o_d < D)[None, :]
-    off = rows[:, None] * D + o_d[None, :]
+    rows, m_r, _, _, m, off = _tile(n_rows, D, BR, BD)
     y = tl.load(y_ptr + off, mask=m, other=0.0).to(acc)
     dy = tl.load(dy_ptr + off, mask=m, other=0.0).to(acc)
     r = tl.load(r_ptr + rows, mask=m_r, other=0.0).to(acc)
@@ -77,11 +76,7 @@ def rmsnorm_fwd_kernel(
 ):  # fmt: skip
     """y = x r w (* silu(g)) with r = 1 / sqrt(mean(x^2) + eps); r kept per row."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
-    rows, m_r = _rows(n_rows, BR)
-    o_d = tl.arange(0, BD)
-    m_d = o_d < D
-    m = m_r[:, None] & m_d[None, :]
-    off = rows[:, None] * D + o_d[None, :]
+    rows, m_r, o_d, m_d, m, off = _tile(n_rows, D, BR, BD)
     x = tl.load(x_ptr + off, mask=m, other=0.0).to(acc)
     w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(acc)
     r = 1.0 / tl.sqrt(tl.sum(x * x, 1) / D + eps)
@@ -102,11 +97,7 @@ def rmsnorm_bwd_kernel(
     """With xh = x r, n = xh w, y = n silu(g): dg = dy n silu'(g); dn = dy silu(g); dx = r (dn w - xh mean(dn w xh));
     this program's share of dw = sum over its rows of dn xh goes to row ``program_id`` of dw_ptr [programs, D]."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
-    rows, m_r = _rows(n_rows, BR)
-    o_d = tl.arange(0, BD)
-    m_d = o_d < D
-    m = m_r[:, None] & m_d[None, :]
-    off = rows[:, None] * D + o_d[None, :]
+    rows, m_r, o_d, m_d, m, off = _tile(n_rows, D, BR, BD)
     x = tl.load(x_ptr + off, mask=m, other=0.0).to(acc)
     dy = tl.load(dy_ptr + off, mask=m, other=0.0).to(acc)
     w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(acc)
