@@ -91,7 +91,8 @@ def main(argv=None) -> int:
                  print_only=a.print_only, argv=argv)  # fmt: skip
     rep.header()
     with tempfile.TemporaryDirectory() as tmp:
-        over = [f"train.steps={a.steps + a.warmup}", "train.log_every=10", "train.eval_every=0",
+        over = [f"train.steps={a.steps + a.warmup}", f"train.warmup_steps={a.warmup}", "train.log_every=10",
+                "train.eval_every=0",
                 f"train.ckpt_every={a.steps + a.warmup}", f"train.out_dir={tmp}", "train.progress=false",
                 "train.device=cuda", *a.overrides]  # fmt: skip
         cfg = load_pretrain_config(a.config, over)

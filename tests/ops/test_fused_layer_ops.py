@@ -256,11 +256,11 @@ def _frontend_variants():
             out.append((sk.short_conv_bwd_kernel, conv, dict(WP=4, BT=8, BC=64, TILES=16, NEED_DW=True,
                                                              NEED_DB=bias, NEED_DHEAD=cache, **flags)))  # fmt: skip
         rows = dict(x_ptr=p, y_ptr=p, g_ptr=p, w_ptr=a, r_ptr=a, dy_ptr=p, dx_ptr=p, dg_ptr=p, dw_ptr=a, n_rows="i32",
-                    M1="i32", s0="i64", s1="i32", D="i32", eps="fp32")  # fmt: skip
+                    M1="i32", s0="i64", s1="i32", D="i32")  # fmt: skip
         for flag in (True, False):
-            out.append((nk.l2norm_fwd_kernel, rows, dict(BR=16, BD=128, CLAMP=flag, F64=f64)))
-            out.append((nk.l2norm_bwd_kernel, rows, dict(BR=16, BD=128, CLAMP=flag, F64=f64)))
-            out.append((nk.rmsnorm_fwd_kernel, rows, dict(BR=16, BD=128, HAS_GATE=flag, F64=f64)))
+            out.append((nk.l2norm_fwd_kernel, rows, dict(EPS=1e-6, BR=16, BD=128, CLAMP=flag, F64=f64)))
+            out.append((nk.l2norm_bwd_kernel, rows, dict(EPS=1e-6, BR=16, BD=128, CLAMP=flag, F64=f64)))
+            out.append((nk.rmsnorm_fwd_kernel, rows, dict(EPS=1e-6, BR=16, BD=128, HAS_GATE=flag, F64=f64)))
             out.append((nk.rmsnorm_bwd_kernel, rows, dict(BR=16, BD=128, HAS_GATE=flag, NEED_DW=True, F64=f64)))
     return out
 

@@ -5,6 +5,9 @@ able to run it). One program owns BR rows of D elements (D <= BD, a power of two
 statistic reduced in registers and the row written once, forward and backward. Arithmetic is in fp32 (fp64 for
 fp64 tensors, the tests' oracle precision); loads and stores are in the tensors' own dtypes.
 
+EPS is a constexpr, not a float argument: Triton passes float arguments as fp32, which would round eps (1e-6 is
+not an fp32 number) and put a ~1e-10 error into fp64 results; a constexpr takes the dtype it meets at full value.
+
 Rows of the L2 kernels come from a [M0, M1, D] view with strides (s0, s1, 1), so q and k can be read straight from
 the columns of the fused q/k/v projection without a copy; outputs and gradients are contiguous [M0 * M1, D].
 """
@@ -26,8 +29,8 @@ def _tile(n_rows, D, BR: tl.constexpr, BD: tl.constexpr):
 
 @triton.jit
 def l2norm_fwd_kernel(
-    x_ptr, y_ptr, r_ptr, n_rows, M1, s0, s1, D, eps,
-    BR: tl.constexpr, BD: tl.constexpr, CLAMP: tl.constexpr, F64: tl.constexpr,
+    x_ptr, y_ptr, r_ptr, n_rows, M1, s0, s1, D,
+    EPS: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, CLAMP: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """y = x r with r = 1 / max(|x|, eps) (CLAMP: torch's F.normalize) or 1 / sqrt(|x|^2 + eps); r kept per row."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
@@ -36,17 +39,17 @@ def l2norm_fwd_kernel(
     x = tl.load(x_ptr + src[:, None] + o_d[None, :], mask=m, other=0.0).to(acc)
     ss = tl.sum(x * x, 1)
     if CLAMP:
-        r = 1.0 / tl.maximum(tl.sqrt(ss), eps)
+        r = 1.0 / tl.maximum(tl.sqrt(ss), EPS)
     else:
-        r = 1.0 / tl.sqrt(ss + eps)
+        r = 1.0 / tl.sqrt(ss + EPS)
     tl.store(y_ptr + off, (x * r[:, None]).to(y_ptr.dtype.element_ty), mask=m)
     tl.store(r_ptr + rows, r.to(r_ptr.dtype.element_ty), mask=m_r)
 
 
 @triton.jit
 def l2norm_bwd_kernel(
-    y_ptr, r_ptr, dy_ptr, dx_ptr, n_rows, D, eps,
-    BR: tl.constexpr, BD: tl.constexpr, CLAMP: tl.constexpr, F64: tl.constexpr,
+    y_ptr, r_ptr, dy_ptr, dx_ptr, n_rows, D,
+    EPS: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, CLAMP: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """dx = r (dy - (y . dy) y), from the saved output y and r (no copy of x kept); where the clamp of F.normalize
     was active (|x| < eps) y = x / eps is linear in x and dx = dy / eps."""
@@ -57,7 +60,7 @@ def l2norm_bwd_kernel(
     r = tl.load(r_ptr + rows, mask=m_r, other=0.0).to(acc)
     proj = tl.sum(y * dy, 1)
     if CLAMP:
-        proj = tl.where(r * eps >= 1.0, 0.0, proj)
+        proj = tl.where(r * EPS >= 1.0, 0.0, proj)
     dx = r[:, None] * (dy - proj[:, None] * y)
     tl.store(dx_ptr + off, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
@@ -71,15 +74,15 @@ def _silu_parts(g):
 
 @triton.jit
 def rmsnorm_fwd_kernel(
-    x_ptr, g_ptr, w_ptr, y_ptr, r_ptr, n_rows, D, eps,
-    BR: tl.constexpr, BD: tl.constexpr, HAS_GATE: tl.constexpr, F64: tl.constexpr,
+    x_ptr, g_ptr, w_ptr, y_ptr, r_ptr, n_rows, D,
+    EPS: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, HAS_GATE: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """y = x r w (* silu(g)) with r = 1 / sqrt(mean(x^2) + eps); r kept per row."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
     rows, m_r, o_d, m_d, m, off = _tile(n_rows, D, BR, BD)
     x = tl.load(x_ptr + off, mask=m, other=0.0).to(acc)
     w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(acc)
-    r = 1.0 / tl.sqrt(tl.sum(x * x, 1) / D + eps)
+    r = 1.0 / tl.sqrt(tl.sum(x * x, 1) / D + EPS)
     y = x * r[:, None] * w[None, :]
     if HAS_GATE:
         g = tl.load(g_ptr + off, mask=m, other=0.0).to(acc)

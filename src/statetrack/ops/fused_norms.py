@@ -102,7 +102,7 @@ class L2NormTritonFn(torch.autograd.Function):
         BD, BR, warps = _blocks(D)
         if n:
             kernels_for(x.device, _MODULE).l2norm_fwd_kernel[(cdiv(n, BR),)](
-                v, y, r, n, M1, v.stride(0), v.stride(1), D, e,
+                v, y, r, n, M1, v.stride(0), v.stride(1), D, EPS=e,
                 BR=BR, BD=BD, CLAMP=clamp, F64=acc == torch.float64, num_warps=warps,
             )  # fmt: skip
         ctx.save_for_backward(y, r)
@@ -119,7 +119,7 @@ class L2NormTritonFn(torch.autograd.Function):
         BD, BR, warps = _blocks(D)
         if n:
             kernels_for(y.device, _MODULE).l2norm_bwd_kernel[(cdiv(n, BR),)](
-                y, r, dy, dx, n, D, ctx.e,
+                y, r, dy, dx, n, D, EPS=ctx.e,
                 BR=BR, BD=BD, CLAMP=ctx.clamp, F64=r.dtype == torch.float64, num_warps=warps,
             )  # fmt: skip
         return dx, None
@@ -182,7 +182,7 @@ class RMSNormGatedTritonFn(torch.autograd.Function):
         BD, BR, warps = _blocks(D)
         if n:
             kernels_for(x.device, _MODULE).rmsnorm_fwd_kernel[(cdiv(n, BR),)](
-                x2, x2 if g2 is None else g2, w, y, r, n, D, float(eps),
+                x2, x2 if g2 is None else g2, w, y, r, n, D, EPS=float(eps),
                 BR=BR, BD=BD, HAS_GATE=g2 is not None, F64=acc == torch.float64, num_warps=warps,
             )  # fmt: skip
         ctx.save_for_backward(x2, g2, w, r)
