@@ -213,3 +213,27 @@ def test_short_sequences_go_token_by_token():
     # long sequences go token by token only when many (sequence, head) programs fill the GPU
     assert prefers_recurrent(512, 32, programs=2048) and not prefers_recurrent(512, 32, programs=64)
     assert not prefers_recurrent(4096, 32, programs=2048)
+
+
+@kernel_test
+@pytest.mark.parametrize("n_h,gated", [(1, False), (1, True), (2, False)])
+def test_one_token_step_on_the_kernel_equals_the_torch_step(n_h, gated):
+    """delta_rule_step(backend="triton") (the recurrent kernel at T = 1, what graphed decoding runs on a GPU) continues
+    a state as the torch step does, token after token, bf16 and fp32 inputs."""
+    from statetrack.ops import delta_rule_step
+
+    B, H, K, V = 3, 2, D, D // 2 + 3
+    gen = torch.Generator().manual_seed(n_h)
+    rnd = lambda *s: torch.randn(*s, generator=gen).to(DEVICE)  # noqa: E731
+    for dtype in (torch.float32, torch.bfloat16):
+        s_t = s_k = rnd(B, H, K, V)
+        for _ in range(5):
+            q = rnd(B, H, K).to(dtype)
+            k = torch.nn.functional.normalize(rnd(B, n_h, H, K), dim=-1).to(dtype)
+            v, beta = rnd(B, n_h, H, V).to(dtype), (2 * torch.rand(B, n_h, H, generator=gen)).to(DEVICE, dtype)
+            g = -torch.rand(B, H, generator=gen).to(DEVICE) if gated else None
+            o_t, s_t = delta_rule_step(q, k, v, beta, s_t, log_decay=g, backend="torch")
+            o_k, s_k = delta_rule_step(q, k, v, beta, s_k, log_decay=g, backend="triton")
+            assert o_k.dtype == dtype and s_k.dtype == torch.float32
+            assert rel(o_k.float().cpu(), o_t.float().cpu()) < (1e-5 if dtype == torch.float32 else 1e-2)
+            assert rel(s_k.cpu(), s_t.cpu()) < 1e-5

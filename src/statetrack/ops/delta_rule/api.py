@@ -138,13 +138,20 @@ def delta_rule_step(
     *,
     log_decay: torch.Tensor | None = None,
     scale: float | None = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One decoding token, continuing exactly where :func:`delta_rule` left its final state.
 
     Shapes are those of :func:`delta_rule` without the time axis: q [B, H, K]; k [B, H, K] or [B, n_h, H, K];
     v [B, H, V] or [B, n_h, H, V]; beta [B, H] or [B, n_h, H]; log_decay [B, H]; state [B, H, K, V] (zeros if
     None). Returns (o [B, H, V] in q's dtype, new state [B, H, K, V]).
+
+    ``backend``: "torch" (a few elementwise ops and contractions), "triton" (the fused recurrent kernel with T = 1:
+    one launch, which is what a CUDA-graphed decoding step of many layers is bound by), or "auto": triton where
+    its kernels run on the inputs (CUDA, not fp64), else torch.
     """
+    if backend not in ("auto", "torch", "triton"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
     for name, x in (("q", q), ("k", k), ("v", v), ("beta", beta), ("log_decay", log_decay)):
         if isinstance(x, torch.Tensor) and x.dim() == 0:
             raise ValueError(f"{name} must not be a scalar")
@@ -158,7 +165,14 @@ def delta_rule_step(
     scale = K**-0.5 if scale is None else float(scale)
     if state is None:
         state = qt.new_zeros(B, H, K, vt.shape[-1], dtype=sdtype)
+    can_triton = available_backends(qt.device, qt.dtype)["triton"] and state.dtype == torch.float32
+    if backend == "triton" and not can_triton:
+        raise ValueError(f"backend='triton' needs CUDA (or TRITON_INTERPRET=1) inputs that are not fp64 and an fp32 "
+                         f"state, got {qt.device.type} {qt.dtype} inputs and a {state.dtype} state")  # fmt: skip
     with torch.autocast(qt.device.type, enabled=False):
+        if backend == "triton" or (backend == "auto" and can_triton):
+            o, state = delta_rule_recurrent_triton(qt, kt, vt, bt, gt, scale, state)
+            return o[:, 0].to(q.dtype), state
         o, state = delta_rule_step_core(
             qt[:, 0], kt[:, 0], vt[:, 0], bt[:, 0], None if gt is None else gt[:, 0], state, scale
         )
