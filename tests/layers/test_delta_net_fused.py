@@ -97,9 +97,11 @@ def test_fused_layer_packed_documents(case):
 
 
 @kernel_test
-def test_decoding_continues_a_fused_forward():
-    """The fused forward's state (its conv caches from the kernel path) drives ``step`` as the reference's does."""
-    fused, ref, d = _pair("deltanet_gate_eps")
+@pytest.mark.parametrize("case", list(CASES))
+def test_decoding_continues_a_fused_forward(case):
+    """The fused forward's state (its conv caches from the kernel path) drives the fused ``step`` (the conv, L2 norm
+    and output norm kernels on one token) to the reference's full-sequence outputs."""
+    fused, ref, d = _pair(case)
     x = torch.randn(2, 9, d, dtype=F64, generator=torch.Generator().manual_seed(4)).to(DEVICE)
     with torch.no_grad():
         y_full, _ = ref(x, output_state=True)

@@ -178,8 +178,13 @@ class ShortConv(nn.Module):
         """x [B, T, C], cache [B, C, W-1] or None (zeros) -> (y [B, T, C], new cache [B, C, W-1])."""
         return causal_conv(x, self.weight[:, 0], self.bias, cache, self.activation)
 
-    def step(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C], cache [B, C, W-1] -> (y [B, C], new cache)."""
+    def step(self, x: torch.Tensor, cache: torch.Tensor, backend: str = "torch") -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C], cache [B, C, W-1] -> (y [B, C], new cache). ``backend`` other than "torch": the forward's
+        :func:`causal_conv` on the one token (one fused kernel on CUDA, where a graphed decoding step is bound by
+        launches)."""
+        if backend != "torch":
+            y, new = causal_conv(x[:, None], self.weight[:, 0], self.bias, cache, self.activation, backend=backend)
+            return y[:, 0], new
         full = torch.cat([cache.to(x.dtype), x[:, :, None]], dim=2)  # [B, C, W]
         y = (full * self.weight[:, 0].to(x.dtype)).sum(-1) + self.bias.to(x.dtype)
         return (F.silu(y) if self.activation else y), full[:, :, 1:]

@@ -189,7 +189,7 @@ class DeltaNet(Mixer):
             cache = state.get(name)
             if cache is None:
                 cache = conv.init_state(x.shape[0], x.device, x.dtype)
-            t, new[name] = conv.step(t, cache)
+            t, new[name] = conv.step(t, cache, self.fused_ops)
             out.append(t)
         return tuple(out)
 
@@ -281,11 +281,11 @@ class DeltaNet(Mixer):
             state = self.init_state(x.shape[0], x.device, self.state_dtype(x))
         new: State = {}
         q, k, v = self._qkv_step(x, state, new)
-        q, k, v, beta, log_decay = self._heads(x, q, k, v)
+        q, k, v, beta, log_decay = self._heads(x, q, k, v, self.fused_ops)
         if self.n_h == 1:
             k, v, beta = k[:, 0], v[:, 0], beta[:, 0]
         o, new["S"] = delta_rule_step(q.to(v.dtype), k.to(v.dtype), v, beta, state["S"], log_decay=log_decay)
-        return self._out(x, o), new
+        return self._out(x, o, self.fused_ops), new
 
     @torch.no_grad()
     def transitions(self, x: torch.Tensor) -> torch.Tensor:
