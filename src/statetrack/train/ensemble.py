@@ -52,15 +52,14 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from statetrack.ops import delta_rule, diag_scan, selective_scan, slstm_scan, value_checks
-from statetrack.tasks import get_task
 
 from .checkpoint import RESUME_KEYS, Checkpointer, read_checkpoint, rng_states
 from .config import ExperimentConfig, dump_config, sample_lengths
 from .determinism import deterministic, refusals
-from .device import resolve_device, uses_amp, uses_cuda_graph, value_check_phases
+from .device import uses_amp
 from .evaluate import EvalResult, eval_batch, evaluate
 from .graphed import GraphedStep, autocast_factory, fixed_width, pad_batch, restore, snapshot
-from .loop import TrainResult, _stderr
+from .loop import TrainResult, _stderr, setup_run
 from .loss import masked_cross_entropy
 from .metrics_log import METRICS, MetricsLog
 from .model import build_model
@@ -458,17 +457,9 @@ def train_ensemble(
 def _train_ensemble(cfgs, *, resume, stop_after, write_files, task, note) -> list[MemberResult]:
     note = note if note is not None else _stderr
     t0 = time.perf_counter()
-    for c in cfgs:
-        c.train.validate()
-        c.model.validate(require_vocab=False)
+    task, device, graphed, first_checks, later_checks = setup_run(cfgs, task)
     check_members(cfgs)
     tc = cfgs[0].train
-    task = task if task is not None else get_task(tc.task, **tc.task_args)
-    device = resolve_device(tc.device)
-    graphed = uses_cuda_graph(tc, device)
-    first_checks, later_checks = value_check_phases(tc, device, graphed)
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
     end = tc.steps if stop_after is None else min(tc.steps, stop_after)
     n_prefetch = tc.prefetch if tc.prefetch >= 0 else (2 if device.type == "cuda" else 0)
     members = [_Member(c, task, device, graphed, write_files, note, end, n_prefetch) for c in cfgs]

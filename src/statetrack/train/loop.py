@@ -110,15 +110,8 @@ def _train(cfg: ExperimentConfig, *, resume, stop_after, on_eval, write_files, t
            note) -> TrainResult:  # fmt: skip
     note = note if note is not None else _stderr
     t0 = time.perf_counter()
-    cfg.train.validate()
-    cfg.model.validate(require_vocab=False)  # bad model configs fail before any work
     tc = cfg.train
-    task = task if task is not None else get_task(tc.task, **tc.task_args)
-    device = resolve_device(tc.device)
-    graphed = uses_cuda_graph(tc, device)
-    first_checks, later_checks = value_check_phases(tc, device, graphed)
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
+    task, device, graphed, first_checks, later_checks = setup_run([cfg], task)
     model = build_model(cfg, task).to(device)
     amp = uses_amp(tc, device)
     opt = make_optimizer(model, tc, device, graphed)
@@ -265,6 +258,24 @@ def _train(cfg: ExperimentConfig, *, resume, stop_after, on_eval, write_files, t
     return TrainResult(model, step, final, history, losses, t_end - t0, out if write_files else None,
                        steps_run=steps_run, steps_per_s=rate, resumed_from=resumed_from,
                        checkpoint=ckpts.last_saved if ckpts is not None else None)  # fmt: skip
+
+
+def setup_run(cfgs: list[ExperimentConfig], task):
+    """What a training run (or an ensemble of runs of one cell, ``cfgs``) settles before any work: the configs
+    validated (bad ones fail here), the task (``task`` or the first config's), the device, whether steps are
+    CUDA-graphed, the value-check phases, torch's CPU threads. Returns (task, device, graphed, first_checks,
+    later_checks)."""
+    for c in cfgs:
+        c.train.validate()
+        c.model.validate(require_vocab=False)
+    tc = cfgs[0].train
+    task = task if task is not None else get_task(tc.task, **tc.task_args)
+    device = resolve_device(tc.device)
+    graphed = uses_cuda_graph(tc, device)
+    first_checks, later_checks = value_check_phases(tc, device, graphed)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    return task, device, graphed, first_checks, later_checks
 
 
 def _stderr(msg: str) -> None:
