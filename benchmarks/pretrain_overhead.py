@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from statetrack.lm import data as lm_data
-from statetrack.lm.pretrain import lm_param_groups, pretrain, resolve_data
 from statetrack.lm.distributed import Dist
+from statetrack.lm.pretrain import lm_param_groups, pretrain, resolve_data
 from statetrack.lm.pretrain_config import load_pretrain_config
 from statetrack.train.metrics_log import METRICS
 

@@ -5,7 +5,8 @@ A step: ``grad_accum`` micro-batches of ``batch_size`` packed rows of ``seq_len`
 marked by restarting position_ids, so no state crosses a document), each loss / grad_accum backpropagated;
 the global gradient norm clipped; AdamW (decay on matrices only; fused on CUDA); the warm-up + cosine schedule.
 More than one process: FSDP2 (see :mod:`.distributed`). Checkpoints: DCP, atomic, resharded on load
-(:mod:`.checkpoint`). Outputs: :mod:`.observe`; a finished run's model: ``<out_dir>/model`` (:mod:`.export`). FLOPs and MFU: :mod:`.flops`.
+(:mod:`.checkpoint`). Outputs: :mod:`.observe`; a finished run's model: ``<out_dir>/model`` (:mod:`.export`).
+FLOPs and MFU: :mod:`.flops`.
 
 Exact resumption: the model is initialised under ``train.seed``; the checkpoint holds the model, the optimiser,
 the scheduler, every rank's data-loader position and RNG states; so a run stopped (SIGINT/SIGTERM: a checkpoint,
