@@ -77,9 +77,10 @@ class Attention(Mixer):
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         pos = torch.zeros(B, dtype=torch.long, device=x.device) if state is None else state["pos"].to(x.device)
-        reach = (int(pos.max()) if B else 0) + T
-        if self.max_length is not None and reach > self.max_length:
-            raise ValueError(f"attention max_length = {self.max_length}: this sequence reaches {reach} positions")
+        if self.max_length is not None:  # (reading pos on the host syncs a GPU: only when there is a limit)
+            reach = (int(pos.max()) if B else 0) + T
+            if reach > self.max_length:
+                raise ValueError(f"attention max_length = {self.max_length}: this sequence reaches {reach} positions")
         q_pos = pos[:, None] + torch.arange(T, device=x.device)  # [B, T]
         q, k = rotary(q, q_pos, self.rope_base), rotary(k, q_pos, self.rope_base)
         k_pos = q_pos
