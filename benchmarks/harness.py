@@ -42,6 +42,28 @@ def has_cuda(script: str = "this benchmark") -> bool:
     return False
 
 
+def interpreter() -> bool:
+    """Whether Triton's interpreter was asked for (TRITON_INTERPRET=1): the kernels then run on the CPU."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def smoke_or_cuda(args, script: str, **small) -> str | None:
+    """The device of a script with a ``--smoke`` mode: "cpu" with --smoke (``args`` shrunk to ``small``, no fla,
+    printed unless --out), else "cuda" where there is one, else None (said on stderr; the script then exits 2)."""
+    if args.smoke:
+        for name, value in small.items():
+            setattr(args, name, value)
+        args.no_fla = True
+        args.print_only = args.print_only or args.out is None
+        return "cpu"
+    return "cuda" if has_cuda(f"benchmarks.{script} (or --smoke on a CPU)") else None
+
+
+def smoke_note(device: str) -> str:
+    """The line a report's header starts with on a smoke run ("" on CUDA)."""
+    return "" if device == "cuda" else f"CPU smoke run ({'Triton interpreter' if interpreter() else 'torch only'}); "
+
+
 def device_slug(device: str | torch.device | None = None) -> str:
     """The results folder of a device: "h100", "h200", "a100", ... for CUDA GPUs (:func:`gpu_slug`), else "cpu"."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -25,13 +25,11 @@ everything at tiny shapes on the CPU (ours only under TRITON_INTERPRET=1, fla of
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from statetrack.ops import l2_normalize, rms_norm_gated, short_conv, value_checks
 
-from .harness import Report, anchor, has_cuda, parser, peak_mib, time_ms, try_run
+from .harness import Report, anchor, parser, peak_mib, smoke_note, smoke_or_cuda, time_ms, try_run
 
 
 def build_parser():
@@ -45,10 +43,6 @@ def build_parser():
     p.add_argument("--no-torch", action="store_true", help="skip our torch reference's columns")
     p.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (checks the script only)")
     return p
-
-
-def interpreter() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -173,18 +167,13 @@ def section_ops(rep, args, dev, fla):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    dev = "cuda"
-    if args.smoke:
-        dev = "cpu"
-        args.B, args.T, args.d_model, args.heads = 2, 40, 64, 2
-        args.no_fla = True
-        args.print_only = args.print_only or args.out is None
-    elif not has_cuda("benchmarks.layer_ops (or --smoke on a CPU)"):
+    dev = smoke_or_cuda(args, "layer_ops", B=2, T=40, d_model=64, heads=2)
+    if dev is None:
         return 2
     fla, fla_version = (None, "disabled") if args.no_fla else fla_modules()
     rep = Report("layer_ops", "# DeltaNet layer ops: fused short conv, L2 norm, gated RMSNorm: ours vs fla",
                  args.out, print_only=args.print_only, device=dev, argv=argv)  # fmt: skip
-    mode = "" if dev == "cuda" else f"CPU smoke run ({'Triton interpreter' if interpreter() else 'torch only'}); "
+    mode = smoke_note(dev)
     rep.header(f"{mode}B {args.B}, T {args.T}, width {args.d_model}, {args.heads} heads, conv {args.conv_size}; "
                "bf16 activations, fp32 weights", fla=fla_version)  # fmt: skip
     with value_checks(False), rep.section("ops"):

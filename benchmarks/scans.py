@@ -18,18 +18,12 @@ script itself (printed only, unless --out); its times mean nothing.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
 from statetrack.ops import diag_scan, selective_scan, value_checks
 
-from .harness import Report, anchor, has_cuda, parser, peak_mib, time_ms, try_run
-
-
-def interpreter() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+from .harness import Report, anchor, interpreter, parser, peak_mib, smoke_note, smoke_or_cuda, time_ms, try_run
 
 
 def copy_bandwidth(mib: int, dev: str) -> float:
@@ -295,18 +289,13 @@ def build_parser():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    dev = "cuda"
-    if args.smoke:
-        dev = "cpu"
-        args.B, args.T, args.D, args.N, args.copy_mib = 2, 40, 16, 4, 16
-        args.no_fla = True
-        args.print_only = args.print_only or args.out is None
-    elif not has_cuda("benchmarks.scans (or --smoke on a CPU)"):
+    dev = smoke_or_cuda(args, "scans", B=2, T=40, D=16, N=4, copy_mib=16)
+    if dev is None:
         return 2
     fla, fla_version = (None, "disabled") if args.no_fla else fla_ops()
     rep = Report("scans", "# statetrack signed diagonal scan and selective scan: Triton kernels vs the torch path",
                  args.out, print_only=args.print_only, device=dev, argv=argv)  # fmt: skip
-    mode = "" if dev == "cuda" else f"CPU smoke run ({'Triton interpreter' if interpreter() else 'torch only'}); "
+    mode = smoke_note(dev)
     bw = copy_bandwidth(args.copy_mib, dev)
     rep.header(f"{mode}copy bandwidth (bf16 .copy_ of {args.copy_mib} MiB, read + write): {bw / 1e9:.0f} GB/s",
                fla=fla_version)  # fmt: skip
