@@ -15,6 +15,7 @@ import time
 import torch
 
 from statetrack.models import StateTrackConfig, StateTrackForCausalLM
+from statetrack.ops import value_checks
 
 from .harness import Report, anchor, has_cuda, parser
 
@@ -52,6 +53,24 @@ def tokens_per_s(model, batch: int, prompt: int, new: int, reps: int = 3) -> flo
             best = min(best, time.perf_counter() - t)
     assert out.shape == (batch, prompt + new)
     return batch * new / best
+
+
+def kernels_per_step(model, batch: int) -> int | None:
+    """CUDA kernels one eager decoding step launches (what a graph replays; at LM widths their count, not their work,
+    bounds the step), from a profile of ``decode_step`` after a 16-token prompt; None for a model without it."""
+    if not hasattr(model, "decode_step"):
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    ids = torch.randint(0, VOCAB, (batch, 16), device="cuda")
+    with torch.no_grad():
+        states = model(ids, use_cache=True).cache.states
+        model.decode_step(ids[:, -1], states)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof, value_checks(False):  # as the graph records it
+            model.decode_step(ids[:, -1], states)
+            torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
 def first_token_s(model, prompt: int) -> float:
@@ -99,6 +118,7 @@ def main(argv=None) -> int:
     say("")
     say("| model | " + " | ".join(f"tokens/s at batch {b}" for b in batches) + " | first token of a 2048 prompt (ms) |")
     say("|---|" + "---:|" * (len(batches) + 1))
+    notes = []
     for name, model in rows:
         if model is None:
             say(f"| {name} | " + " | ".join("-" for _ in batches) + " | - |")
@@ -111,8 +131,13 @@ def main(argv=None) -> int:
                 cells.append(f"failed ({type(e).__name__}: {str(e)[:80]})")
         ttft = first_token_s(model, 2048) * 1e3
         say(f"| {name} | " + " | ".join(cells) + f" | {ttft:.1f} |")
+        if (n := kernels_per_step(model, 1)) is not None:
+            notes.append(f"{name}: {n} CUDA kernels per eager decoding step (batch 1)")
         del model
         torch.cuda.empty_cache()
+    say("")
+    for n in notes:
+        say(f"- {n}")
     return rep.done()
 
 
