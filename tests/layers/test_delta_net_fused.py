@@ -9,6 +9,8 @@ kernels in Triton's interpreter (this file re-runs itself in a subprocess with `
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -131,3 +133,27 @@ def test_fused_layer_under_bf16_autocast(case):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             errs[ops] = rel(m(x)[0], ref)
     assert errs["triton"] < 1.5 * errs["torch"] + 1e-3, errs
+
+
+@kernel_test
+@pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="needs liger-kernel (the SwiGLU kernel)")
+def test_block_fused_ops_equal_torch_ops():
+    """The block around the mixer: its two RMSNorms (Triton) and SwiGLU (liger-kernel's kernel, fp32 math, so the
+    comparison is in fp32) against the torch ops, outputs and gradients of every parameter."""
+    from statetrack.models.backbone import Block
+
+    name, d, kw = CASES["deltanet"]
+    torch.manual_seed(0)
+    blocks = {}
+    for ops in ("torch", "triton"):
+        torch.manual_seed(0)
+        b = Block(d, get_mixer_class(name)(d, backend="torch", **kw), 40).to(DEVICE)
+        b.fused_ops = ops
+        blocks[ops] = b
+    x = torch.randn(2, T, d, generator=torch.Generator().manual_seed(5)).to(DEVICE)
+    res = {}
+    for ops, b in blocks.items():
+        y = b(x)[0]
+        res[ops] = (y, *torch.autograd.grad(y.square().sum(), list(b.parameters())))
+    errs = [rel(a, r) for a, r in zip(res["triton"], res["torch"], strict=True)]
+    assert max(errs) < 1e-5, errs

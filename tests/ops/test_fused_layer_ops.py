@@ -1,6 +1,7 @@
 """The fused layer ops (short conv + SiLU, q/k L2 norm, gated RMSNorm): the Triton kernels against the torch
 references, values and gradients, in fp64 (the kernels compute in fp64 for fp64 tensors), plus bf16 against the
-fp64 reference and what the backward keeps (no fp32 copy of a bf16 activation).
+fp64 reference and what the backward keeps (no fp32 copy of a bf16 activation). The SwiGLU activation (liger-kernel's
+fused kernel, which computes in fp32): in fp32 against the torch reference, bf16 (GPU) against fp64.
 
 Two ways to run, as tests/ops/test_delta_rule_triton.py: in CI Triton's interpreter (``test_kernels_in_interpreter``
 re-runs this file in a subprocess with ``TRITON_INTERPRET=1``; small shapes), on a GPU with
@@ -9,10 +10,12 @@ re-runs this file in a subprocess with ``TRITON_INTERPRET=1``; small shapes), on
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
-from statetrack.ops import l2_normalize, rms_norm_gated, short_conv
+from statetrack.ops import l2_normalize, rms_norm_gated, short_conv, swiglu
 from statetrack.ops.fused_norms import fused_backend
 
 from .interpreter import DEVICE, GPU, INTERPRET, RUNNABLE, rerun_in_interpreter
@@ -199,6 +202,24 @@ def test_rms_norm_gated_bf16_close_to_fp64():
     assert y.dtype == torch.bfloat16 and rel(y, ref) < 5e-3
 
 
+# ------------------------------------------------------------------------------------------------------- SwiGLU
+@kernel_test
+@pytest.mark.parametrize("shape", [(2, 7, 48), (3, 1000)] + ([(4, 2048, 2 * 2816)] if GPU else []))
+def test_swiglu_matches_reference(shape):
+    pytest.importorskip("liger_kernel")
+    x = 3 * torch.randn(shape, generator=_gen(2), dtype=F64)
+    _compare(lambda x, backend: swiglu(x, backend=backend), (x,), torch.float32, 2e-6)
+
+
+@kernel_test
+@pytest.mark.skipif(INTERPRET, reason="the interpreter keeps bf16 as raw bits that liger's kernel cannot read")
+def test_swiglu_bf16_close_to_fp64():
+    pytest.importorskip("liger_kernel")
+    x = 3 * torch.randn(5, 33, 2 * 200, generator=_gen(3), dtype=F64)
+    y = swiglu(_leaf(x, torch.bfloat16), backend="triton")
+    assert y.dtype == torch.bfloat16 and rel(y, swiglu(x, backend="torch")) < 5e-3
+
+
 # ------------------------------------------------------------------------------------- what the backward keeps
 def _saved(fn):
     """The tensors autograd saves while ``fn()`` runs: [(dtype, numel)]."""
@@ -228,7 +249,10 @@ def test_backward_keeps_no_fp32_copy_of_bf16_activations():
         "conv": lambda: short_conv(x, w, b, backend="triton"),
         "l2": lambda: l2_normalize(x[..., : H * K].view(B, T, H, K), backend="triton"),
         "rms": lambda: rms_norm_gated(o, wn, gate, backend="triton"),
+        "swiglu": lambda: swiglu(x[..., : 2 * H * K], backend="triton"),  # only gate_up: silu is recomputed
     }
+    if importlib.util.find_spec("liger_kernel") is None:
+        del cases["swiglu"]
     for name, fn in cases.items():
         saved = _saved(fn)
         big32 = [(dt, k) for dt, k in saved if dt != bf and k >= n]  # weights and one factor per row are smaller
@@ -316,3 +340,7 @@ def test_bad_arguments_name_the_argument():
         l2_normalize(x, -1.0)
     with pytest.raises(TypeError, match="x must be a floating-point"):
         l2_normalize(torch.ones(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="gate_up's last dim must be even"):
+        swiglu(torch.randn(2, 5))
+    with pytest.raises(ValueError, match="backend='triton'"):
+        swiglu(torch.randn(2, 4, dtype=torch.float64), backend="triton")

@@ -6,26 +6,25 @@ Shapes: tokens [B, T] (long) -> logits [B, T, V]; the model state is a list with
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from statetrack.layers import RMSNorm, State, build_mixer
 from statetrack.layers.varlen import mixer_forward
+from statetrack.ops import swiglu
 
 from .config import ModelConfig
 
 
 class SwiGLU(nn.Module):
-    """x [..., D] -> W_down (SiLU(W_gate x) * W_up x) [..., D]."""
+    """x [..., D] -> W_down (SiLU(W_gate x) * W_up x) [..., D]; ``backend``: :func:`statetrack.ops.swiglu`'s."""
 
     def __init__(self, d_model: int, hidden: int):
         super().__init__()
         self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)
         self.down = nn.Linear(hidden, d_model, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, u = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(g) * u)
+    def forward(self, x: torch.Tensor, backend: str = "torch") -> torch.Tensor:
+        return self.down(swiglu(self.gate_up(x), backend=backend))
 
 
 def mlp_hidden_size(d_model: int, mlp_ratio: float) -> int:
@@ -39,6 +38,11 @@ class Block(nn.Module):
     ``forward(x, state, output_state, cu_seqlens)``: x [B, T, D] (or a packed [1, T, D] row with cu_seqlens).
     """
 
+    #: backend of the two RMSNorms and the SwiGLU activation: "auto" (one fused kernel each on CUDA: the
+    #: RMSNorm's Triton kernel, liger-kernel's SwiGLU; fewer launches for a graphed decoding step, no fp32 copies
+    #: of the activations in training) or "torch"; ensembles set it to "torch" (as every module's ``fused_ops``)
+    fused_ops = "auto"
+
     def __init__(self, d_model: int, mixer: nn.Module, mlp_hidden: int, norm_eps: float = 1e-6):
         super().__init__()
         self.mixer_norm = RMSNorm(d_model, norm_eps)
@@ -47,19 +51,24 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(d_model, norm_eps) if self.mlp is not None else None
 
     def _mlp(self, x):
-        return x if self.mlp is None else x + self.mlp(self.mlp_norm(x))
+        if self.mlp is None:
+            return x
+        return x + self.mlp(self.mlp_norm(x, backend=self.fused_ops), self.fused_ops)
 
     def forward(self, x, state: State | None = None, output_state: bool = False, cu_seqlens=None):
-        y, state = mixer_forward(self.mixer, self.mixer_norm(x), state, output_state, cu_seqlens)
+        h = self.mixer_norm(x, backend=self.fused_ops)
+        y, state = mixer_forward(self.mixer, h, state, output_state, cu_seqlens)
         return self._mlp(x + y), state
 
     def step(self, x, state: State | None = None):
-        y, state = self.mixer.step(self.mixer_norm(x), state)
+        y, state = self.mixer.step(self.mixer_norm(x, backend=self.fused_ops), state)
         return self._mlp(x + y), state
 
 
 class TokenClassifier(nn.Module):
     """tokens [B, T] -> logits [B, T, V]: one prediction per position (state-tracking tasks)."""
+
+    fused_ops = Block.fused_ops  # the final norm's backend (as the blocks')
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -87,7 +96,7 @@ class TokenClassifier(nn.Module):
         for i, block in enumerate(self.blocks):
             x, st = block(x, None if state is None else state[i], output_state)
             new.append(st)
-        logits = self.head(self.norm(x))
+        logits = self.head(self.norm(x, backend=self.fused_ops))
         return (logits, new) if output_state else logits
 
     def step(self, token: torch.Tensor, state: list[State] | None = None):
@@ -97,7 +106,7 @@ class TokenClassifier(nn.Module):
         for i, block in enumerate(self.blocks):
             x, st = block.step(x, None if state is None else state[i])
             new.append(st)
-        return self.head(self.norm(x)), new
+        return self.head(self.norm(x, backend=self.fused_ops)), new
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

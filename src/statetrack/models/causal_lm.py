@@ -75,6 +75,8 @@ class StateTrackPreTrainedModel(PreTrainedModel):
 class StateTrackModel(StateTrackPreTrainedModel):
     """Embedding, blocks, final norm: input_ids [B, T] -> hidden states [B, T, D]."""
 
+    fused_ops = Block.fused_ops  # the final norm's backend (as the blocks')
+
     def __init__(self, config: StateTrackConfig):
         super().__init__(config)
         D = config.hidden_size
@@ -135,7 +137,7 @@ class StateTrackModel(StateTrackPreTrainedModel):
             states.append(st)
             if hidden is not None:
                 hidden.append(x)
-        x = self.norm(x)
+        x = self.norm(x, backend=self.fused_ops)
         if pack is not None:
             x = pack.unpack(x)
         new_cache = None

@@ -7,7 +7,8 @@
 - :func:`linear_cross_entropy`: LM head + cross-entropy in chunks (never the fp32 logits of the whole batch).
 - :func:`slstm_scan`: the sLSTM recurrence (a nonlinear baseline; fused into one kernel each way on CUDA).
 - :func:`short_conv`, :func:`l2_normalize`, :func:`rms_norm_gated`: the layers' short causal conv + SiLU, q/k L2
-  norm and (gated) output RMSNorm, each one fused Triton kernel each way on CUDA (torch reference elsewhere).
+  norm and (gated) output RMSNorm, each one fused Triton kernel each way on CUDA (torch reference elsewhere);
+  :func:`swiglu`: the MLP's silu(gate) * up (liger-kernel's fused kernel on CUDA).
 
 Shared rules: :func:`check_min_eigenvalue` (the one parameter of every layer), :func:`state_dtype` (fp32 states,
 fp64 for fp64 inputs), :func:`value_checks` / :func:`set_value_checks` (the range checks that read values), and
@@ -24,6 +25,7 @@ from .fused_norms import l2_normalize, rms_norm_gated
 from .selective_scan import selective_scan, selective_scan_step, selective_transition
 from .short_conv import position_in_document, short_conv
 from .slstm import slstm_scan
+from .swiglu import swiglu
 
 __all__ = [
     "Varlen",
@@ -43,5 +45,6 @@ __all__ = [
     "short_conv",
     "slstm_scan",
     "state_dtype",
+    "swiglu",
     "value_checks",
 ]
