@@ -326,7 +326,7 @@ def build_parser():
     ap.add_argument("--variants", default="ours,chunk,gated,nh2,fla,sdpa",
                     help="columns of the speed table: " + ",".join(dict.fromkeys(c[0] for c in COLUMNS)))  # fmt: skip
     ap.add_argument("--chunk-size", type=int, default=None, help="delta_rule(chunk_size=): tokens per chunk")
-    ap.add_argument("--precision", default=None, help="delta_rule(precision=): tf32x3, tf32 or ieee")
+    ap.add_argument("--precision", default=None, help="delta_rule(precision=): tf32x3, tf32, ieee or bf16")
     ap.add_argument("--triton-config", default=None, help="delta_rule(triton_config=), e.g. BK_grad=32,BV_grad=64 "
                     "or block_v=32 (chunked kernels), BV=32,warps=2 (token by token)")  # fmt: skip
     return ap

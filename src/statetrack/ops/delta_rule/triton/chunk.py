@@ -25,6 +25,16 @@ they make the kernels read shared memory out of bounds); products of two inputs 
 the inputs' dtype, which is exact for bf16/fp16. A product of an input tile and an fp32 tile converts the input
 to fp32 and runs at ``precision``.
 
+``precision="bf16"`` runs those products on bf16 tensor cores with fp32 accumulation, and keeps what needs fp32
+there, as measured at beta near 2 (docs/kernels.md, "The bf16 precision"): the inverse T (tf32x3) and the state
+and its accumulation (fp32); the products that set the state recursion (w, u, W S0, K^T v_new, K dS, W^T dv) and
+those that carry T's conditioning into o and the gradients (P v_new, dR = T^T dU, dP, the chunk-local dv_new and
+dq's intra-chunk term) in two or three bf16 passes of a hi/lo split (about fp32-accurate); the rest (Q S0, the
+gradients' other state and chunk products) in one pass, both operands rounded to bf16. The per-chunk states hs
+and dhs are stored in bf16 (the products that read them round them so anyway); fp32 inputs keep their products
+of two inputs at tf32x3. Under Triton's interpreter (whose bf16 tiles its matmul cannot read) the kernels round
+the operands to bf16 values held in fp32 (PREC "bf16_emulated"), which multiplies as the tensor cores do.
+
 Triton 3.6 on sm_90 also miscompiles the gradient kernel's fp32 dots with 16-wide V blocks (an out-of-bounds
 shared-memory read, found with compute-sanitizer), so that kernel takes V in blocks of at least 32 (masked).
 """
@@ -40,7 +50,7 @@ from ..._triton import cdiv, interpreter_requested, kernels_for, loop_bound, pow
 from .launch import check_tuning, contiguous
 
 _MODULE = f"{__package__}.kernels_chunk"
-PRECISIONS = ("tf32x3", "ieee", "tf32")
+PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16")
 MAX_ROWS = 64  # sub-steps per chunk (tokens x n_h): the kernels hold [rows, rows] fp32 tiles in registers
 MIN_BV_GRAD = 32  # see the module docstring: 16-wide V blocks in the gradient kernel break on sm_90
 
@@ -166,14 +176,28 @@ def check_config(cfg: Config) -> None:
 
 def _in_args(dtype: torch.dtype, precision: str) -> dict:
     """How kernels multiply two input tiles: bf16/fp16 go to the tensor cores as they are (exact products, fp32
-    sums; IN_PREC is then unused but must be valid), fp32 inputs keep ``precision``. The interpreter stores bf16 as
-    raw bits its matmul cannot read, so there (IN_CAST) those tiles are cast to fp32."""
+    sums; IN_PREC is then unused but must be valid), fp32 inputs keep ``precision`` ("bf16": tf32x3, as K K^T feeds
+    the inverse). The interpreter stores bf16 as raw bits its matmul cannot read, so there (IN_CAST) those tiles
+    are cast to fp32."""
     half = dtype in (torch.bfloat16, torch.float16)
-    return dict(IN_PREC="tf32" if half else precision, IN_CAST=dtype == torch.bfloat16 and interpreter_requested())
+    prec = "tf32" if half else ("tf32x3" if precision == "bf16" else precision)
+    return dict(IN_PREC=prec, IN_CAST=dtype == torch.bfloat16 and interpreter_requested())
+
+
+def _kernel_prec(precision: str) -> str:
+    """The kernels' PREC: ``precision``, but "bf16_emulated" for "bf16" under the interpreter (the kernels then
+    round operands to bf16 values in fp32 tiles: kernels_chunk._bf16)."""
+    return "bf16_emulated" if precision == "bf16" and interpreter_requested() else precision
+
+
+def _state_dtype(cfg: Config) -> torch.dtype:
+    """dtype of the per-chunk state buffers hs and dhs: bf16 with precision "bf16", whose products read them as
+    bf16 operands (half the bytes of the two largest buffers), else fp32."""
+    return torch.bfloat16 if cfg.precision == "bf16" else torch.float32
 
 
 def _common(cfg: Config, H: int, K: int, V: int, n_h: int) -> dict:
-    return dict(H=H, K=K, V=V, NH=n_h, C=cfg.C, BL=cfg.BL, PREC=cfg.precision)
+    return dict(H=H, K=K, V=V, NH=n_h, C=cfg.C, BL=cfg.BL, PREC=_kernel_prec(cfg.precision))
 
 
 def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
@@ -187,7 +211,7 @@ def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
     w = torch.empty(N, T, n_h, H, K, **f32)
     u = torch.empty(N, T, n_h, H, V, **f32)
     dvl = torch.empty_like(u) if bwd else None
-    qdo = torch.empty(N, NC, H, K, V, **f32) if bwd else None
+    qdo = torch.empty(N, NC, H, K, V, dtype=_state_dtype(cfg), device=k.device) if bwd else None
     kernels_for(k.device, _MODULE).chunk_prep_kernel[(NC, N * H)](
         q, k, v, beta, w if g is None else g, w if do is None else do, w if gc is None else gc,
         w if ti is None else ti, w, u, w if dvl is None else dvl, w if qdo is None else qdo, scale, T,
@@ -198,11 +222,11 @@ def _prep(q, k, v, beta, g, do, scale, cfg: Config, bwd: bool):
 
 
 def _state_fwd(k, w, u, gc, h0, cfg: Config, store_ht: bool):
-    """(hs [N, NC + 1, H, K, V], final state or None); v_new overwrites u."""
+    """(hs [N, NC + 1, H, K, V] in ``_state_dtype``, final state fp32 or None); v_new overwrites u."""
     N, T, n_h, H, K = k.shape
     V = u.shape[-1]
     NC = cdiv(T, cfg.C)
-    hs = torch.empty(N, NC + 1, H, K, V, dtype=torch.float32, device=k.device)
+    hs = torch.empty(N, NC + 1, H, K, V, dtype=_state_dtype(cfg), device=k.device)
     ht = torch.empty(N, H, K, V, dtype=torch.float32, device=k.device) if store_ht else None
     kernels_for(k.device, _MODULE).chunk_state_fwd_kernel[(cdiv(V, cfg.BV_sfwd), N * H)](
         k, w, u, hs if gc is None else gc, hs if h0 is None else h0, hs, hs if ht is None else ht, T, NC,
@@ -284,7 +308,7 @@ def delta_rule_triton(
     log_decay [N, T, H] or None; initial_state fp32 [N, H, K, V] or None. Returns (o [N, T, H, V] in q's dtype,
     final state fp32 [N, H, K, V]); differentiable in all tensor inputs. CUDA tensors run compiled kernels, others
     run them in Triton's interpreter (slow: for tests). ``chunk_size``: tokens per chunk, chunk_size * n_h <= 64
-    (None: 64 // n_h); ``precision`` of fp32 tl.dot products (see the module docstring); ``config``: block
+    (None: 64 // n_h); ``precision`` of the fp32 products, one of PRECISIONS (module docstring); ``config``: block
     settings of TUNING (e.g. {"BK_grad": 32, "BV_grad": 64}; "block_v" caps every V-block width, the gradient
     kernel's staying >= 32; default: by register budget and, for the sequential passes, by the number of SMs)."""
     require_kernel_dtypes(q=q)

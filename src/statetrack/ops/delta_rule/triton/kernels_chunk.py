@@ -7,7 +7,8 @@ BL rows, a power of two) and C queries (padded to BC rows); the gate acts at the
 query i reads the state after sub-step last(i) = i * NH + NH - 1. Padded rows load k = v = beta = 0, which
 decouples them: their rows and columns of A are zero, so their rows of T = (I + A)^-1 are unit rows.
 
-Buffers between kernels, all fp32 (the state algebra and the inverse never leave fp32):
+Buffers between kernels, fp32 (the state algebra and the inverse never leave fp32) but for hs and dhs with PREC
+"bf16", which stores them in bf16 (every product that reads them rounds them to bf16 anyway):
   gc [N, T * NH, H]      cumulative log-gate within the chunk, per sub-step (gated only)
   Ti [N, NC, H, BL, BL]  the inverse T of each chunk (backward only)
   w  [N, T, NH, H, K]    T diag(beta * exp(gc)) K;  u [N, T, NH, H, V] = T diag(beta) V, overwritten by
@@ -24,6 +25,11 @@ Kernels: ``prep`` (grid over chunks: gc, T, w, u and in the backward also dvl), 
 so that no tile grows with K; loops over the blocks are unrolled (``tl.static_range``), and ``_blk_of`` /
 ``_with_blk`` read and replace block j at a compile-time j. Their chunk loop bound is NC_I under the interpreter
 (``ops._triton.loop_bound``) and the run-time NC when compiled.
+
+PREC, the precision of the products that involve fp32 tiles: "tf32x3", "ieee" or "tf32" (tl.dot of fp32 tiles at
+that input_precision), or "bf16" (bf16 tensor-core passes with fp32 accumulation: ``_dot32`` / ``_mm`` take one
+pass, or with PRECISE the split ``_dot16x3``; the inverse stays tf32x3), which the interpreter gets as
+"bf16_emulated" (``_bf16``). Which products are PRECISE was measured: docs/kernels.md, "The bf16 precision".
 """
 
 import triton
@@ -43,7 +49,10 @@ def _unit_lower_inverse(b_A, BL: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.cons
     2. With D = blockdiag inverse and N = D A_off (strictly block-lower, N^NB = 0):
        (I + A)^{-1} = (I + N)^{-1} D = prod_j (I + (-N)^(2^j)) D, a terminating product of log2(NB) factors whose
        terms are exactly those of block forward substitution.
+    PREC "bf16": the products run at tf32x3 (fp32-accurate): with bf16 operands the inverse alone puts errors of
+    1e-2 into o and every gradient at beta near 2, T = 512 (docs/kernels.md, "The bf16 precision").
     """
+    P32: tl.constexpr = "tf32x3" if PREC == "bf16" or PREC == "bf16_emulated" else PREC
     o_r = tl.arange(0, BL)
     blk = o_r // BS
     same = blk[:, None] == blk[None, :]
@@ -56,12 +65,12 @@ def _unit_lower_inverse(b_A, BL: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.cons
         b_t = -tl.sum(b_a[:, None] * b_D, 0)
         b_D = tl.where(sel[:, None] & same, b_t[None, :] + eye, b_D)
     if LOG_NB > 0:
-        b_M = -tl.dot(b_D, tl.where(blk[:, None] > blk[None, :], b_A, 0.0), input_precision=PREC)
+        b_M = -tl.dot(b_D, tl.where(blk[:, None] > blk[None, :], b_A, 0.0), input_precision=P32)
         b_P = eye + b_M
         for _ in tl.static_range(1, LOG_NB):
-            b_M = tl.dot(b_M, b_M, input_precision=PREC)
-            b_P = b_P + tl.dot(b_P, b_M, input_precision=PREC)
-        b_D = tl.dot(b_P, b_D, input_precision=PREC)
+            b_M = tl.dot(b_M, b_M, input_precision=P32)
+            b_P = b_P + tl.dot(b_P, b_M, input_precision=P32)
+        b_D = tl.dot(b_P, b_D, input_precision=P32)
     return b_D
 
 
@@ -152,9 +161,83 @@ def _in_dot_t(a, b, acc, IN_PREC: tl.constexpr, IN_CAST: tl.constexpr):
 
 
 @triton.jit
-def _dot32(a, b, acc, PREC: tl.constexpr):
-    """acc + a @ b as one fp32 product at PREC, for an input tile (any dtype) and an fp32 tile."""
-    return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=PREC)
+def _bf16(x, PREC: tl.constexpr):
+    """x rounded to bf16 (to nearest, ties to even, as the GPU converts) for a bf16 product: a bf16 tile when
+    compiled; under the interpreter (PREC "bf16_emulated"), whose bf16 tiles are raw bits that its matmul cannot
+    read, the same values in an fp32 tile (products of bf16 values are exact in fp32, so an fp32 dot of them sums
+    what the tensor cores sum)."""
+    if PREC == "bf16_emulated":
+        b = x.to(tl.float32).to(tl.uint32, bitcast=True)
+        b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+        x = b.to(tl.float32, bitcast=True)
+    else:
+        x = x.to(tl.bfloat16)
+    return x
+
+
+@triton.jit
+def _dot16(a, b, acc, PREC: tl.constexpr):
+    """acc + a @ b in one bf16 tensor-core pass: both operands rounded to bf16, fp32 sums (acc fp32 or None)."""
+    return tl.dot(_bf16(a, PREC), _bf16(b, PREC), acc)
+
+
+@triton.jit
+def _dot16x3(a, b, acc, PREC: tl.constexpr):
+    """acc + a @ b to about fp32 accuracy in bf16 tensor-core passes: each operand as hi + lo, two bf16 parts
+    (16 significant bits), and hi_a hi_b + hi_a lo_b + lo_a hi_b (the dropped lo_a lo_b is ~2^-16 of a term).
+    A bf16 tile is exact (lo = 0) and its pass is skipped: an input tile times an fp32 tile takes two passes.
+    Written as plain bf16 dots: triton's input_precision="bf16x3" reads shared memory out of bounds on sm_90."""
+    a_hi = _bf16(a, PREC)
+    b_hi = _bf16(b, PREC)
+    r = tl.dot(a_hi, b_hi, acc)
+    if b.dtype != tl.bfloat16:
+        r = tl.dot(a_hi, _bf16(b.to(tl.float32) - b_hi.to(tl.float32), PREC), r)
+    if a.dtype != tl.bfloat16:
+        r = tl.dot(_bf16(a.to(tl.float32) - a_hi.to(tl.float32), PREC), b_hi, r)
+    return r
+
+
+@triton.jit
+def _dot32(a, b, acc, PREC: tl.constexpr, PRECISE: tl.constexpr):
+    """acc + a @ b for tiles of any dtype (inputs as loaded, fp32 tiles): one fp32 product at PREC; for PREC
+    "bf16" ``_dot16x3`` if PRECISE (a product that the state recursion or an ill-conditioned term needs to fp32
+    accuracy), else ``_dot16``."""
+    if PREC == "bf16" or PREC == "bf16_emulated":
+        if PRECISE:
+            r = _dot16x3(a, b, acc, PREC)
+        else:
+            r = _dot16(a, b, acc, PREC)
+    else:
+        r = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=PREC)
+    return r
+
+
+@triton.jit
+def _mm(a, b, PREC: tl.constexpr, PRECISE: tl.constexpr):
+    """a @ b as ``_dot32`` computes it, without an accumulator."""
+    if PREC == "bf16" or PREC == "bf16_emulated":
+        r = _dot32(a, b, None, PREC, PRECISE)
+    else:
+        r = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision=PREC)
+    return r
+
+
+@triton.jit
+def _as_input(x, ptr, PREC: tl.constexpr):
+    """x, an fp32 tile of the input at ptr, back in the input's dtype for a bf16 product (a bf16 tile is exact in
+    one pass: ``_dot16x3`` skips its lo); as given for the fp32 precisions."""
+    if PREC == "bf16" or PREC == "bf16_emulated":
+        x = x.to(ptr.dtype.element_ty)
+    return x
+
+
+@triton.jit
+def _for_buffer(x, ptr, PREC: tl.constexpr):
+    """x as a store into ptr's buffer should write it: rounded to the nearest bf16 for a bf16 buffer (compiled,
+    the store's conversion does that; under the interpreter it truncates, so the rounding is done here)."""
+    if ptr.dtype.element_ty == tl.bfloat16:
+        x = _bf16(x, PREC)
+    return x
 
 
 @triton.jit
@@ -175,13 +258,19 @@ def _blkT(ptr, r_x, m_x, j, K: tl.constexpr, BK: tl.constexpr):
 
 @triton.jit
 def _apply_T(src_ptr, dst_ptr, r_r, m_r, b_T, b_s, D: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
-    """dst rows = T diag(s) (src rows) for a [rows, H, D] input and an fp32 [rows, H, D] buffer, D in BD blocks."""
+    """dst rows = T diag(s) (src rows) for a [rows, H, D] input and an fp32 [rows, H, D] buffer, D in BD blocks.
+    PREC "bf16": ``_dot16x3`` (w and u set the state recursion) of (T diag(s)) and the rows as loaded, which bf16
+    inputs hold exactly (one pass less)."""
     ND: tl.constexpr = (D + BD - 1) // BD
     for i_d in range(ND):
         o_d = i_d * BD + tl.arange(0, BD)
         m_d = o_d < D
-        b_x = b_s[:, None] * _ld(src_ptr, 0, r_r, m_r, D, o_d, m_d)
-        _st(dst_ptr, 0, r_r, m_r, D, o_d, m_d, tl.dot(b_T, b_x, input_precision=PREC))
+        if PREC == "bf16" or PREC == "bf16_emulated":
+            b_y = _dot16x3(b_T * b_s[None, :], _blk(src_ptr, r_r, m_r, i_d, D, BD), None, PREC)
+        else:
+            b_x = b_s[:, None] * _ld(src_ptr, 0, r_r, m_r, D, o_d, m_d)
+            b_y = tl.dot(b_T, b_x, input_precision=PREC)
+        _st(dst_ptr, 0, r_r, m_r, D, o_d, m_d, b_y)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -242,13 +331,15 @@ def chunk_prep_kernel(
             o_v = i_v * BV + tl.arange(0, BV)
             m_v = o_v < V
             b_do = _blk(do_ptr, r_q, m_q, i_v, V, BV)
-            _st(dvl_ptr, 0, r_r, m_r, V, o_v, m_v, _dot32(b_Pt, b_do, tl.zeros([BL, BV], tl.float32), PREC))
+            b_dvl = _dot32(b_Pt, b_do, tl.zeros([BL, BV], tl.float32), PREC, True)
+            _st(dvl_ptr, 0, r_r, m_r, V, o_v, m_v, b_dvl)
             if USE_G:
                 b_dos = b_do.to(tl.float32) * (scale * tl.exp(b_gq))[:, None]
             else:
                 b_dos = b_do
             for i_k in range(NK):
                 b_qdo = _qdo(q_ptr, r_q, m_q, i_k, b_dos, scale, K, BK, BV, USE_G, PREC, IN_PREC, IN_CAST)
+                b_qdo = _for_buffer(b_qdo, qdo_ptr, PREC)
                 _st(qdo_ptr, p_qdo, i_k * BK + o_k, i_k * BK + o_k < K, V, o_v, m_v, b_qdo)
 
 
@@ -259,7 +350,7 @@ def _qdo(q_ptr, r_q, m_q, j, b_dos, scale, K: tl.constexpr, BK: tl.constexpr, BV
     in their dtype on the tensor cores), or fp32 dO * scale exp(gq) (gate: an fp32 product)."""
     b_qt = _blkT(q_ptr, r_q, m_q, j, K, BK)
     if USE_G:
-        b_r = _dot32(b_qt, b_dos, tl.zeros([BK, BV], tl.float32), PREC)
+        b_r = _dot32(b_qt, b_dos, tl.zeros([BK, BV], tl.float32), PREC, False)
     else:
         b_r = scale * tl.dot(_in(b_qt, IN_CAST), _in(b_dos, IN_CAST), input_precision=IN_PREC)
     return b_r
@@ -294,10 +385,10 @@ def _ld_state(ptr, base, o_v, m_v, K: tl.constexpr, V: tl.constexpr, BK: tl.cons
 
 @triton.jit
 def _st_state(ptr, base, b_1, b_2, b_3, b_4, o_v, m_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
-              NK: tl.constexpr):  # fmt: skip
+              NK: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     for j in tl.static_range(NK):
         o_k = j * BK + tl.arange(0, BK)
-        _st(ptr, base, o_k, o_k < K, V, o_v, m_v, _blk_of(j, b_1, b_2, b_3, b_4))
+        _st(ptr, base, o_k, o_k < K, V, o_v, m_v, _for_buffer(_blk_of(j, b_1, b_2, b_3, b_4), ptr, PREC))
 
 
 @triton.jit
@@ -316,10 +407,11 @@ def _state_pass_start(ptr, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK
 @triton.jit
 def _rows_times_state(x_ptr, r_r, m_r, b_1, b_2, b_3, b_4, K: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr,
                       BV: tl.constexpr, NK: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
-    """X S [BL, BV] for the rows r_r of a [rows, H, K] tensor X and the state's four row blocks (fp32 products)."""
+    """X S [BL, BV] for the rows r_r of a [rows, H, K] tensor X and the state's four row blocks (fp32 products,
+    PRECISE: those of the state recursion)."""
     b_x = tl.zeros([BL, BV], dtype=tl.float32)
     for j in tl.static_range(NK):
-        b_x = _dot32(_blk(x_ptr, r_r, m_r, j, K, BK), _blk_of(j, b_1, b_2, b_3, b_4), b_x, PREC)
+        b_x = _dot32(_blk(x_ptr, r_r, m_r, j, K, BK), _blk_of(j, b_1, b_2, b_3, b_4), b_x, PREC, True)
     return b_x
 
 
@@ -344,14 +436,15 @@ def _state_fwd_step(c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_p
                     PREC: tl.constexpr):  # fmt: skip
     """One chunk: store S0, v_new = u - W S0 (in place of u), S1 = exp(g_L) S0 + (diag(d) K)^T v_new."""
     r_r, m_r, _, _ = _rows(c, T, n64, i_h, H, NH, C, BL, 16)
-    _st_state(hs_ptr, ((n64 * (NC + 1) + c) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
+    p_hs = ((n64 * (NC + 1) + c) * H + i_h) * K * V
+    _st_state(hs_ptr, p_hs, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK, PREC)
     b_u = _ld(u_ptr, 0, r_r, m_r, V, o_v, m_v) - _rows_times_state(w_ptr, r_r, m_r, b_h1, b_h2, b_h3, b_h4, K, BL,
                                                                     BK, BV, NK, PREC)  # fmt: skip
     _st(u_ptr, 0, r_r, m_r, V, o_v, m_v, b_u)
     b_u, b_h1, b_h2, b_h3, b_h4 = _decay_to_chunk_end(b_u, b_h1, b_h2, b_h3, b_h4, gc_ptr, c, T, n64, i_h, H, NH, C,
                                                       BL, NK, USE_G)  # fmt: skip
     for j in tl.static_range(NK):
-        b_h = _dot32(_blkT(k_ptr, r_r, m_r, j, K, BK), b_u, _blk_of(j, b_h1, b_h2, b_h3, b_h4), PREC)
+        b_h = _dot32(_blkT(k_ptr, r_r, m_r, j, K, BK), b_u, _blk_of(j, b_h1, b_h2, b_h3, b_h4), PREC, True)
         b_h1, b_h2, b_h3, b_h4 = _with_blk(j, b_h, b_h1, b_h2, b_h3, b_h4)
     return b_h1, b_h2, b_h3, b_h4
 
@@ -371,9 +464,10 @@ def chunk_state_fwd_kernel(
             c, b_h1, b_h2, b_h3, b_h4, k_ptr, w_ptr, u_ptr, gc_ptr, hs_ptr, n64, i_h, o_v, m_v, T, NC,
             H, K, V, NH, C, BL, BK, BV, NK, USE_G, PREC,
         )  # fmt: skip
-    _st_state(hs_ptr, ((n64 * (NC + 1) + NC) * H + i_h) * K * V, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
+    p_hs = ((n64 * (NC + 1) + NC) * H + i_h) * K * V
+    _st_state(hs_ptr, p_hs, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK, PREC)
     if STORE_HT:
-        _st_state(ht_ptr, p_h, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK)
+        _st_state(ht_ptr, p_h, b_h1, b_h2, b_h3, b_h4, o_v, m_v, K, V, BK, NK, PREC)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -397,14 +491,14 @@ def chunk_out_kernel(
     for i_k in range(NK):
         b_q = _blk(q_ptr, r_q, m_q, i_k, K, BK)
         b_h = _ld(hs_ptr, p_hs, i_k * BK + o_k, i_k * BK + o_k < K, V, o_v, m_v)
-        b_o = _dot32(b_q, b_h, b_o, PREC)
+        b_o = _dot32(b_q, b_h, b_o, PREC, False)
         b_qk = _in_dot_t(b_q, _blk(k_ptr, r_r, m_r, i_k, K, BK), b_qk, IN_PREC, IN_CAST)
     b_g, b_gq, _ = _gates(gc_ptr, c, T, n64, i_h, H, NH, C, BL, BC, USE_G)
     if USE_G:
         b_o = b_o * tl.exp(b_gq)[:, None]
     _, b_Eq = _masks(b_g, b_gq, NH, BL, BC, USE_G)
     b_vn = _ld(vn_ptr, 0, r_r, m_r, V, o_v, m_v)
-    b_o = scale * (b_o + tl.dot(b_qk * b_Eq, b_vn, input_precision=PREC))
+    b_o = scale * (b_o + _mm(b_qk * b_Eq, b_vn, PREC, True))
     _st(o_ptr, 0, r_q, m_q, V, o_v, m_v, b_o)
 
 
@@ -419,7 +513,7 @@ def _state_bwd_step(c, b_d1, b_d2, b_d3, b_d4, k_ptr, w_ptr, gc_ptr, dvl_ptr, dh
     r_r, m_r, _, _ = _rows(c, T, n64, i_h, H, NH, C, BL, 16)
     p_dhs = ((n64 * NC + c) * H + i_h) * K * V
     b_q1, b_q2, b_q3, b_q4 = _ld_state(dhs_ptr, p_dhs, o_v, m_v, K, V, BK, BV, NK, True)  # scale Q^T diag(..) dO
-    _st_state(dhs_ptr, p_dhs, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
+    _st_state(dhs_ptr, p_dhs, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK, PREC)
     b_x = _rows_times_state(k_ptr, r_r, m_r, b_d1, b_d2, b_d3, b_d4, K, BL, BK, BV, NK, PREC)
     b_x, b_d1, b_d2, b_d3, b_d4 = _decay_to_chunk_end(b_x, b_d1, b_d2, b_d3, b_d4, gc_ptr, c, T, n64, i_h, H, NH, C,
                                                       BL, NK, USE_G)  # fmt: skip
@@ -427,7 +521,7 @@ def _state_bwd_step(c, b_d1, b_d2, b_d3, b_d4, k_ptr, w_ptr, gc_ptr, dvl_ptr, dh
     _st(dvl_ptr, 0, r_r, m_r, V, o_v, m_v, b_dv)
     for j in tl.static_range(NK):
         b_d = _blk_of(j, b_d1, b_d2, b_d3, b_d4) + _blk_of(j, b_q1, b_q2, b_q3, b_q4)
-        b_d -= tl.dot(_blkT(w_ptr, r_r, m_r, j, K, BK), b_dv, input_precision=PREC)
+        b_d -= _mm(_blkT(w_ptr, r_r, m_r, j, K, BK), b_dv, PREC, True)
         b_d1, b_d2, b_d3, b_d4 = _with_blk(j, b_d, b_d1, b_d2, b_d3, b_d4)
     return b_d1, b_d2, b_d3, b_d4
 
@@ -448,7 +542,7 @@ def chunk_state_bwd_kernel(
             H, K, V, NH, C, BL, BK, BV, NK, USE_G, PREC,
         )  # fmt: skip
     if STORE_DH0:
-        _st_state(dh0_ptr, p_h, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK)
+        _st_state(dh0_ptr, p_h, b_d1, b_d2, b_d3, b_d4, o_v, m_v, K, V, BK, NK, PREC)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -466,7 +560,9 @@ def chunk_grad_kernel(
     The gate needs no terms of its own: scaling exp(g_t) scales the state before token t, as scaling the chunk's
     start state and every v before t would, less those tokens' outputs; so within a chunk
     dlog_decay_t = <S1, dS> - sum_{t' >= t} (sum_j v_t'j . dv_t'j - q_t' . dq_t'), with S1 = hs[c + 1].
-    Every product here is fp32 (the inputs are read as fp32 tiles).
+    Every product here is fp32 at PREC (the inputs are read as fp32 tiles); with PREC "bf16" those that carry T's
+    conditioning into dv, dbeta, dq and dlog_decay (dR, dP, dq's intra-chunk term) are PRECISE, the rest take one
+    bf16 pass (docs/kernels.md, "The bf16 precision").
     """
     c, NC, n64, i_h, r_r, m_r, r_q, m_q = _chunk_program(T, H, NH, C, BL, BC)
     b_b = tl.load(beta_ptr + r_r, mask=m_r, other=0.0).to(tl.float32)
@@ -496,11 +592,11 @@ def chunk_grad_kernel(
         b_vn = _ld(vn_ptr, 0, r_r, m_r, V, o_vv, m_v)
         b_do = _ld(do_ptr, 0, r_q, m_q, V, o_vv, m_v)
         b_v = _ld(v_ptr, 0, r_r, m_r, V, o_vv, m_v)
-        b_dR = tl.dot(tl.trans(b_T), b_dU, input_precision=PREC)
+        b_dR = _mm(tl.trans(b_T), b_dU, PREC, True)
         _st(dv_ptr, 0, r_r, m_r, V, o_vv, m_v, b_b[:, None] * b_dR)
         b_dbv += tl.sum(b_dR * b_v, 1)
-        b_dA += tl.dot(b_dR, tl.trans(b_vn), input_precision=PREC)
-        b_dP += tl.dot(b_do, tl.trans(b_vn), input_precision=PREC)
+        b_dA += _mm(b_dR, tl.trans(b_vn), PREC, False)
+        b_dP += _mm(_as_input(b_do, do_ptr, PREC), tl.trans(b_vn), PREC, True)
     b_DE = -b_dA * b_E  # dA * E, strictly lower through E
     b_dPm = scale * b_dP * b_Eq
     b_B = b_b[:, None] * b_DE
@@ -524,23 +620,23 @@ def chunk_grad_kernel(
             m_v = o_vv < V
             b_S0 = _ld(hs_ptr, p_h0, o_kk, m_k, V, o_vv, m_v)
             b_dS = _ld(dhs_ptr, p_dh, o_kk, m_k, V, o_vv, m_v)
-            b_Y += tl.dot(_ld(dvn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_S0), input_precision=PREC)
-            b_D += tl.dot(_ld(do_ptr, 0, r_q, m_q, V, o_vv, m_v), tl.trans(b_S0), input_precision=PREC)
-            b_Z += tl.dot(_ld(vn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_dS), input_precision=PREC)
+            b_Y += _mm(_ld(dvn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_S0), PREC, False)
+            b_D += _mm(_ld(do_ptr, 0, r_q, m_q, V, o_vv, m_v), tl.trans(b_S0), PREC, False)
+            b_Z += _mm(_ld(vn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_dS), PREC, False)
             if USE_G:
                 b_S1 = _ld(hs_ptr, p_h0 + H * K * V, o_kk, m_k, V, o_vv, m_v)
                 b_sds += tl.sum(b_S1 * b_dS, 0)
-        b_Y = tl.dot(tl.trans(b_T), b_Y, input_precision=PREC)
+        b_Y = _mm(tl.trans(b_T), b_Y, PREC, False)
         b_k = _blk(k_ptr, r_r, m_r, i_k, K, BK).to(tl.float32)
         b_q = _blk(q_ptr, r_q, m_q, i_k, K, BK).to(tl.float32)
 
-        b_dq = tl.dot(b_dPm, b_k, input_precision=PREC) + (scale * b_Gq)[:, None] * b_D
-        b_dk = tl.dot(b_B, b_k, input_precision=PREC) + tl.dot(tl.trans(b_B), b_k, input_precision=PREC)
-        b_dk += tl.dot(tl.trans(b_dPm), b_q, input_precision=PREC)
+        b_dq = _mm(b_dPm, _as_input(b_k, k_ptr, PREC), PREC, True) + (scale * b_Gq)[:, None] * b_D
+        b_dk = _mm(b_B, b_k, PREC, False) + _mm(tl.trans(b_B), b_k, PREC, False)
+        b_dk += _mm(tl.trans(b_dPm), b_q, PREC, False)
         b_dk += b_d[:, None] * b_Z - (b_b * b_Gam)[:, None] * b_Y
         # sum_j DE_ij (k_i . k_j) as k_i . (DE K)_i: no [L, L] K K^T tile (its dot read shared memory out of
         # bounds on sm_90 with fp32 inputs, compute-sanitizer, triton 3.6), one more [L, L] x [L, BK] product
-        b_db += tl.sum(b_k * tl.dot(b_DE, b_k, input_precision=PREC), 1) - b_Gam * tl.sum(b_k * b_Y, 1)
+        b_db += tl.sum(b_k * _mm(b_DE, b_k, PREC, False), 1) - b_Gam * tl.sum(b_k * b_Y, 1)
         b_qdq += tl.sum(b_q * b_dq, 1)
         _st(dq_ptr, 0, r_q, m_q, K, o_kk, m_k, b_dq)
         _st(dk_ptr, 0, r_r, m_r, K, o_kk, m_k, b_dk)
