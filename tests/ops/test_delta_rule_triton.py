@@ -30,10 +30,13 @@ if GPU:
     LENGTHS, DIMS, TOL = (1, 100, 600), (32, 64), 2e-4
 else:
     LENGTHS, DIMS, TOL = (1, 20, 70), (16,), 1e-4
-# precision="bf16" (docs/kernels.md, "The bf16 precision"): o and the gradients at ~2x the largest error measured
-# (interpreter: 6.3e-3, dk at T = 70; T = 512, K = V = 64: 6.1e-3), the final state fp32-accurate (its recursion
-# keeps fp32 accuracy: 1.8e-5 at T = 70, 1.1e-4 at T = 512; one-pass bf16 products there would give 3e-3 to 1e-2)
-BF16_TOL, BF16_STATE_TOL = (1.5e-2, 5e-4) if GPU else (1.2e-2, 2e-4)
+# precision="bf16" (docs/kernels.md, "The bf16 precision"): o and the gradients within its goals, 5e-3 and 8e-3,
+# repeated keys included (interpreter, T = 70: o to 3.5e-3, the interpreter truncating bf16 stores; gradients to
+# 4.8e-3; T = 512 and 2048, K = V = 64: 2.4e-3 and 4.2e-3); the final state about fp32-accurate (its recursion and
+# the inverse in split passes: 2e-5 at T = 70 with random keys, 7.5e-4 with repeated ones, to 1.2e-3 at T = 512;
+# one-pass bf16 products there would give 3e-3 to 1e-2)
+BF16_O_TOL, BF16_TOL = 5e-3, 8e-3
+BF16_STATE_TOL, BF16_REPEATED_STATE_TOL = (5e-4, 3e-3) if GPU else (2e-4, 1.5e-3)
 
 
 @pytest.mark.skipif(RUNNABLE, reason="already inside the interpreter (or on a GPU)")
@@ -215,23 +218,24 @@ def test_chunk_other_precisions(precision):
 
 @kernel_test
 @pytest.mark.parametrize(
-    "dtype,T,n_h,beta_range,keys,gate,chunk_size,dbeta_tol",
+    "dtype,T,n_h,beta_range,keys,gate,chunk_size",
     [
-        (torch.float32, LENGTHS[-1], 1, (0.0, 2.0), "random", False, None, BF16_TOL),  # 70 = 64 + 6 tokens
-        (torch.bfloat16, LENGTHS[-1], 1, (1.9, 2.0), "random", True, None, BF16_TOL),
-        (torch.float32, LENGTHS[-1] // 2 + 3, 2, (1.9, 2.0), "random", True, 16, BF16_TOL),
-        # repeated keys: dbeta takes one-pass products of the ill-conditioned T (1.4e-2 here, 3.3e-2 at T = 512)
-        (torch.float32, LENGTHS[-1] // 2 + 3, 2, (1.9, 2.0), "rank1", False, 16, 2.5 * BF16_TOL),
+        (torch.float32, LENGTHS[-1], 1, (0.0, 2.0), "random", False, None),  # 70 = 64 + 6 tokens
+        (torch.bfloat16, LENGTHS[-1], 1, (1.9, 2.0), "random", True, None),
+        (torch.float32, LENGTHS[-1] // 2 + 3, 2, (1.9, 2.0), "random", True, 16),
+        # repeated keys: T at its worst conditioned; one-pass products of it put 1e-2 to 3e-2 into dbeta, o, dv
+        (torch.float32, LENGTHS[-1] // 2 + 3, 2, (1.9, 2.0), "rank1", False, 16),
+        (torch.bfloat16, LENGTHS[-1], 1, (1.9, 2.0), "rank1", False, None),
     ],
 )
-def test_chunk_bf16_precision(dtype, T, n_h, beta_range, keys, gate, chunk_size, dbeta_tol):
+def test_chunk_bf16_precision(dtype, T, n_h, beta_range, keys, gate, chunk_size):
     """precision="bf16": bf16 tensor-core products (emulated by the interpreter) against the fp64 loop on the same
     (rounded) inputs; ragged lengths, beta over [0, 2] and near 2, gates, two Householders, repeated keys."""
     x = make_inputs(B=2 if n_h == 1 else 1, T=T, H=2, K=DIMS[0], V=DIMS[0], n_h=n_h, beta_range=beta_range,
                     keys=keys, gate=gate, seed=T)  # fmt: skip
     x = {n: None if t is None else (t.to(dtype).double() if n != "initial_state" else t) for n, t in x.items()}
     errs = _errors(x, dtype, precision="bf16", chunk_size=chunk_size)
-    tol = {"final_state": BF16_STATE_TOL, "dbeta": dbeta_tol}
+    tol = {"o": BF16_O_TOL, "final_state": BF16_REPEATED_STATE_TOL if keys == "rank1" else BF16_STATE_TOL}
     bad = {n: e for n, e in errs.items() if not e < tol.get(n, BF16_TOL)}
     assert not bad, (bad, errs)
     if dtype == torch.float32:  # the one-pass products do round (tf32x3 is at 1e-6 here)
@@ -284,8 +288,8 @@ def test_api_backend_triton_varlen(precision):
     kw = {} if precision == "auto" else {"algorithm": "chunk", "precision": precision}
     o, s = delta_rule(**y, cu_seqlens=cu.to(DEVICE), output_final_state=True, backend="triton", **kw)
     g = torch.autograd.grad(o.sum() + s.sum(), [y["q"], y["k"], y["beta"]])
-    tol, state_tol = (TOL, TOL) if precision == "auto" else (BF16_TOL, BF16_STATE_TOL)
-    assert rel(o.cpu(), ref_o) < tol and rel(s.cpu(), ref_s) < state_tol
+    tol, o_tol, state_tol = (TOL, TOL, TOL) if precision == "auto" else (BF16_TOL, BF16_O_TOL, BF16_STATE_TOL)
+    assert rel(o.cpu(), ref_o) < o_tol and rel(s.cpu(), ref_s) < state_tol
     for a, b in zip(g, ref_g, strict=True):
         assert rel(a.cpu(), b) < tol
 

@@ -73,9 +73,10 @@ def delta_rule(
         precision: how the "triton" chunk kernels multiply fp32 tiles on tensor cores: "tf32x3" (three tf32
             passes, fp32-accurate: o at the bf16 rounding floor even at beta near 2; what "auto" takes), "tf32"
             (one pass: ~1.6x faster forward+backward at head dim 128 on an H100, about fla's accuracy), "ieee"
-            (fp32 FMA, ~2x slower) or "bf16" (bf16 passes with fp32 sums; the inverse and the state recursion stay
-            fp32-accurate: o and gradients within 6e-3 at beta near 2, T = 512; docs/kernels.md, "The bf16
-            precision"). The other paths compute in fp32 (fp64) throughout.
+            (fp32 FMA, ~2x slower) or "bf16" (bf16 passes with fp32 sums; the inverse and the state recursion in
+            split bf16 passes, about fp32-accurate: o within 5e-3 and gradients within 8e-3 at beta near 2, also
+            with repeated keys; docs/kernels.md, "The bf16 precision"). The other paths compute in fp32 (fp64)
+            throughout.
         triton_config: block settings of the "triton" kernels, for tuning and benchmarks (None: chosen per
             shape and device). Algorithm "chunk" (``triton.CHUNK_TUNING``): "block_v" (a cap on every V-block
             width), "BS" (diagonal block of the inverse), "BK", "BK_grad" (K-blocks), "BV_prep", "BV_sfwd",

@@ -26,14 +26,15 @@ the inputs' dtype, which is exact for bf16/fp16. A product of an input tile and 
 to fp32 and runs at ``precision``.
 
 ``precision="bf16"`` runs those products on bf16 tensor cores with fp32 accumulation, and keeps what needs fp32
-there, as measured at beta near 2 (docs/kernels.md, "The bf16 precision"): the inverse T (tf32x3) and the state
-and its accumulation (fp32); the products that set the state recursion (w, u, W S0, K^T v_new, K dS, W^T dv) and
-those that carry T's conditioning into o and the gradients (P v_new, dR = T^T dU, dP, the chunk-local dv_new and
-dq's intra-chunk term) in two or three bf16 passes of a hi/lo split (about fp32-accurate); the rest (Q S0, the
-gradients' other state and chunk products) in one pass, both operands rounded to bf16. The per-chunk states hs
-and dhs are stored in bf16 (the products that read them round them so anyway); fp32 inputs keep their products
-of two inputs at tf32x3. Under Triton's interpreter (whose bf16 tiles its matmul cannot read) the kernels round
-the operands to bf16 values held in fp32 (PREC "bf16_emulated"), which multiplies as the tensor cores do.
+there, as measured at beta near 2 (docs/kernels.md, "The bf16 precision"): the state and its accumulation (fp32);
+the inverse T, the products that set the state recursion (w, u, W S0, K^T v_new, K dS, W^T dv) and those that carry
+T's conditioning into o and the gradients (P v_new, dR = T^T dU, dP, the chunk-local dv_new, dq's intra-chunk term,
+and dbeta's dR v_new^T, dU S0^T, T^T Y, DE K, which repeated keys need) in two or three bf16 passes of a hi/lo split
+(about fp32-accurate); the rest (Q S0, the gradients' other state and chunk products) in one pass, both operands
+rounded to bf16. The per-chunk states hs and dhs are stored in bf16 (the products that read them round them so
+anyway); fp32 inputs keep their products of two inputs at tf32x3. Under Triton's interpreter (whose bf16 tiles its
+matmul cannot read) the kernels round the operands to bf16 values held in fp32 (PREC "bf16_emulated"), which
+multiplies as the tensor cores do.
 
 Triton 3.6 on sm_90 also miscompiles the gradient kernel's fp32 dots with 16-wide V blocks (an out-of-bounds
 shared-memory read, found with compute-sanitizer), so that kernel takes V in blocks of at least 32 (masked).

@@ -7,7 +7,7 @@ BL rows, a power of two) and C queries (padded to BC rows); the gate acts at the
 query i reads the state after sub-step last(i) = i * NH + NH - 1. Padded rows load k = v = beta = 0, which
 decouples them: their rows and columns of A are zero, so their rows of T = (I + A)^-1 are unit rows.
 
-Buffers between kernels, fp32 (the state algebra and the inverse never leave fp32) but for hs and dhs with PREC
+Buffers between kernels, fp32 (the state algebra and the inverse are kept in fp32) but for hs and dhs with PREC
 "bf16", which stores them in bf16 (every product that reads them rounds them to bf16 anyway):
   gc [N, T * NH, H]      cumulative log-gate within the chunk, per sub-step (gated only)
   Ti [N, NC, H, BL, BL]  the inverse T of each chunk (backward only)
@@ -28,7 +28,7 @@ so that no tile grows with K; loops over the blocks are unrolled (``tl.static_ra
 
 PREC, the precision of the products that involve fp32 tiles: "tf32x3", "ieee" or "tf32" (tl.dot of fp32 tiles at
 that input_precision), or "bf16" (bf16 tensor-core passes with fp32 accumulation: ``_dot32`` / ``_mm`` take one
-pass, or with PRECISE the split ``_dot16x3``; the inverse stays tf32x3), which the interpreter gets as
+pass, or with PRECISE the split ``_dot16x3``, as the inverse does), which the interpreter gets as
 "bf16_emulated" (``_bf16``). Which products are PRECISE was measured: docs/kernels.md, "The bf16 precision".
 """
 
@@ -49,10 +49,11 @@ def _unit_lower_inverse(b_A, BL: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.cons
     2. With D = blockdiag inverse and N = D A_off (strictly block-lower, N^NB = 0):
        (I + A)^{-1} = (I + N)^{-1} D = prod_j (I + (-N)^(2^j)) D, a terminating product of log2(NB) factors whose
        terms are exactly those of block forward substitution.
-    PREC "bf16": the products run at tf32x3 (fp32-accurate): with bf16 operands the inverse alone puts errors of
-    1e-2 into o and every gradient at beta near 2, T = 512 (docs/kernels.md, "The bf16 precision").
+    The products run at PREC; for PREC "bf16" as the hi/lo split ``_dot16x3`` (``_mm`` PRECISE): in one bf16 pass
+    each they put errors of 1e-2 into o and every gradient at beta near 2, T = 512; split (16 significant bits)
+    they move only the final state's error with repeated keys (1.1e-4 at tf32x3 -> 7e-4 to 1.1e-3), and tf32x3
+    made the prep kernel spill 1 KB a thread on sm_90 (docs/kernels.md, "The bf16 precision").
     """
-    P32: tl.constexpr = "tf32x3" if PREC == "bf16" or PREC == "bf16_emulated" else PREC
     o_r = tl.arange(0, BL)
     blk = o_r // BS
     same = blk[:, None] == blk[None, :]
@@ -65,12 +66,12 @@ def _unit_lower_inverse(b_A, BL: tl.constexpr, BS: tl.constexpr, LOG_NB: tl.cons
         b_t = -tl.sum(b_a[:, None] * b_D, 0)
         b_D = tl.where(sel[:, None] & same, b_t[None, :] + eye, b_D)
     if LOG_NB > 0:
-        b_M = -tl.dot(b_D, tl.where(blk[:, None] > blk[None, :], b_A, 0.0), input_precision=P32)
+        b_M = -_mm(b_D, tl.where(blk[:, None] > blk[None, :], b_A, 0.0), PREC, True)
         b_P = eye + b_M
         for _ in tl.static_range(1, LOG_NB):
-            b_M = tl.dot(b_M, b_M, input_precision=P32)
-            b_P = b_P + tl.dot(b_P, b_M, input_precision=P32)
-        b_D = tl.dot(b_P, b_D, input_precision=P32)
+            b_M = _mm(b_M, b_M, PREC, True)
+            b_P = b_P + _mm(b_P, b_M, PREC, True)
+        b_D = _mm(b_P, b_D, PREC, True)
     return b_D
 
 
@@ -561,8 +562,9 @@ def chunk_grad_kernel(
     start state and every v before t would, less those tokens' outputs; so within a chunk
     dlog_decay_t = <S1, dS> - sum_{t' >= t} (sum_j v_t'j . dv_t'j - q_t' . dq_t'), with S1 = hs[c + 1].
     Every product here is fp32 at PREC (the inputs are read as fp32 tiles); with PREC "bf16" those that carry T's
-    conditioning into dv, dbeta, dq and dlog_decay (dR, dP, dq's intra-chunk term) are PRECISE, the rest take one
-    bf16 pass (docs/kernels.md, "The bf16 precision").
+    conditioning into dv, dbeta, dq and dlog_decay (dR, dP, dq's intra-chunk term, and dbeta's dR v_new^T,
+    dU S0^T, T^T Y, DE K: with repeated keys one pass each put 1e-2 to 2e-2 into dbeta) are PRECISE, the rest take
+    one bf16 pass (docs/kernels.md, "The bf16 precision").
     """
     c, NC, n64, i_h, r_r, m_r, r_q, m_q = _chunk_program(T, H, NH, C, BL, BC)
     b_b = tl.load(beta_ptr + r_r, mask=m_r, other=0.0).to(tl.float32)
@@ -595,7 +597,7 @@ def chunk_grad_kernel(
         b_dR = _mm(tl.trans(b_T), b_dU, PREC, True)
         _st(dv_ptr, 0, r_r, m_r, V, o_vv, m_v, b_b[:, None] * b_dR)
         b_dbv += tl.sum(b_dR * b_v, 1)
-        b_dA += _mm(b_dR, tl.trans(b_vn), PREC, False)
+        b_dA += _mm(b_dR, tl.trans(b_vn), PREC, True)
         b_dP += _mm(_as_input(b_do, do_ptr, PREC), tl.trans(b_vn), PREC, True)
     b_DE = -b_dA * b_E  # dA * E, strictly lower through E
     b_dPm = scale * b_dP * b_Eq
@@ -620,13 +622,13 @@ def chunk_grad_kernel(
             m_v = o_vv < V
             b_S0 = _ld(hs_ptr, p_h0, o_kk, m_k, V, o_vv, m_v)
             b_dS = _ld(dhs_ptr, p_dh, o_kk, m_k, V, o_vv, m_v)
-            b_Y += _mm(_ld(dvn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_S0), PREC, False)
+            b_Y += _mm(_ld(dvn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(_as_input(b_S0, hs_ptr, PREC)), PREC, True)
             b_D += _mm(_ld(do_ptr, 0, r_q, m_q, V, o_vv, m_v), tl.trans(b_S0), PREC, False)
             b_Z += _mm(_ld(vn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_dS), PREC, False)
             if USE_G:
                 b_S1 = _ld(hs_ptr, p_h0 + H * K * V, o_kk, m_k, V, o_vv, m_v)
                 b_sds += tl.sum(b_S1 * b_dS, 0)
-        b_Y = _mm(tl.trans(b_T), b_Y, PREC, False)
+        b_Y = _mm(tl.trans(b_T), b_Y, PREC, True)
         b_k = _blk(k_ptr, r_r, m_r, i_k, K, BK).to(tl.float32)
         b_q = _blk(q_ptr, r_q, m_q, i_k, K, BK).to(tl.float32)
 
@@ -636,7 +638,7 @@ def chunk_grad_kernel(
         b_dk += b_d[:, None] * b_Z - (b_b * b_Gam)[:, None] * b_Y
         # sum_j DE_ij (k_i . k_j) as k_i . (DE K)_i: no [L, L] K K^T tile (its dot read shared memory out of
         # bounds on sm_90 with fp32 inputs, compute-sanitizer, triton 3.6), one more [L, L] x [L, BK] product
-        b_db += tl.sum(b_k * _mm(b_DE, b_k, PREC, False), 1) - b_Gam * tl.sum(b_k * b_Y, 1)
+        b_db += tl.sum(b_k * _mm(b_DE, _as_input(b_k, k_ptr, PREC), PREC, True), 1) - b_Gam * tl.sum(b_k * b_Y, 1)
         b_qdq += tl.sum(b_q * b_dq, 1)
         _st(dq_ptr, 0, r_q, m_q, K, o_kk, m_k, b_dq)
         _st(dk_ptr, 0, r_r, m_r, K, o_kk, m_k, b_dk)
