@@ -17,9 +17,8 @@ RUN_FLAGS: dict[str, tuple[dict, str | None]] = {
 
 
 # --data of the commands that read text through a model (ppl, inspect): lm.perplexity.read_token_stream's rule
-TEXT_DATA_HELP = (
-    "a prepared dataset folder (its validation split), a .txt (documents separated by blank lines) " "or a .jsonl file"
-)
+TEXT_DATA_HELP = ("a prepared dataset folder (its validation split), a .txt (documents separated by blank lines) "
+                  "or a .jsonl file")  # fmt: skip
 
 
 def add_run_arguments(p: argparse.ArgumentParser, flags: tuple[str, ...], config_help: str) -> None:

@@ -216,11 +216,7 @@ def _dot32(a, b, acc, PREC: tl.constexpr, PRECISE: tl.constexpr):
 @triton.jit
 def _mm(a, b, PREC: tl.constexpr, PRECISE: tl.constexpr):
     """a @ b as ``_dot32`` computes it, without an accumulator."""
-    if PREC == "bf16" or PREC == "bf16_emulated":
-        r = _dot32(a, b, None, PREC, PRECISE)
-    else:
-        r = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision=PREC)
-    return r
+    return _dot32(a, b, None, PREC, PRECISE)
 
 
 @triton.jit
