@@ -110,6 +110,26 @@ def test_short_conv_widths_bias_cache(W, bias, cache, activation, T):
 
 
 @kernel_test
+@pytest.mark.parametrize("W,cache", [(4, True), (4, False), (2, True), (5, True), (1, False)])
+@pytest.mark.parametrize("T", [1, 2, 37])
+def test_short_conv_without_grad_writes_the_new_cache_in_the_kernel(W, cache, T):
+    """Under no_grad (decoding) the forward kernel writes the new cache itself: y and the cache as the reference
+    gives them, for one token (a decoding step), fewer tokens than W - 1 (cache and x mixed) and more; a bf16 x
+    with an fp32 cache gives the cache in x's dtype."""
+    x, w, b, c = _conv_inputs(2, T, 20, W, True, cache, seed=W * 5 + T)
+    with torch.no_grad():
+        ref = short_conv(x.double(), w.double(), b.double(), None if c is None else c.double(), backend="torch")
+        got = short_conv(*(None if t is None else t.double().to(DEVICE) for t in (x, w, b, c)), backend="triton")
+        for r, g in zip(ref, got, strict=True):
+            torch.testing.assert_close(g.cpu(), r, rtol=1e-12, atol=1e-12)
+        _, c16 = short_conv(x.bfloat16().to(DEVICE), w.float().to(DEVICE), b.float().to(DEVICE),
+                            None if c is None else c.float().to(DEVICE), backend="triton")  # fmt: skip
+    assert c16.dtype == torch.bfloat16 and c16.is_contiguous()
+    # copies, rounded once to bf16 (one ulp: Triton's interpreter truncates where the GPU rounds)
+    torch.testing.assert_close(c16.cpu().double(), ref[1].bfloat16().double(), rtol=2**-7, atol=0)
+
+
+@kernel_test
 @pytest.mark.parametrize("lens", [[6, 1, 70, 3], [1, 0, 2, 40, 1], [65]])
 def test_short_conv_packed_documents(lens):
     """cu_seqlens (ragged, an empty document too): the kernels against the masked reference, and the packed row

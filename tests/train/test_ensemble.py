@@ -227,7 +227,10 @@ def test_sweep_with_ensembles_writes_the_single_runs_records(tmp_path, monkeypat
         a = json.loads((tmp_path / "single" / "runs" / key / "result.json").read_text())
         b = json.loads((tmp_path / "ens" / "runs" / key / "result.json").read_text())
         fa, fb = a.pop("final"), b.pop("final")
+        ha, hb = a.pop("history"), b.pop("history")
         assert comparable(a) == comparable(b)
+        # losses to fp32 rounding: worker processes take fewer CPU threads, which reorders the matmuls' sums
+        assert [{**h, "loss": pytest.approx(h["loss"], rel=1e-5)} for h in ha] == hb
         assert fa["accuracy"] == fb["accuracy"] and fa["loss"] == pytest.approx(fb["loss"], abs=1e-4)
     # and the same tables
     sa, sb = (
@@ -247,8 +250,12 @@ CUDA = torch.cuda.is_available()
 @pytest.mark.parametrize("mixer", list(MIXERS))
 def test_graphed_members_follow_their_graphed_single_runs_and_repeat_bitwise_on_a_gpu(mixer):
     """The GPU path: bf16 autocast, the Triton kernels under the folding rules, one CUDA graph for all members,
-    train.deterministic. Members follow their single (graphed) runs to bf16 rounding (the tolerance of
-    test_graphed's graphed-vs-eager comparison), and an ensemble trained twice logs bitwise the same losses."""
+    train.deterministic. An ensemble trained twice logs bitwise the same losses; members follow their single
+    (graphed) runs over the first steps to bf16 rounding (the tolerance of test_graphed's graphed-vs-eager
+    comparison) and then learn as fast: the batched kernels round differently, and Adam, which normalises each
+    gradient entry, turns those differences in near-zero entries into full-size steps, so trajectories separate
+    (on the H100, DeltaNet and mLSTM by 1% at step 5). That members equal their single runs exactly is
+    test_members_train_as_their_single_runs's claim, in fp32 on the CPU."""
     _, _, clip = MIXERS[mixer]
     cfgs = member_configs(mixer, 60, clip, device="cuda", deterministic=True)
     for c in cfgs:
@@ -258,4 +265,6 @@ def test_graphed_members_follow_their_graphed_single_runs_and_repeat_bitwise_on_
     for a, b, c in zip(first, again, cfgs, strict=True):
         assert a.losses == b.losses, c.name
         alone = train(copy.deepcopy(c), write_files=False)
-        assert torch.allclose(torch.tensor(a.losses), torch.tensor(alone.losses), rtol=2e-2, atol=2e-2), c.name
+        la, lb = torch.tensor(a.losses), torch.tensor(alone.losses)
+        assert torch.allclose(la[:10], lb[:10], rtol=2e-2, atol=2e-2), c.name
+        assert la[-20:].mean() == pytest.approx(lb[-20:].mean().item(), rel=5e-2), c.name

@@ -80,25 +80,34 @@ def _bwd_tiles(T: int, C: int, W: int) -> tuple[int, int, int]:
     return BT, min(64, max(16, pow2(C))), max(1, min(16, pow2(-(-T // BT))))
 
 
+def _conv_fwd(x, w, bias, cache, pos, silu: bool, new_cache: torch.Tensor | None = None) -> torch.Tensor:
+    """y [B, T, C] of contiguous x [B, T, C], w [C, W], cache [B, C, W-1] or None (and none when W = 1); with
+    ``new_cache`` [B, C, W-1] (no ``pos``) the kernel also writes the new cache there."""
+    B, T, C = x.shape
+    W = w.shape[1]
+    y = torch.empty_like(x)
+    BT, BC = _tiles(C, W)
+    if x.numel():
+        kernels_for(x.device, _MODULE).short_conv_fwd_kernel[(cdiv(T, BT), cdiv(C, BC), B)](
+            x, w, w if bias is None else bias, x if cache is None else cache, x if pos is None else pos, y,
+            y if new_cache is None else new_cache, T, C, W=W, BT=BT, BC=BC, HAS_BIAS=bias is not None,
+            HAS_CACHE=cache is not None, VARLEN=pos is not None, SILU=silu, F64=torch.float64 in (x.dtype, w.dtype),
+            NEW_CACHE=new_cache is not None, num_warps=4,
+        )  # fmt: skip
+    return y
+
+
 class ShortConvTritonFn(torch.autograd.Function):
     """(x [B, T, C], weight [C, W], bias [C] or None, cache [B, C, W-1] or None, pos [T] int32 or None, silu)
     -> y [B, T, C] in x's dtype."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, cache, pos, silu):
-        B, T, C = x.shape
         W = weight.shape[1]
         x, w = x.contiguous(), weight.contiguous()
         cache = None if cache is None or W == 1 else cache.contiguous()
         f64 = torch.float64 in (x.dtype, w.dtype)
-        y = torch.empty_like(x)
-        BT, BC = _tiles(C, W)
-        if x.numel():
-            kernels_for(x.device, _MODULE).short_conv_fwd_kernel[(cdiv(T, BT), cdiv(C, BC), B)](
-                x, w, w if bias is None else bias, x if cache is None else cache, x if pos is None else pos, y, T, C,
-                W=W, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_CACHE=cache is not None, VARLEN=pos is not None,
-                SILU=silu, F64=f64, num_warps=4,
-            )  # fmt: skip
+        y = _conv_fwd(x, w, bias, cache, pos, silu)
         ctx.save_for_backward(x, w, bias, cache, pos)
         ctx.silu, ctx.f64, ctx.w_dtype = silu, f64, weight.dtype
         ctx.cache_dtype = None if cache is None else cache.dtype
@@ -142,7 +151,14 @@ class ShortConvTritonFn(torch.autograd.Function):
 
 @torch.compiler.disable  # a Triton launch inside an autograd.Function: eager inside compiled graphs
 def _short_conv_triton(x, weight, bias, cache, activation, cu_seqlens):
-    T, W = x.shape[1], weight.shape[1]
+    B, T, C = x.shape
+    W = weight.shape[1]
+    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, cache))
+    if cu_seqlens is None and W > 1 and not tracked:
+        # no graph to record (decoding): the kernel writes the new cache too, and a step is one launch
+        new = torch.empty(B, C, W - 1, dtype=x.dtype, device=x.device)
+        cache = None if cache is None else cache.contiguous()
+        return _conv_fwd(x.contiguous(), weight.contiguous(), bias, cache, None, bool(activation), new), new
     pos = None if cu_seqlens is None else position_in_document(cu_seqlens.to(x.device), T).to(torch.int32)
     y = ShortConvTritonFn.apply(x, weight, bias, cache, pos, bool(activation))
     return y, _new_cache(x, cache, W, cu_seqlens)
