@@ -288,15 +288,15 @@ def _frontend_variants():
     out = []
     for dt, f64 in (("bf16", False), ("fp64", True)):
         p, a = f"*{dt}", "*fp64" if f64 else "*fp32"
-        conv = dict(x_ptr=p, w_ptr=a, b_ptr=a, c_ptr=a, pos_ptr="*i32", y_ptr=p, dy_ptr=p, dx_ptr=p, dw_ptr=a,
-                    db_ptr=a, dhead_ptr=a, T="i32", C="i32", NP="i32")  # fmt: skip
+        conv = dict(x_ptr=p, w_ptr=a, b_ptr=a, c_ptr=a, pos_ptr="*i32", y_ptr=p, nc_ptr=p, dy_ptr=p, dx_ptr=p,
+                    dw_ptr=a, db_ptr=a, dhead_ptr=a, T="i32", C="i32", NP="i32")  # fmt: skip
         for bias, cache, varlen, silu in (
             (True, True, False, True),
             (False, False, True, True),
             (True, False, False, False),
         ):
             flags = dict(W=4, HAS_BIAS=bias, HAS_CACHE=cache, VARLEN=varlen, SILU=silu, F64=f64)
-            out.append((sk.short_conv_fwd_kernel, conv, dict(BT=16, BC=128, **flags)))
+            out.append((sk.short_conv_fwd_kernel, conv, dict(BT=16, BC=128, NEW_CACHE=not varlen, **flags)))
             out.append((sk.short_conv_bwd_kernel, conv, dict(WP=4, BT=8, BC=64, TILES=16, NEED_DW=True,
                                                              NEED_DB=bias, NEED_DHEAD=cache, **flags)))  # fmt: skip
         rows = dict(x_ptr=p, y_ptr=p, g_ptr=p, w_ptr=a, r_ptr=a, dy_ptr=p, dx_ptr=p, dg_ptr=p, dw_ptr=a, n_rows="i32",

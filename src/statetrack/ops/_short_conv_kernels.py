@@ -82,12 +82,11 @@ def short_conv_fwd_kernel(
     if NEW_CACHE and i_t == 0:
         for j in tl.static_range(W - 1):
             src = T - (W - 1) + j
+            val = tl.zeros([BC], dtype=acc)  # one type on both sides of the run-time branch
             if src >= 0:
-                val = tl.load(x_ptr + (i_b * T + src) * C + o_c, mask=m_c, other=0.0)
+                val = tl.load(x_ptr + (i_b * T + src) * C + o_c, mask=m_c, other=0.0).to(acc)
             elif HAS_CACHE:
-                val = tl.load(c_ptr + c_off + o_c * (W - 1) + (W - 1 + src), mask=m_c, other=0.0)
-            else:
-                val = tl.zeros([BC], dtype=acc)
+                val = tl.load(c_ptr + c_off + o_c * (W - 1) + (W - 1 + src), mask=m_c, other=0.0).to(acc)
             tl.store(nc_ptr + c_off + o_c * (W - 1) + j, val.to(nc_ptr.dtype.element_ty), mask=m_c)
 
 
