@@ -3,7 +3,7 @@ step (forward with the fused loss, backward, gradient clipping, fused AdamW, the
 position_ids) of the same model and config, measured one after the other in one run.
 
     python -m benchmarks.pretrain_overhead [--out FILE.md] [--config deltanet_125m] [--steps 60] [--warmup 10]
-        [key=value ...]   # overrides of the pretraining config, e.g. train.data_cache=.devdata
+        [--device cuda|cpu] [key=value ...]   # overrides of the pretraining config, e.g. train.data_cache=.devdata
 
 The loop's rate is read from its own metrics (every ``train.log_every`` steps, the first ``--warmup`` steps
 left out); the bare step is timed over the same number of steps after the same warm-up. Issue target: the loop
@@ -21,7 +21,7 @@ import torch
 
 from statetrack.lm import data as lm_data
 from statetrack.lm.distributed import Dist
-from statetrack.lm.pretrain import lm_param_groups, pretrain, resolve_data
+from statetrack.lm.pretrain import lm_param_groups, pretrain, resolve_data, uses_bf16
 from statetrack.lm.pretrain_config import load_pretrain_config
 from statetrack.train.metrics_log import METRICS
 
@@ -40,12 +40,17 @@ def loop_rate(out: Path, warmup: int) -> float:
     return tokens / secs
 
 
-def bare_rate(cfg, steps: int, warmup: int) -> float:
-    """The model step alone on the loop's own batches (drawn before timing, already on the GPU)."""
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_rate(cfg, steps: int, warmup: int, device: str = "cuda") -> float:
+    """The model step alone on the loop's own batches (drawn before timing, already on the device)."""
     from statetrack.models import StateTrackForCausalLM
 
-    tc, dev = cfg.train, torch.device("cuda")
-    d = Dist.setup("cuda")
+    tc, dev = cfg.train, torch.device(device)
+    d = Dist.setup(device)
     try:
         path = resolve_data(cfg, d, lm_data, cfg.model_config().vocab_size)
     finally:
@@ -60,15 +65,15 @@ def bare_rate(cfg, steps: int, warmup: int) -> float:
     t = 0.0
     for i, b in enumerate(batches):
         if i == warmup:
-            torch.cuda.synchronize()
+            _sync(dev)
             t = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=uses_bf16(tc, dev)):  # as the loop
             loss = model(**b).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
+    _sync(dev)
     return steps * tc.batch_size * tc.seq_len / (time.perf_counter() - t)
 
 
@@ -77,13 +82,14 @@ def build_parser():
     p.add_argument("--config", default="deltanet_125m", help="a packaged LM config name or a YAML path")
     p.add_argument("--steps", type=int, default=60, help="timed steps (after --warmup)")
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--device", default="cuda", help="cuda, or cpu to check the script on a small config")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the config")
     return p
 
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    if not has_cuda("benchmarks.pretrain_overhead"):
+    if a.device == "cuda" and not has_cuda("benchmarks.pretrain_overhead"):
         return 2
     if a.warmup % 10 or a.steps % 10:
         raise SystemExit("--steps and --warmup must be multiples of 10 (the loop logs every 10 steps)")
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
         over = [f"train.steps={a.steps + a.warmup}", f"train.warmup_steps={a.warmup}", "train.log_every=10",
                 "train.eval_every=0",
                 f"train.ckpt_every={a.steps + a.warmup}", f"train.out_dir={tmp}", "train.progress=false",
-                "train.device=cuda", *a.overrides]  # fmt: skip
+                f"train.device={a.device}", *a.overrides]  # fmt: skip
         cfg = load_pretrain_config(a.config, over)
         tc = cfg.train
         rep.say(f"B {tc.batch_size} x T {tc.seq_len}, {a.steps} timed steps after {a.warmup}; overrides: {over}")
@@ -102,8 +108,9 @@ def main(argv=None) -> int:
         n = sum(p.numel() for p in res.model.parameters())
         ours = loop_rate(Path(tmp), a.warmup)
         del res
-        torch.cuda.empty_cache()
-        bare = bare_rate(cfg, a.steps, a.warmup)
+        if a.device == "cuda":
+            torch.cuda.empty_cache()
+        bare = bare_rate(cfg, a.steps, a.warmup, a.device)
     rep.table("path", "params", "tokens/s", "loop / bare")
     rep.row("statetrack pretrain (the loop: checkpoint at the end excluded)", f"{n / 1e6:.0f}M", f"{ours:,.0f}",
             f"{ours / bare:.3f}")  # fmt: skip

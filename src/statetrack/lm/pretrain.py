@@ -169,6 +169,11 @@ def pretrain(
         dist_.close()
 
 
+def uses_bf16(tc, device: torch.device) -> bool:
+    """Whether the run computes in bf16 (train.amp: "bf16", or "auto" on CUDA; fp32 otherwise)."""
+    return tc.amp == "bf16" or (tc.amp == "auto" and device.type == "cuda")
+
+
 def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> PretrainResult:
     tc, dev, world = cfg.train, dist_.device, dist_.world_size
     path = resolve_data(cfg, dist_, data, model_cfg.vocab_size, getattr(model_cfg, "max_position_embeddings", None))
@@ -177,7 +182,7 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
     fsdp = _use(tc.fsdp, world > 1)
     if not fsdp and world > 1:
         raise ValueError(f"train.fsdp = 'off' needs one process, got {world}: the model is sharded over ranks")
-    bf16 = tc.amp == "bf16" or (tc.amp == "auto" and dev.type == "cuda")
+    bf16 = uses_bf16(tc, dev)
     out = cfg.out_dir
 
     from statetrack.models import StateTrackForCausalLM
