@@ -3,11 +3,11 @@ step (forward with the fused loss, backward, gradient clipping, fused AdamW, the
 position_ids) of the same model and config, measured one after the other in one run.
 
     python -m benchmarks.pretrain_overhead [--out FILE.md] [--config deltanet_125m] [--steps 60] [--warmup 10]
-        [--device cuda|cpu] [key=value ...]   # overrides of the pretraining config, e.g. train.data_cache=.devdata
+        [--smoke] [key=value ...]   # overrides of the pretraining config, e.g. train.data_cache=.devdata
 
 The loop's rate is read from its own metrics (every ``train.log_every`` steps, the first ``--warmup`` steps
 left out); the bare step is timed over the same number of steps after the same warm-up. Issue target: the loop
-within 5% of the bare step.
+within 5% of the bare step. ``--smoke``: the tiny config on the CPU, 10 timed steps (checks the script only).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from statetrack.lm.pretrain import lm_param_groups, pretrain, resolve_data, uses
 from statetrack.lm.pretrain_config import load_pretrain_config
 from statetrack.train.metrics_log import METRICS
 
-from .harness import Report, has_cuda, parser
+from .harness import Report, parser, smoke_note, smoke_or_cuda
 
 
 def loop_rate(out: Path, warmup: int) -> float:
@@ -82,14 +82,15 @@ def build_parser():
     p.add_argument("--config", default="deltanet_125m", help="a packaged LM config name or a YAML path")
     p.add_argument("--steps", type=int, default=60, help="timed steps (after --warmup)")
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--device", default="cuda", help="cuda, or cpu to check the script on a small config")
+    p.add_argument("--smoke", action="store_true", help="the tiny config on the CPU (checks the script only)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the config")
     return p
 
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    if a.device == "cuda" and not has_cuda("benchmarks.pretrain_overhead"):
+    dev = smoke_or_cuda(a, "pretrain_overhead", config="tiny", steps=10, warmup=10)
+    if dev is None:
         return 2
     if a.warmup % 10 or a.steps % 10:
         raise SystemExit("--steps and --warmup must be multiples of 10 (the loop logs every 10 steps)")
@@ -100,17 +101,18 @@ def main(argv=None) -> int:
         over = [f"train.steps={a.steps + a.warmup}", f"train.warmup_steps={a.warmup}", "train.log_every=10",
                 "train.eval_every=0",
                 f"train.ckpt_every={a.steps + a.warmup}", f"train.out_dir={tmp}", "train.progress=false",
-                f"train.device={a.device}", *a.overrides]  # fmt: skip
+                f"train.device={dev}", *a.overrides]  # fmt: skip
         cfg = load_pretrain_config(a.config, over)
         tc = cfg.train
-        rep.say(f"B {tc.batch_size} x T {tc.seq_len}, {a.steps} timed steps after {a.warmup}; overrides: {over}")
+        rep.say(f"{smoke_note(dev)}B {tc.batch_size} x T {tc.seq_len}, {a.steps} timed steps after {a.warmup}; "
+                f"overrides: {over}")  # fmt: skip
         res = pretrain(cfg)
         n = sum(p.numel() for p in res.model.parameters())
         ours = loop_rate(Path(tmp), a.warmup)
         del res
-        if a.device == "cuda":
+        if dev == "cuda":
             torch.cuda.empty_cache()
-        bare = bare_rate(cfg, a.steps, a.warmup, a.device)
+        bare = bare_rate(cfg, a.steps, a.warmup, dev)
     rep.table("path", "params", "tokens/s", "loop / bare")
     rep.row("statetrack pretrain (the loop: checkpoint at the end excluded)", f"{n / 1e6:.0f}M", f"{ours:,.0f}",
             f"{ours / bare:.3f}")  # fmt: skip

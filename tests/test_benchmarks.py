@@ -94,6 +94,15 @@ def test_layer_ops_smoke(tmp_path, monkeypatch):
     assert "failed" not in text
 
 
+def test_pretrain_overhead_smoke(tmp_path):
+    out = tmp_path / "pretrain_overhead.md"
+    argv = ["--smoke", "--out", str(out), f"train.data_cache={tmp_path / 'data'}"]
+    assert script("pretrain_overhead").main(argv) == 0
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| statetrack pretrain")
+            or line.startswith("| bare model step")]  # fmt: skip
+    assert len(rows) == 2 and float(rows[0][4]) > 0 and rows[1][4].strip() == "1.000"
+
+
 def test_tasks_throughput_tiny(tmp_path):
     out = tmp_path / "t.txt"
     argv = ["--tasks", "parity", "--batch-size", "4", "--repeats", "1", "--no-test-sets", "--out", str(out)]
