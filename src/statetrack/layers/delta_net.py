@@ -310,17 +310,23 @@ class DeltaNet(Mixer):
         A_t = g_t P_t with P_t = prod_j (I - beta_tj k_tj k_tj^T) is g_t on the complement of the keys' span;
         on the span, P K = K M with M = (K^T K)^+ K^T P K (n_h x n_h), so the other eigenvalues are g_t eig(M):
         g_t (1 - beta_t) for DeltaNet (unit keys), the eigenvalues of a product of reflections for DeltaProduct,
-        at n_h^2 K cost per token instead of K^3."""
+        at n_h^2 K cost per token instead of K^3. With one key (n_h = 1), M = 1 - beta |k|^2 in closed form (0 for
+        a zero key, as the pseudo-inverse gives); otherwise the small eigenproblems are solved on the CPU (batched
+        eigvals on a GPU goes matrix by matrix)."""
         q, k, v = self._qkv_fused(x, None, {})
         _, k, _, beta, log_decay = self._heads(x, q, k, v)
         K = k.double().movedim(2, -1)  # [B, T, H, K, n_h]
         beta = beta.double().movedim(2, -1)  # [B, T, H, n_h]
-        PK = K.clone()
-        for j in range(self.n_h):  # apply the factors in token order: (I - b_j k_j k_j^T) to every column
-            kj = K[..., j : j + 1]
-            PK = PK - beta[..., j, None, None] * kj * (kj.transpose(-1, -2) @ PK)
-        M = torch.linalg.pinv(K.transpose(-1, -2) @ K) @ (K.transpose(-1, -2) @ PK)
-        ev = torch.linalg.eigvals(M)
+        if self.n_h == 1:
+            kk = K.square().sum((-2, -1))  # [B, T, H]
+            ev = torch.where(kk > 0, 1 - beta[..., 0] * kk, 0.0)[..., None].to(torch.complex128)
+        else:
+            PK = K.clone()
+            for j in range(self.n_h):  # apply the factors in token order: (I - b_j k_j k_j^T) to every column
+                kj = K[..., j : j + 1]
+                PK = PK - beta[..., j, None, None] * kj * (kj.transpose(-1, -2) @ PK)
+            M = torch.linalg.pinv(K.transpose(-1, -2) @ K) @ (K.transpose(-1, -2) @ PK)
+            ev = torch.linalg.eigvals(M.cpu()).to(M.device)
         if log_decay is not None:
             ev = ev * log_decay.double().exp()[..., None]
         return ev
