@@ -51,3 +51,19 @@ def test_graphed_decoding_equals_eager(mixer, settings):
             torch.testing.assert_close(oa.logits, ob.logits, rtol=1e-4, atol=1e-4)
             ca, cb = oa.cache, ob.cache
     assert len(graphed._decode_graphs.graphs) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (benchmarks/gpu_tests.sh)")
+def test_graphs_are_recorded_again_after_an_in_place_weight_change():
+    """A recorded step reads derived weights (the fused projections): an in-place update must not leave the graph
+    on the old ones."""
+    graphed, eager = _model("deltanet", "on", "cuda", n_heads=2), _model("deltanet", "off", "cuda", n_heads=2)
+    ids = torch.randint(0, V, (2, 5), device="cuda")
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        graphed.generate(ids, **kw)
+        first = graphed._decode_graphs.graphs
+        for m in (graphed, eager):
+            m.model.layers[0].mixer.k_proj.weight.mul_(-3.0)
+        assert torch.equal(graphed.generate(ids, **kw), eager.generate(ids, **kw))
+    assert graphed._decode_graphs.graphs is not first

@@ -237,3 +237,29 @@ def test_one_token_step_on_the_kernel_equals_the_torch_step(n_h, gated):
             assert o_k.dtype == dtype and s_k.dtype == torch.float32
             assert rel(o_k.float().cpu(), o_t.float().cpu()) < (1e-5 if dtype == torch.float32 else 1e-2)
             assert rel(s_k.cpu(), s_t.cpu()) < 1e-5
+
+
+@kernel_test
+@pytest.mark.parametrize("gated", [False, True])
+def test_one_token_step_writes_its_state_in_place_when_asked(gated):
+    """Inside update_states_in_place (and without gradients) the kernel step returns the state it was given,
+    overwritten with exactly what the out-of-place step returns; outside, or with gradients on, it leaves it alone."""
+    from statetrack.ops import delta_rule_step, update_states_in_place
+
+    B, H, K, V = 2, 3, D, D + 5
+    gen = torch.Generator().manual_seed(7)
+    rnd = lambda *s: torch.randn(*s, generator=gen).to(DEVICE)  # noqa: E731
+    q, k, v = rnd(B, H, K), torch.nn.functional.normalize(rnd(B, H, K), dim=-1), rnd(B, H, V)
+    beta, g = (2 * torch.rand(B, H, generator=gen)).to(DEVICE), (-torch.rand(B, H, generator=gen)).to(DEVICE)
+    g = g if gated else None
+    s0 = rnd(B, H, K, V)
+    with torch.no_grad():
+        o_ref, s_ref = delta_rule_step(q, k, v, beta, s0.clone(), log_decay=g, backend="triton")
+        s = s0.clone()
+        with update_states_in_place():
+            o, s_new = delta_rule_step(q, k, v, beta, s, log_decay=g, backend="triton")
+    assert s_new is s and torch.equal(s, s_ref) and torch.equal(o, o_ref)
+    s = s0.clone()
+    with update_states_in_place():
+        _, s_new = delta_rule_step(q, k, v, beta.requires_grad_(), s, log_decay=g, backend="triton")
+    assert s_new is not s and torch.equal(s, s0)

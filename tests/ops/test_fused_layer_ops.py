@@ -296,7 +296,9 @@ def _frontend_variants():
             (True, False, False, False),
         ):
             flags = dict(W=4, HAS_BIAS=bias, HAS_CACHE=cache, VARLEN=varlen, SILU=silu, F64=f64)
-            out.append((sk.short_conv_fwd_kernel, conv, dict(BT=16, BC=128, NEW_CACHE=not varlen, **flags)))
+            for in_place in (False, True) if cache and not varlen else (False,):
+                out.append((sk.short_conv_fwd_kernel, conv,
+                            dict(BT=16, BC=128, NEW_CACHE=not varlen, IN_PLACE=in_place, **flags)))  # fmt: skip
             out.append((sk.short_conv_bwd_kernel, conv, dict(WP=4, BT=8, BC=64, TILES=16, NEED_DW=True,
                                                              NEED_DB=bias, NEED_DHEAD=cache, **flags)))  # fmt: skip
         rows = dict(x_ptr=p, y_ptr=p, g_ptr=p, w_ptr=a, r_ptr=a, dy_ptr=p, dx_ptr=p, dg_ptr=p, dw_ptr=a, n_rows="i32",
@@ -364,3 +366,21 @@ def test_bad_arguments_name_the_argument():
         swiglu(torch.randn(2, 5))
     with pytest.raises(ValueError, match="backend='triton'"):
         swiglu(torch.randn(2, 4, dtype=torch.float64), backend="triton")
+
+
+@kernel_test
+@pytest.mark.parametrize("W,T", [(4, 1), (4, 3), (2, 1), (5, 16), (5, 17)])
+def test_short_conv_writes_the_cache_in_place_when_asked(W, T):
+    """Inside update_states_in_place, without gradients, the kernel overwrites the cache it was given (when the
+    steps fit one tile) with what the out-of-place call returns, y unchanged; longer inputs get a new cache."""
+    from statetrack.ops import update_states_in_place
+
+    x, w, b, c = (t.to(DEVICE) for t in _conv_inputs(3, T, 200, W, True, True, seed=W + T))
+    with torch.no_grad():
+        y_ref, c_ref = short_conv(x, w, b, c.clone(), backend="triton")
+        cache = c.clone()
+        with update_states_in_place():
+            y, new = short_conv(x, w, b, cache, backend="triton")
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+    torch.testing.assert_close(new, c_ref, rtol=0, atol=0)
+    assert (new is cache) == (T <= 16), "one tile of 16 steps reads the cache before it writes"

@@ -27,6 +27,7 @@ from torch import nn
 from statetrack.ops import delta_rule, delta_rule_step, l2_normalize
 
 from .base import Mixer, MixerSettings, RMSNorm, ShortConv, State, causal_conv
+from .fused_linear import project
 from .registry import register_mixer
 
 #: the layer ops' backend for each delta-rule ``backend`` setting (see ``DeltaNet.fused_ops``)
@@ -179,16 +180,23 @@ class DeltaNet(Mixer):
     def _convs(self) -> tuple[tuple[str, ShortConv], ...]:
         return (("conv_q", self.q_conv), ("conv_k", self.k_conv), ("conv_v", self.v_conv))
 
-    def _qkv_step(self, x: torch.Tensor, state: State, new: State):
-        """One token's q, k, v [B, C] each, through the convs' step (new conv caches go into ``new``)."""
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+    def _step_projections(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One token's projections {"q", "k", "v", "b", and "a" (gated), "g" (output gate)}: [B, out] each, as one
+        matmul when decoding (:func:`~statetrack.layers.fused_linear.project`)."""
+        names = ["q", "k", "v", "b"] + ["a"] * self.use_gate + ["g"] * self.use_output_gate
+        return dict(zip(names, project(self, x, [getattr(self, f"{n}_proj") for n in names]), strict=True))
+
+    def _qkv_step(self, p: dict[str, torch.Tensor], state: State, new: State):
+        """One token's q, k, v [B, C] each from its projections ``p``, through the convs' step (new conv caches
+        go into ``new``)."""
+        q, k, v = p["q"], p["k"], p["v"]
         if not self.use_short_conv:
             return F.silu(q), F.silu(k), F.silu(v)  # fla's default qk activation when there is no conv
         out = []
         for (name, conv), t in zip(self._convs(), (q, k, v), strict=True):
             cache = state.get(name)
             if cache is None:
-                cache = conv.init_state(x.shape[0], x.device, x.dtype)
+                cache = conv.init_state(t.shape[0], t.device, t.dtype)
             t, new[name] = conv.step(t, cache, self.fused_ops)
             out.append(t)
         return tuple(out)
@@ -217,25 +225,29 @@ class DeltaNet(Mixer):
         """L2-normalise the last dim: x / |x|, or x / sqrt(|x|^2 + qk_norm_eps) (fla's kernels)."""
         return l2_normalize(x, self.qk_norm_eps, backend=backend)
 
-    def _heads(self, x, q, k, v, backend: str = "torch"):
+    def _heads(self, x, q, k, v, backend: str = "torch", b=None, a=None):
         """q [..., H K], k [..., n_h H K], v [..., n_h H V] -> q [..., H, K]; k [..., n_h, H, K];
-        v [..., n_h, H, V]; beta [..., n_h, H]; log_decay [..., H] or None (x [..., D] gives beta and the decay).
-        ``backend``: the L2 norm's."""
+        v [..., n_h, H, V]; beta [..., n_h, H]; log_decay [..., H] or None. beta and the decay come from the
+        projections ``b`` [..., n_h H] and ``a`` [..., H] where given, else from x [..., D]. ``backend``: the L2
+        norm's."""
         lead, H, Kd, Vd, n_h = x.shape[:-1], self.n_heads, self.head_dim, self.head_v_dim, self.n_h
         q = self._unit(q.view(*lead, H, Kd), backend)
         k = self._unit(k.view(*lead, n_h, H, Kd), backend)
         v = v.view(*lead, n_h, H, Vd)
         ft = torch.promote_types(x.dtype, torch.float32)  # gates in fp32 even under bf16 autocast
-        beta = (1.0 - self.min_eigenvalue) * torch.sigmoid(self.b_proj(x).to(ft)).view(*lead, n_h, H)
+        b = self.b_proj(x) if b is None else b
+        beta = (1.0 - self.min_eigenvalue) * torch.sigmoid(b.to(ft)).view(*lead, n_h, H)
         log_decay = None
         if self.use_gate:
-            log_decay = -self.A_log.to(ft).exp() * F.softplus(self.a_proj(x).to(ft) + self.dt_bias.to(ft))
+            a = self.a_proj(x) if a is None else a
+            log_decay = -self.A_log.to(ft).exp() * F.softplus(a.to(ft) + self.dt_bias.to(ft))
         return q, k, v, beta, log_decay
 
-    def _out(self, x, o, backend: str = "torch"):
-        """o [..., H, V] -> [..., D]: per-head norm (optionally gated), then the output projection. ``backend``:
-        the norm's."""
-        gate = self.g_proj(x).view(o.shape) if self.use_output_gate else None
+    def _out(self, x, o, backend: str = "torch", gate=None):
+        """o [..., H, V] -> [..., D]: per-head norm (optionally gated by ``gate``, else by the projection of x),
+        then the output projection. ``backend``: the norm's."""
+        if self.use_output_gate:
+            gate = (self.g_proj(x) if gate is None else gate).view(o.shape)
         o = self.o_norm(o, gate, backend=backend)
         return self.o_proj(o.flatten(-2))
 
@@ -280,12 +292,13 @@ class DeltaNet(Mixer):
         if state is None:
             state = self.init_state(x.shape[0], x.device, self.state_dtype(x))
         new: State = {}
-        q, k, v = self._qkv_step(x, state, new)
-        q, k, v, beta, log_decay = self._heads(x, q, k, v, self.fused_ops)
+        p = self._step_projections(x)
+        q, k, v = self._qkv_step(p, state, new)
+        q, k, v, beta, log_decay = self._heads(x, q, k, v, self.fused_ops, p["b"], p.get("a"))
         if self.n_h == 1:
             k, v, beta = k[:, 0], v[:, 0], beta[:, 0]
         o, new["S"] = delta_rule_step(q.to(v.dtype), k.to(v.dtype), v, beta, state["S"], log_decay=log_decay)
-        return self._out(x, o, self.fused_ops), new
+        return self._out(x, o, self.fused_ops, p.get("g")), new
 
     @torch.no_grad()
     def transitions(self, x: torch.Tensor) -> torch.Tensor:

@@ -219,7 +219,7 @@ class StateTrackForCausalLM(StateTrackPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = StateTrackModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self._decode_graphs = DecodeGraphs(self.decode_step)
+        self._decode_graphs = DecodeGraphs(self.decode_step, self.parameters)
         self.post_init()
 
     def decode_step(self, token: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:

@@ -2,7 +2,8 @@
 
 Decoding a token runs every layer's ``step()``: a few hundred small kernels whose launches, not their work,
 bound the speed at LM widths. :class:`DecodeGraphs` records the step once per batch size and replays it: the
-token and every layer's state live in static buffers that the replay updates in place, and the cache handed
+token and every layer's state live in static buffers that the replay updates in place (the Triton steps write
+them directly, :func:`statetrack.ops.update_states_in_place`; other states are copied back), and the cache handed
 back to ``generate()`` holds those buffers, so the next step finds its inputs where the graph reads them (a
 cache that was reordered or replaced, e.g. by beam search, is copied in first).
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from statetrack.layers import State
-from statetrack.ops import value_checks
+from statetrack.ops import update_states_in_place, value_checks
 
 
 class _Graph:
@@ -30,11 +31,12 @@ class _Graph:
                 step(self.token, [{k: v.clone() for k, v in s.items()} for s in self.states])
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), value_checks(False):
+        with torch.cuda.graph(self.graph), value_checks(False), update_states_in_place():
             logits, new = step(self.token, self.states)
             for old, fresh in zip(self.states, new, strict=True):
                 for k in old:
-                    old[k].copy_(fresh[k])
+                    if fresh[k] is not old[k]:  # a step that could not write its state in place
+                        old[k].copy_(fresh[k])
         self.logits = logits
 
     def owns(self, states: list[State]) -> bool:
@@ -52,16 +54,26 @@ class _Graph:
 
 class DecodeGraphs:
     """Replayed decoding steps, one graph per (batch size, dtype). ``step(token [B], states) -> (logits [B, V],
-    states)`` is the model's eager one-token step; the graphs must be dropped (``clear()``) when weights move
-    to another device or dtype (the graphs read the weights where they were recorded)."""
+    states)`` is the model's eager one-token step; ``parameters()`` its model's parameters. The graphs must be
+    dropped (``clear()``) when weights move to another device or dtype (the graphs read the weights where they
+    were recorded); after an in-place change of any weight (its version counter moved: an optimizer step, a
+    ``load_state_dict``) they are recorded again, since a step may read weights derived from them (the fused
+    projections of ``layers.fused_linear``)."""
 
-    def __init__(self, step):
-        self.step, self.graphs = step, {}
+    def __init__(self, step, parameters):
+        self.step, self.parameters, self.graphs = step, parameters, {}
+        self.params: list[torch.Tensor] = []
+        self.versions: tuple[int, ...] = ()
 
     def clear(self) -> None:
         self.graphs = {}
 
     def __call__(self, token: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        if self.graphs and tuple(p._version for p in self.params) != self.versions:
+            self.clear()
+        if not self.graphs:
+            self.params = list(self.parameters())
+            self.versions = tuple(p._version for p in self.params)
         key = (token.shape[0], token.device, next(iter(states[0].values())).dtype)
         if key not in self.graphs:
             self.graphs[key] = _Graph(self.step, token, states)

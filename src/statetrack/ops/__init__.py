@@ -11,7 +11,8 @@
   :func:`swiglu`: the MLP's silu(gate) * up (liger-kernel's fused kernel on CUDA).
 
 Shared rules: :func:`check_min_eigenvalue` (the one parameter of every layer), :func:`state_dtype` (fp32 states,
-fp64 for fp64 inputs), :func:`value_checks` / :func:`set_value_checks` (the range checks that read values), and
+fp64 for fp64 inputs), :func:`value_checks` / :func:`set_value_checks` (the range checks that read values),
+:func:`update_states_in_place` (decoding steps that overwrite their state, for CUDA graphs), and
 ``statetrack.ops.backends`` (which backends run where, and what "auto" tries), :class:`Varlen` (packed <->
 padded batches of ``cu_seqlens``).
 """
@@ -25,6 +26,7 @@ from .fused_norms import l2_normalize, rms_norm_gated
 from .selective_scan import selective_scan, selective_scan_step, selective_transition
 from .short_conv import position_in_document, short_conv
 from .slstm import slstm_scan
+from .state_updates import update_states_in_place
 from .swiglu import swiglu
 
 __all__ = [
@@ -46,5 +48,6 @@ __all__ = [
     "slstm_scan",
     "state_dtype",
     "swiglu",
+    "update_states_in_place",
     "value_checks",
 ]

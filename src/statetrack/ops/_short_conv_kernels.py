@@ -66,11 +66,11 @@ def _tile(T, C, W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
 def short_conv_fwd_kernel(
     x_ptr, w_ptr, b_ptr, c_ptr, pos_ptr, y_ptr, nc_ptr, T, C,
     W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CACHE: tl.constexpr,
-    VARLEN: tl.constexpr, SILU: tl.constexpr, F64: tl.constexpr, NEW_CACHE: tl.constexpr,
+    VARLEN: tl.constexpr, SILU: tl.constexpr, F64: tl.constexpr, NEW_CACHE: tl.constexpr, IN_PLACE: tl.constexpr,
 ):  # fmt: skip
     """y of one tile; with NEW_CACHE (no packed documents) the programs of the first time tile also write the new
     cache nc_ptr [B, C, W-1]: column j is step T - (W - 1) + j of (cache, x), from the cache where that is < 0
-    (a decoding step then needs no torch ops around the kernel)."""
+    (a decoding step then needs no torch ops around the kernel). IN_PLACE: nc_ptr is c_ptr (one time tile)."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
     i_t, i_b, t0, o_r, o_c, m_t, m_c, x_off, c_off = _tile(T, C, W, BT, BC)
     y = _pre(x_ptr + x_off, w_ptr, b_ptr, c_ptr + c_off, pos_ptr, t0, o_r, m_t, o_c, m_c, C,
@@ -80,6 +80,8 @@ def short_conv_fwd_kernel(
     off = o_r[:, None] * C + o_c[None, :]
     tl.store(y_ptr + x_off + off, y.to(y_ptr.dtype.element_ty), mask=m_t[:, None] & m_c[None, :])
     if NEW_CACHE and i_t == 0:
+        if IN_PLACE:  # nc_ptr is c_ptr: every thread's reads of the cache above come before any write
+            tl.debug_barrier()
         for j in tl.static_range(W - 1):
             src = T - (W - 1) + j
             val = tl.zeros([BC], dtype=acc)  # one type on both sides of the run-time branch
@@ -87,6 +89,8 @@ def short_conv_fwd_kernel(
                 val = tl.load(x_ptr + (i_b * T + src) * C + o_c, mask=m_c, other=0.0).to(acc)
             elif HAS_CACHE:
                 val = tl.load(c_ptr + c_off + o_c * (W - 1) + (W - 1 + src), mask=m_c, other=0.0).to(acc)
+            if IN_PLACE:  # column j + 1, read above, is written only in the next round
+                tl.debug_barrier()
             tl.store(nc_ptr + c_off + o_c * (W - 1) + j, val.to(nc_ptr.dtype.element_ty), mask=m_c)
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ._checks import require_cu_seqlens, require_float, require_same_device, value_checks_enabled
 from ._triton import cdiv, kernels_for, pow2
 from .fused_norms import fused_backend
+from .state_updates import states_in_place
 
 _MODULE = f"{__package__}._short_conv_kernels"
 
@@ -92,7 +93,7 @@ def _conv_fwd(x, w, bias, cache, pos, silu: bool, new_cache: torch.Tensor | None
             x, w, w if bias is None else bias, x if cache is None else cache, x if pos is None else pos, y,
             y if new_cache is None else new_cache, T, C, W=W, BT=BT, BC=BC, HAS_BIAS=bias is not None,
             HAS_CACHE=cache is not None, VARLEN=pos is not None, SILU=silu, F64=torch.float64 in (x.dtype, w.dtype),
-            NEW_CACHE=new_cache is not None, num_warps=4,
+            NEW_CACHE=new_cache is not None, IN_PLACE=new_cache is not None and new_cache is cache, num_warps=4,
         )  # fmt: skip
     return y
 
@@ -156,8 +157,9 @@ def _short_conv_triton(x, weight, bias, cache, activation, cu_seqlens):
     tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, cache))
     if cu_seqlens is None and W > 1 and not tracked:
         # no graph to record (decoding): the kernel writes the new cache too, and a step is one launch
-        new = torch.empty(B, C, W - 1, dtype=x.dtype, device=x.device)
         cache = None if cache is None else cache.contiguous()
+        in_place = T <= _tiles(C, W)[0] and states_in_place(cache, x.dtype)  # one time tile: reads, then writes
+        new = cache if in_place else torch.empty(B, C, W - 1, dtype=x.dtype, device=x.device)
         return _conv_fwd(x.contiguous(), weight.contiguous(), bias, cache, None, bool(activation), new), new
     pos = None if cu_seqlens is None else position_in_document(cu_seqlens.to(x.device), T).to(torch.int32)
     y = ShortConvTritonFn.apply(x, weight, bias, cache, pos, bool(activation))

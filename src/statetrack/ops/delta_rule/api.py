@@ -6,6 +6,7 @@ import torch
 
 from .._varlen import Varlen
 from ..backends import available_backends
+from ..state_updates import states_in_place
 from .chunk import default_chunk_size, delta_rule_chunk
 from .fla_backend import delta_rule_fla, fla_available
 from .inputs import normalize
@@ -152,7 +153,8 @@ def delta_rule_step(
 
     ``backend``: "torch" (a few elementwise ops and contractions), "triton" (the fused recurrent kernel with T = 1:
     one launch, which is what a CUDA-graphed decoding step of many layers is bound by), or "auto": triton where
-    its kernels run on the inputs (CUDA, not fp64), else torch.
+    its kernels run on the inputs (CUDA, not fp64), else torch. Inside :func:`statetrack.ops.update_states_in_place`
+    the triton path writes the new state over ``state`` and returns it.
     """
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
@@ -175,8 +177,9 @@ def delta_rule_step(
                          f"state, got {qt.device.type} {qt.dtype} inputs and a {state.dtype} state")  # fmt: skip
     with torch.autocast(qt.device.type, enabled=False):
         if backend == "triton" or (backend == "auto" and can_triton):
-            o, state = delta_rule_recurrent_triton(qt, kt, vt, bt, gt, scale, state)
-            return o[:, 0].to(q.dtype), state
+            out = state if states_in_place(state, torch.float32) else None
+            o, new = delta_rule_recurrent_triton(qt, kt, vt, bt, gt, scale, state, final_state=out)
+            return o[:, 0].to(q.dtype), new if out is None else out  # (autograd.Function hands back a view of it)
         o, state = delta_rule_step_core(
             qt[:, 0], kt[:, 0], vt[:, 0], bt[:, 0], None if gt is None else gt[:, 0], state, scale
         )

@@ -91,13 +91,13 @@ def _shapes(blocks: Blocks, H: int, K: int, V: int, n_h: int) -> dict:
 
 class _Recurrent(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, beta, g, h0, scale, cu, grad, blocks: Blocks):
+    def forward(ctx, q, k, v, beta, g, h0, scale, cu, grad, blocks: Blocks, final_state=None):
         N, T, n_h, H, K = k.shape
         V = v.shape[-1]
         NS = N if cu is None else cu.numel() - 1
         dev = q.device
         o = torch.empty(N, T, H, V, dtype=q.dtype, device=dev)
-        ht = torch.empty(NS, H, K, V, dtype=torch.float32, device=dev)
+        ht = torch.empty(NS, H, K, V, dtype=torch.float32, device=dev) if final_state is None else final_state
         r = torch.empty(N, T, n_h, H, V, dtype=torch.float32, device=dev) if grad else ht
         kernels_for(dev, _MODULE).recurrent_fwd_kernel[(cdiv(V, blocks.BV), NS * H)](
             q, k, v, beta, ht if g is None else g, ht if h0 is None else h0, ht if cu is None else cu,
@@ -140,17 +140,21 @@ class _Recurrent(torch.autograd.Function):
             dg = gate_grad(w, h0dh0, cu).to(g.dtype)
         return (
             dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), db.to(beta.dtype), dg,
-            None if h0 is None else dh0, None, None, None, None,
+            None if h0 is None else dh0, None, None, None, None, None,
         )  # fmt: skip
 
 
 @torch.compiler.disable  # compiled models launch the kernels eagerly (inductor would re-trace the Triton code)
-def delta_rule_recurrent_triton(q, k, v, beta, log_decay, scale, initial_state, cu_seqlens=None, *, config=None):
+def delta_rule_recurrent_triton(
+    q, k, v, beta, log_decay, scale, initial_state, cu_seqlens=None, *, config=None, final_state=None
+):
     """The delta rule token by token, differentiable. Inputs as normalised by ``inputs.normalize``:
     q [N, T, H, K], k [N, T, n_h, H, K], v [N, T, n_h, H, V], beta [N, T, n_h, H], log_decay [N, T, H] or None,
     initial_state fp32 [NS, H, K, V] or None; with cu_seqlens [NS + 1] (int), N = 1 and the sequences are packed
     along T. ``config``: block settings of TUNING (``make_blocks``). Returns (o [N, T, H, V] in q's dtype, final
-    state fp32 [NS, H, K, V])."""
+    state fp32 [NS, H, K, V]). ``final_state``: a contiguous fp32 [NS, H, K, V] to write the final state into
+    (without gradients; it may be initial_state itself: each program reads its slice of h0 before it writes that
+    slice of the final state)."""
     require_kernel_dtypes(q=q)
     q, k, v, beta, g, h0 = contiguous(q, k, v, beta, log_decay, initial_state)
     cu = None if cu_seqlens is None else cu_seqlens.to(device=q.device, dtype=torch.int32).contiguous()
@@ -158,4 +162,6 @@ def delta_rule_recurrent_triton(q, k, v, beta, log_decay, scale, initial_state, 
     blocks = make_blocks(k.shape[-1], v.shape[-1], NS * q.shape[2], config)
     # r is kept only when a backward can follow (ctx.needs_input_grad ignores no_grad mode)
     grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, beta, g, h0))
-    return _Recurrent.apply(q, k, v, beta, g, h0, scale, cu, grad, blocks)
+    if final_state is not None and (grad or not final_state.is_contiguous() or final_state.dtype != torch.float32):
+        raise ValueError("final_state must be a contiguous fp32 tensor, and gradients off")
+    return _Recurrent.apply(q, k, v, beta, g, h0, scale, cu, grad, blocks, final_state)
