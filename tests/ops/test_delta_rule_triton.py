@@ -231,11 +231,12 @@ def test_chunk_other_precisions(precision):
 def test_chunk_bf16_precision(dtype, T, n_h, beta_range, keys, gate, chunk_size):
     """precision="bf16": bf16 tensor-core products (emulated by the interpreter) against the fp64 loop on the same
     (rounded) inputs; ragged lengths, beta over [0, 2] and near 2, gates, two Householders, repeated keys.
-    On a GPU the precision is refused (chunk.BF16_ON_GPU) until its compiled kernels are right."""
-    if DEVICE == "cuda":
-        with pytest.raises(ValueError, match="precision='bf16' is not available on GPUs"):
-            delta_rule_triton(*_prepare(make_inputs(B=1, T=4, H=1, K=16, V=16), dtype, DEVICE)[:5], 0.3, None,
-                              precision="bf16")  # fmt: skip
+    On a GPU it takes 64-row chunks only (chunk.BF16_ROWS: other widths miscompile on sm_90) and refuses others."""
+    rows = n_h * (chunk_size or 64 // n_h)
+    if DEVICE == "cuda" and not 32 < rows <= 64:
+        with pytest.raises(ValueError, match="precision='bf16' on GPUs takes chunks of 64 rows"):
+            delta_rule_triton(*_prepare(make_inputs(B=1, T=4, H=1, K=16, V=16, n_h=n_h), dtype, DEVICE)[:5], 0.3,
+                              None, precision="bf16", chunk_size=chunk_size)  # fmt: skip
         return
     x = make_inputs(B=2 if n_h == 1 else 1, T=T, H=2, K=DIMS[0], V=DIMS[0], n_h=n_h, beta_range=beta_range,
                     keys=keys, gate=gate, seed=T)  # fmt: skip
@@ -276,8 +277,13 @@ def test_config_refuses_what_miscompiles_on_sm90():
     with pytest.raises(ValueError, match="precision must be one of"):
         make_config(1, 64, 64, 4, cpu, precision="bf16x3")
     assert make_config(1, 64, 64, 4, cpu, precision="bf16").precision == "bf16"
-    with pytest.raises(ValueError, match="precision='bf16' is not available on GPUs yet"):  # no GPU touched
-        make_config(1, 64, 64, 4, torch.device("cuda"), precision="bf16")
+    bf16 = make_config(1, 32, 128, 4, cpu, precision="bf16")  # the miscompile's workaround: 64-wide blocks
+    assert (bf16.BV_prep, bf16.BV_out, bf16.BV_grad, bf16.BK_grad, bf16.warps_grad) == (64, 64, 64, 64, 4)
+    gpu = torch.device("cuda")  # refused before any GPU is touched
+    with pytest.raises(ValueError, match=r"precision='bf16' on GPUs takes chunks of 64 rows.*chunk_size=16"):
+        make_config(1, 64, 64, 4, gpu, precision="bf16", chunk_size=16)
+    with pytest.raises(ValueError, match=r"precision='bf16' on GPUs fixes \['BV_out'\] to \[64\]"):
+        make_config(1, 64, 64, 4, gpu, precision="bf16", tuning={"BV_out": 32})
     with pytest.raises(ValueError, match="BV_grad must be >= 32"):
         make_config(1, 64, 64, 4, cpu, tuning={"BV_grad": 16})
     assert make_config(1, 16, 16, 4, cpu).BV_grad == 32  # V = 16: one masked 32-wide block
@@ -294,10 +300,6 @@ def test_api_backend_triton_varlen(precision):
     ref_g = torch.autograd.grad(ref_o.sum() + ref_s.sum(), [x["q"], x["k"], x["beta"]])
     y = {n: None if t is None else t.detach().to(DEVICE, torch.float32).requires_grad_() for n, t in x.items()}
     kw = {} if precision == "auto" else {"algorithm": "chunk", "precision": precision}
-    if precision == "bf16" and DEVICE == "cuda":  # refused there for now (test_chunk_bf16_precision)
-        with pytest.raises(ValueError, match="precision='bf16' is not available on GPUs"):
-            delta_rule(**y, cu_seqlens=cu.to(DEVICE), backend="triton", **kw)
-        return
     o, s = delta_rule(**y, cu_seqlens=cu.to(DEVICE), output_final_state=True, backend="triton", **kw)
     g = torch.autograd.grad(o.sum() + s.sum(), [y["q"], y["k"], y["beta"]])
     tol, o_tol, state_tol = (TOL, TOL, TOL) if precision == "auto" else (BF16_TOL, BF16_O_TOL, BF16_STATE_TOL)

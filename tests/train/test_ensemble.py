@@ -251,11 +251,12 @@ CUDA = torch.cuda.is_available()
 def test_graphed_members_follow_their_graphed_single_runs_and_repeat_bitwise_on_a_gpu(mixer):
     """The GPU path: bf16 autocast, the Triton kernels under the folding rules, one CUDA graph for all members,
     train.deterministic. An ensemble trained twice logs bitwise the same losses; members follow their single
-    (graphed) runs over the first steps to bf16 rounding (the tolerance of test_graphed's graphed-vs-eager
-    comparison) and then learn as fast: the batched kernels round differently, and Adam, which normalises each
-    gradient entry, turns those differences in near-zero entries into full-size steps, so trajectories separate
-    (on the H100, DeltaNet and mLSTM by 1% at step 5). That members equal their single runs exactly is
-    test_members_train_as_their_single_runs's claim, in fp32 on the CPU."""
+    (graphed) runs: the first loss (same weights, same batch) to bf16 rounding, the next four to 2% (the tolerance
+    of test_graphed's graphed-vs-eager comparison), and then learn as fast: the batched kernels round differently,
+    and Adam, which normalises each gradient entry, turns those differences in near-zero entries into full-size
+    steps, so trajectories separate (on the H100, DeltaNet and mLSTM by 1% at step 5, mLSTM by 3-4% at steps
+    7-8). That members equal their single runs exactly is test_members_train_as_their_single_runs's claim, in fp32
+    on the CPU."""
     _, _, clip = MIXERS[mixer]
     cfgs = member_configs(mixer, 60, clip, device="cuda", deterministic=True)
     for c in cfgs:
@@ -266,5 +267,6 @@ def test_graphed_members_follow_their_graphed_single_runs_and_repeat_bitwise_on_
         assert a.losses == b.losses, c.name
         alone = train(copy.deepcopy(c), write_files=False)
         la, lb = torch.tensor(a.losses), torch.tensor(alone.losses)
-        assert torch.allclose(la[:10], lb[:10], rtol=2e-2, atol=2e-2), c.name
+        assert la[0].item() == pytest.approx(lb[0].item(), rel=5e-3), c.name  # same weights and batch: rounding
+        assert torch.allclose(la[:5], lb[:5], rtol=2e-2, atol=2e-2), c.name
         assert la[-20:].mean() == pytest.approx(lb[-20:].mean().item(), rel=5e-2), c.name

@@ -54,10 +54,12 @@ _MODULE = f"{__package__}.kernels_chunk"
 PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16")
 MAX_ROWS = 64  # sub-steps per chunk (tokens x n_h): the kernels hold [rows, rows] fp32 tiles in registers
 MIN_BV_GRAD = 32  # see the module docstring: 16-wide V blocks in the gradient kernel break on sm_90
-# measured on an H100 (torch 2.11, triton 3.6): the compiled bf16 kernels give o 16x off and read out of bounds
-# (docs/kernels.md, "The bf16 precision"); refused there until that is found, the interpreter's results stand
-BF16_ON_GPU = ("precision='bf16' is not available on GPUs yet: on an H100 with triton 3.6 its compiled kernels give "
-               "wrong results and an illegal memory access (docs/kernels.md); use 'tf32x3' or 'tf32'")  # fmt: skip
+# precision="bf16" on sm_90 (triton 3.6): an fp32 MMA result rounded to bf16 and fed to a dot of another width
+# miscompiles (results/benchmarks/h100/bf16_precision_on_gpu.md: u = T diag(b) V wrong by 120% with 32-wide V blocks
+# of a 64-row T, right with 64). bf16 therefore runs every kernel at the chunk's 64-row width: V and K blocks of 64
+# in prep, out and grad (narrower V or K are masked), and on GPUs only 64-row chunks.
+BF16_BLOCKS = {"BV_prep": 64, "BV_out": 64, "BV_grad": 64, "BK_grad": 64, "warps_grad": 4}
+BF16_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,6 @@ def make_config(
     program per SM (each program walks all chunks: fewer programs than SMs leave the GPU idle). ``chunk_size``:
     tokens per chunk (None: ``default_chunk_tokens``); ``tuning``: settings of TUNING to use as given."""
     check_precision(precision)
-    if precision == "bf16" and device.type == "cuda":
-        raise ValueError(BF16_ON_GPU)
     if n_h > MAX_ROWS:
         raise ValueError(f"the triton backend takes at most {MAX_ROWS} Householders per token, got n_h = {n_h}")
     C = default_chunk_tokens(n_h) if chunk_size is None else chunk_size
@@ -127,6 +127,8 @@ def make_config(
     tuning = dict(tuning or {})
     check_tuning(tuning, TUNING, "chunk")
     BL = max(16, pow2(C * n_h))
+    if precision == "bf16" and device.type == "cuda":
+        _check_bf16_on_gpu(BL, tuning, chunk_size)
     cap = max(16, pow2(V))
     if "block_v" in tuning:
         cap = min(cap, max(16, pow2(tuning.pop("block_v"))))
@@ -157,9 +159,23 @@ def make_config(
         stages_state=2,
         precision=precision,
     )
+    if precision == "bf16":
+        cfg = dataclasses.replace(cfg, **BF16_BLOCKS)
     cfg = dataclasses.replace(cfg, **tuning)
     check_config(cfg)
     return cfg
+
+
+def _check_bf16_on_gpu(BL: int, tuning: dict, chunk_size) -> None:
+    """Refuse what would miscompile under precision="bf16" on a GPU (BF16_BLOCKS): chunks of other than 64 rows
+    (BL padded rows), and tuning that changes the bf16 blocks."""
+    if BL != BF16_ROWS:
+        raise ValueError(f"precision='bf16' on GPUs takes chunks of {BF16_ROWS} rows (chunk_size * n_h in 33..64; "
+                         f"other widths miscompile on sm_90), got chunk_size={chunk_size!r}")  # fmt: skip
+    changed = sorted(k for k in tuning if k in BF16_BLOCKS and tuning[k] != BF16_BLOCKS[k])
+    if changed:
+        raise ValueError(f"precision='bf16' on GPUs fixes {changed} to {[BF16_BLOCKS[k] for k in changed]} (other "
+                         f"widths miscompile on sm_90)")  # fmt: skip
 
 
 def check_precision(precision: str) -> None:
