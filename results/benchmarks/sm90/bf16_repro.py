@@ -1,7 +1,7 @@
-"""Repro for the chunked delta rule's precision="bf16" failure on sm_90 (see /work/notes/bf16_analysis.md).
+"""Repro for the chunked delta rule's precision="bf16" failure on sm_90 (see results/benchmarks/sm90/triton_miscompiles.md).
 
-    cd /work/main && PYTHONPATH=src python /work/notes/bf16_repro.py            # on an H100 (every case, ~20-40 s)
-    cd /work/main && TRITON_INTERPRET=1 PYTHONPATH=src python /work/notes/bf16_repro.py   # CPU check (all PASS)
+    PYTHONPATH=src python results/benchmarks/sm90/bf16_repro.py            # on an H100 (every case, ~20-40 s)
+    TRITON_INTERPRET=1 PYTHONPATH=src python results/benchmarks/sm90/bf16_repro.py   # CPU check (all PASS)
     options: --only SUBSTR[,SUBSTR]  --jobs N  --timeout S  --list
 
 Every case runs in its own subprocess (an illegal memory access kills a CUDA context, and one of the suspects may
@@ -366,7 +366,8 @@ def spawn(name, timeout):
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     tail = [l for l in (p.stderr or "").splitlines() if l.strip()][-3:]
-    return dict(name=name, status="CRASH", detail=f"rc={p.returncode} after {time.time() - t0:.0f} s: " + " | ".join(tail))
+    detail = f"rc={p.returncode} after {time.time() - t0:.0f} s: " + " | ".join(tail)
+    return dict(name=name, status="CRASH", detail=detail)
 
 
 def main():
