@@ -1,4 +1,4 @@
-"""Repro for the chunked delta rule's precision="bf16" failure on sm_90 (see results/benchmarks/sm90/triton_miscompiles.md).
+"""Repro of the chunked delta rule's precision="bf16" failure on sm_90 (results/benchmarks/sm90/triton_miscompiles.md).
 
     PYTHONPATH=src python results/benchmarks/sm90/bf16_repro.py            # on an H100 (every case, ~20-40 s)
     TRITON_INTERPRET=1 PYTHONPATH=src python results/benchmarks/sm90/bf16_repro.py   # CPU check (all PASS)
