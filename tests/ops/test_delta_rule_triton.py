@@ -233,6 +233,11 @@ def test_chunk_bf16_precision(dtype, T, n_h, beta_range, keys, gate, chunk_size)
     (rounded) inputs; ragged lengths, beta over [0, 2] and near 2, gates, two Householders, repeated keys.
     On a GPU it takes 64-row chunks only (chunk.BF16_ROWS: other widths miscompile on sm_90) and refuses others."""
     rows = n_h * (chunk_size or 64 // n_h)
+    if DEVICE == "cuda" and dtype == torch.float32:  # chunk.BF16_FP32_ON_GPU
+        with pytest.raises(ValueError, match="precision='bf16' on GPUs takes bf16 or fp16 inputs"):
+            delta_rule_triton(*_prepare(make_inputs(B=1, T=4, H=1, K=16, V=16, n_h=n_h), dtype, DEVICE)[:5], 0.3,
+                              None, precision="bf16", chunk_size=chunk_size)  # fmt: skip
+        return
     if DEVICE == "cuda" and not 32 < rows <= 64:
         with pytest.raises(ValueError, match="precision='bf16' on GPUs takes chunks of 64 rows"):
             delta_rule_triton(*_prepare(make_inputs(B=1, T=4, H=1, K=16, V=16, n_h=n_h), dtype, DEVICE)[:5], 0.3,
@@ -295,10 +300,15 @@ def test_config_refuses_what_miscompiles_on_sm90():
 def test_api_backend_triton_varlen(precision):
     """delta_rule(backend="triton") through the padding path of cu_seqlens, values and gradients."""
     x = make_inputs(B=1, T=LENGTHS[-1], H=2, K=DIMS[0], V=DIMS[0], n_h=2, gate=True, h0=False, requires_grad=True)
+    # q, k, v in bf16 where precision="bf16" runs on a GPU (chunk.BF16_FP32_ON_GPU; beta and the gate fp32, as the
+    # layers give them), the reference on the same rounded values
+    half = ("q", "k", "v") if precision == "bf16" and DEVICE == "cuda" else ()
+    x = {n: t.detach().to(torch.bfloat16).double().requires_grad_() if n in half else t for n, t in x.items()}
     cu = torch.tensor([0, 5, 5, LENGTHS[-1] // 2, LENGTHS[-1]])
     ref_o, ref_s = delta_rule(**x, cu_seqlens=cu, output_final_state=True, backend="naive")
     ref_g = torch.autograd.grad(ref_o.sum() + ref_s.sum(), [x["q"], x["k"], x["beta"]])
-    y = {n: None if t is None else t.detach().to(DEVICE, torch.float32).requires_grad_() for n, t in x.items()}
+    dtypes = {n: torch.bfloat16 if n in half else torch.float32 for n in x}
+    y = {n: None if t is None else t.detach().to(DEVICE, dtypes[n]).requires_grad_() for n, t in x.items()}
     kw = {} if precision == "auto" else {"algorithm": "chunk", "precision": precision}
     o, s = delta_rule(**y, cu_seqlens=cu.to(DEVICE), output_final_state=True, backend="triton", **kw)
     g = torch.autograd.grad(o.sum() + s.sum(), [y["q"], y["k"], y["beta"]])

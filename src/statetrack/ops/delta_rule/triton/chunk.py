@@ -58,6 +58,10 @@ MIN_BV_GRAD = 32  # see the module docstring: 16-wide V blocks in the gradient k
 # miscompiles (results/benchmarks/h100/bf16_precision_on_gpu.md: u = T diag(b) V wrong by 120% with 32-wide V blocks
 # of a 64-row T, right with 64). bf16 therefore runs every kernel at the chunk's 64-row width: V and K blocks of 64
 # in prep, out and grad (narrower V or K are masked), and on GPUs only 64-row chunks.
+BF16_FP32_ON_GPU = (
+    "precision='bf16' on GPUs takes bf16 or fp16 inputs (with fp32 inputs its kernels compiled for sm_90 give o 17x "
+    "off: results/benchmarks/sm90/triton_miscompiles.md); use 'tf32x3' or 'tf32'"
+)
 BF16_BLOCKS = {"BV_prep": 64, "BV_out": 64, "BV_grad": 64, "BK_grad": 64, "warps_grad": 4}
 BF16_ROWS = 64
 
@@ -335,6 +339,8 @@ def delta_rule_triton(
     settings of TUNING (e.g. {"BK_grad": 32, "BV_grad": 64}; "block_v" caps every V-block width, the gradient
     kernel's staying >= 32; default: by register budget and, for the sequential passes, by the number of SMs)."""
     require_kernel_dtypes(q=q)
+    if precision == "bf16" and q.is_cuda and q.dtype == torch.float32:
+        raise ValueError(BF16_FP32_ON_GPU)
     N, T, n_h, H, K = k.shape
     cfg = make_config(n_h, K, v.shape[-1], N * H, q.device, chunk_size, precision, config)
     if T == 0:
