@@ -55,15 +55,15 @@ PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16")
 MAX_ROWS = 64  # sub-steps per chunk (tokens x n_h): the kernels hold [rows, rows] fp32 tiles in registers
 MIN_BV_GRAD = 32  # see the module docstring: 16-wide V blocks in the gradient kernel break on sm_90
 # precision="bf16" on sm_90 (triton 3.6): an fp32 MMA result rounded to bf16 and fed to a dot of another width
-# miscompiles (results/benchmarks/h100/bf16_precision_on_gpu.md: u = T diag(b) V wrong by 120% with 32-wide V blocks
-# of a 64-row T, right with 64). bf16 therefore runs every kernel at the chunk's 64-row width: V and K blocks of 64
-# in prep, out and grad (narrower V or K are masked), and on GPUs only 64-row chunks.
+# miscompiles (docs/kernels.md, "The bf16 precision"). bf16 therefore runs every kernel at the chunk's full width:
+# V and K blocks of BF16_ROWS in prep, out and grad (narrower V or K are masked), and on GPUs only chunks of
+# BF16_ROWS rows; fp32 inputs, wrong there by another pattern, are refused on GPUs.
+BF16_ROWS = MAX_ROWS
+BF16_BLOCKS = {"BV_prep": BF16_ROWS, "BV_out": BF16_ROWS, "BV_grad": BF16_ROWS, "BK_grad": BF16_ROWS, "warps_grad": 4}
 BF16_FP32_ON_GPU = (
     "precision='bf16' on GPUs takes bf16 or fp16 inputs (with fp32 inputs its kernels compiled for sm_90 give o 17x "
-    "off: results/benchmarks/sm90/triton_miscompiles.md); use 'tf32x3' or 'tf32'"
+    "off: docs/kernels.md, 'The bf16 precision'); use 'tf32x3' or 'tf32'"
 )
-BF16_BLOCKS = {"BV_prep": 64, "BV_out": 64, "BV_grad": 64, "BK_grad": 64, "warps_grad": 4}
-BF16_ROWS = 64
 
 
 @dataclass(frozen=True)
