@@ -86,7 +86,7 @@ def _conv(activation=True, cu_seqlens=None):
     return fn
 
 
-# (T, C): one step, a few, and past one backward program (128 steps); channels past one block (64, 128)
+# (T, C): one step, a few, and past several backward tiles (32 steps); channels past one block (64, 128)
 CONV_SHAPES = [(T, C) for T in LENGTHS for C in CHANNELS] if GPU else [(1, 24), (3, 72), (140, 24)]
 
 
@@ -289,7 +289,7 @@ def _frontend_variants():
     for dt, f64 in (("bf16", False), ("fp64", True)):
         p, a = f"*{dt}", "*fp64" if f64 else "*fp32"
         conv = dict(x_ptr=p, w_ptr=a, b_ptr=a, c_ptr=a, pos_ptr="*i32", y_ptr=p, nc_ptr=p, dy_ptr=p, dx_ptr=p,
-                    dw_ptr=a, db_ptr=a, dhead_ptr=a, T="i32", C="i32", NP="i32")  # fmt: skip
+                    dp_ptr=a, dw_ptr=a, db_ptr=a, T="i32", C="i32")  # fmt: skip
         for bias, cache, varlen, silu in (
             (True, True, False, True),
             (False, False, True, True),
@@ -299,8 +299,9 @@ def _frontend_variants():
             for in_place in (False, True) if cache and not varlen else (False,):
                 out.append((sk.short_conv_fwd_kernel, conv,
                             dict(BT=16, BC=128, NEW_CACHE=not varlen, IN_PLACE=in_place, **flags)))  # fmt: skip
-            out.append((sk.short_conv_bwd_kernel, conv, dict(WP=4, BT=8, BC=64, TILES=16, NEED_DW=True,
-                                                             NEED_DB=bias, NEED_DHEAD=cache, **flags)))  # fmt: skip
+            out.append((sk.short_conv_dpre_kernel, conv, dict(WP=4, BT=32, BC=64, NEED_DW=True, NEED_DB=bias,
+                                                              **flags)))  # fmt: skip
+            out.append((sk.short_conv_dx_kernel, conv, dict(W=4, BT=16, BC=128, VARLEN=varlen, F64=f64)))
         rows = dict(x_ptr=p, y_ptr=p, g_ptr=p, w_ptr=a, r_ptr=a, dy_ptr=p, dx_ptr=p, dg_ptr=p, dw_ptr=a, n_rows="i32",
                     M1="i32", s0="i64", s1="i32", D="i32")  # fmt: skip
         for flag in (True, False):
