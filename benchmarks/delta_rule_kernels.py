@@ -1,7 +1,7 @@
 """Delta-rule kernels on a GPU: ours (Triton) vs flash-linear-attention vs SDPA; accuracy, speed, memory.
 
     python -m benchmarks.delta_rule_kernels [--sections accuracy,grads,speed] [--shapes issue|short|small]
-        [--variants ours,chunk,gated,nh2,fla,sdpa] [--no-fla] [--deadline 480] [--out FILE.md]
+        [--head-dim 64] [--variants ours,chunk,gated,nh2,fla,sdpa] [--no-fla] [--deadline 480] [--out FILE.md]
     python -m benchmarks.delta_rule_kernels --sections speed --shapes short \
         --variants ours,recurrent,gated,nh2,chunk,torch,fla
 
@@ -121,17 +121,23 @@ def reference(x64, h0=None):
 
 
 # --------------------------------------------------------------------------------------------------------- accuracy
-def section_accuracy(rep: Report, fla, Ts, kw: dict):
-    rep.say("## Accuracy of the forward pass (bf16 inputs, B=1, H=2, D=64; rel. L2 error vs fp64 on the same inputs)")
+def _ours_name(kw: dict) -> str:
+    """What the "ours" columns run, in words."""
+    p = kw.get("precision")
+    return "the default path (tf32x3 products)" if p in (None, "tf32x3") else f"precision={p!r}"
+
+
+def section_accuracy(rep: Report, fla, Ts, kw: dict, D: int = 64):
+    rep.say(f"## Accuracy of the forward pass (bf16 inputs, B=1, H=2, D={D}; rel. L2 error vs fp64 on the same inputs)")
     rep.say()
-    rep.say("o floor = rel. error of the exact o rounded to bf16. Ours: default fp32 path (tf32x3 products);")
+    rep.say(f"o floor = rel. error of the exact o rounded to bf16. Ours: {_ours_name(kw)};")
     rep.say("ours-tf32: single-pass tf32 products (faster, less exact).")
     rep.say()
     rep.table("T", "keys", "beta", "o floor", "ours o", "ours S_T", "ours-tf32 o", "ours-tf32 S_T", "fla o", "fla S_T")
     cases = [(Ts[0], "random", r) for r in ((0.0, 1.0), (0.0, 2.0), (1.9, 2.0))]
     cases += [(Ts[0], "rank1", (1.9, 2.0))] + [(t, "random", (1.9, 2.0)) for t in Ts[1:]]
     for T, keys, br in cases:
-        x = make_inputs(1, T, 2, 64, beta_range=br, keys=keys)
+        x = make_inputs(1, T, 2, D, beta_range=br, keys=keys)
         xb = cast(x, torch.bfloat16)
         o_r, s_r = reference(cast(xb, torch.float64))
         floor = rel(o_r.bfloat16(), o_r)
@@ -151,12 +157,12 @@ def section_accuracy(rep: Report, fla, Ts, kw: dict):
     rep.say()
 
 
-def section_grads(rep: Report, fla, kw: dict, T=512):
-    rep.say(f"## Accuracy of the gradients (bf16, B=1, T={T}, H=2, D=64, beta ~ U[1.9, 2], random unit keys)")
+def section_grads(rep: Report, fla, kw: dict, T=512, D: int = 64):
+    rep.say(f"## Accuracy of the gradients (bf16, B=1, T={T}, H=2, D={D}, beta ~ U[1.9, 2], random unit keys)")
     rep.say()
     rep.table("path", "o", "dq", "dk", "dv", "dbeta", "dlog_decay")
     for gate in (False, True):
-        x = make_inputs(1, T, 2, 64, beta_range=(1.9, 2.0), gate=gate, seed=1)
+        x = make_inputs(1, T, 2, D, beta_range=(1.9, 2.0), gate=gate, seed=1)
         xb = cast(x, torch.bfloat16)
         x64 = cast(xb, torch.float64, grad=True)
         o_r, s_r = reference(x64)
@@ -321,6 +327,7 @@ def build_parser():
     ap.add_argument("--shapes", default="issue", choices=tuple(SHAPES))
     ap.add_argument("--rows", default=None, help="indices of the shapes to run, e.g. 0,3 (default: all)")
     ap.add_argument("--accuracy-T", default="4096,8192")
+    ap.add_argument("--head-dim", type=int, default=64, help="D of the accuracy and gradient sections")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--deadline", type=float, default=480.0, help="seconds after which fla speed runs are skipped")
     ap.add_argument("--variants", default="ours,chunk,gated,nh2,fla,sdpa",
@@ -348,10 +355,10 @@ def main(argv=None) -> int:
     secs = args.sections.split(",")
     if "accuracy" in secs:
         with rep.section("accuracy"):
-            section_accuracy(rep, fla, [int(t) for t in args.accuracy_T.split(",")], kw)
+            section_accuracy(rep, fla, [int(t) for t in args.accuracy_T.split(",")], kw, args.head_dim)
     if "grads" in secs:
         with rep.section("grads"):
-            section_grads(rep, fla, kw)
+            section_grads(rep, fla, kw, D=args.head_dim)
     if "speed" in secs:
         with rep.section("speed"):
             section_speed(rep, fla, shapes, args.deadline, args.variants.split(","), kw)
