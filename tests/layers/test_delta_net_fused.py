@@ -157,3 +157,42 @@ def test_block_fused_ops_equal_torch_ops():
         res[ops] = (y, *torch.autograd.grad(y.square().sum(), list(b.parameters())))
     errs = [rel(a, r) for a, r in zip(res["triton"], res["torch"], strict=True)]
     assert max(errs) < 1e-5, errs
+
+
+@kernel_test
+def test_block_norm_writes_the_autocast_dtype():
+    """Under bf16 autocast the block's (Triton) norm writes bf16 itself: the projections read (and keep for the
+    backward) that one copy, where each cast the fp32 normed x itself and its gradient back; the output is bitwise
+    what the fp32 norm + autocast's casts gave (on a GPU), the gradients equal to bf16 rounding."""
+    from torch.profiler import profile
+
+    from statetrack.models import backbone
+
+    name, d, kw = CASES["deltanet"]
+    torch.manual_seed(0)
+    b = backbone.Block(d, get_mixer_class(name)(d, backend="torch", **kw), 0).to(DEVICE)
+    b.fused_ops = b.mixer.fused_ops = "triton"
+    x = torch.randn(2, T, d, generator=torch.Generator().manual_seed(5)).to(DEVICE)
+
+    def run():
+        with profile(record_shapes=True) as prof:
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
+                y = b(x)[0]
+            grads = torch.autograd.grad(y.float().square().sum(), list(b.parameters()))
+        casts = sum(e.name == "aten::_to_copy" and e.input_shapes[:1] == [[2, T, d]] for e in prof.events())
+        return y, grads, casts
+
+    y, grads, casts = run()
+    orig = backbone._autocast_dtype
+    backbone._autocast_dtype = lambda x: None  # the norm in fp32, autocast casting
+    try:
+        y_ref, grads_ref, casts_ref = run()
+    finally:
+        backbone._autocast_dtype = orig
+    # left: the residual add of the bf16 mixer output to the fp32 stream, each way; gone: 2 per projection reading x
+    assert casts == 2 and casts_ref >= casts + 4, (casts_ref, casts)
+    assert y.dtype == y_ref.dtype
+    # one rounding of the fp32 norm to bf16 either way: bitwise on the GPU (the interpreter truncates, torch rounds)
+    assert torch.equal(y, y_ref) if GPU else rel(y, y_ref) < 1e-2
+    errs = [rel(g, r) for g, r in zip(grads, grads_ref, strict=True)]
+    assert max(errs) < 5e-2, errs  # bf16 activations through the backward: 1-2% apart in the interpreter

@@ -212,6 +212,25 @@ def test_rms_norm_gated_matches_reference(D, gated, dtype):
 
 
 @kernel_test
+@pytest.mark.parametrize("gated", [True, False])
+def test_rms_norm_gated_out_dtype(gated):
+    """``out_dtype``: the result in that dtype, as the default result converted (both paths); gradients in the
+    inputs' dtypes, as the default path's (the cotangent arrives in out_dtype)."""
+    g = _gen(7)
+    x, w = torch.randn(2, 9, 16, generator=g, dtype=F64), torch.randn(16, generator=g, dtype=F64)
+    gate = torch.randn(2, 9, 16, generator=g, dtype=F64) if gated else None
+    xs = [None if t is None else _leaf(t, F64) for t in (x, w, gate)]
+    for backend in ("torch", "triton"):
+        ref = rms_norm_gated(*xs, backend=backend)
+        y = rms_norm_gated(*xs, backend=backend, out_dtype=torch.float32)
+        assert y.dtype == torch.float32 and torch.equal(y, ref.float())
+        got = torch.autograd.grad(y.sum(), [t for t in xs if t is not None])
+        want = torch.autograd.grad(ref.sum(), [t for t in xs if t is not None])
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and rel(a, b) < 1e-12
+
+
+@kernel_test
 def test_rms_norm_gated_bf16_close_to_fp64():
     g = _gen(1)
     x, gate = torch.randn(4, 30, 2, 64, generator=g, dtype=F64), torch.randn(4, 30, 2, 64, generator=g, dtype=F64)
@@ -359,6 +378,8 @@ def test_bad_arguments_name_the_argument():
         short_conv(x, torch.randn(6, 4), cu_seqlens=torch.tensor([0, 3], dtype=torch.int32))
     with pytest.raises(ValueError, match="gate must have x's shape"):
         rms_norm_gated(x, torch.ones(6), torch.randn(1, 5, 5))
+    with pytest.raises(ValueError, match="out_dtype must be a floating"):
+        rms_norm_gated(x, torch.ones(6), out_dtype=torch.int32)
     with pytest.raises(ValueError, match="eps must be None or"):
         l2_normalize(x, -1.0)
     with pytest.raises(TypeError, match="x must be a floating-point"):

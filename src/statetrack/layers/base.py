@@ -198,8 +198,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None, backend: str = "torch") -> torch.Tensor:
-        """x [..., dim], gate [..., dim] or None -> [..., dim]: fp32 statistics and gain whatever the input dtype.
-        ``backend``: :func:`statetrack.ops.rms_norm_gated`'s ("torch" by default here; "triton": one fused kernel
-        each way, no fp32 copies of the activations kept for the backward)."""
-        return rms_norm_gated(x, self.weight, gate, self.eps, backend=backend)
+    def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None, backend: str = "torch",
+                out_dtype: torch.dtype | None = None) -> torch.Tensor:  # fmt: skip
+        """x [..., dim], gate [..., dim] or None -> [..., dim]: fp32 statistics and gain whatever the input dtype;
+        in ``out_dtype`` if given, else x's. ``backend``: :func:`statetrack.ops.rms_norm_gated`'s ("torch" by
+        default here; "triton": one fused kernel each way, no fp32 copies of the activations kept for the
+        backward)."""
+        return rms_norm_gated(x, self.weight, gate, self.eps, backend=backend, out_dtype=out_dtype)

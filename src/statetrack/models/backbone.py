@@ -32,6 +32,14 @@ def mlp_hidden_size(d_model: int, mlp_ratio: float) -> int:
     return max(8, 8 * round(2 * mlp_ratio * d_model / 3 / 8)) if mlp_ratio > 0 else 0
 
 
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast would cast x to in a matmul (None when autocast is off): the block's norms write their
+    output in it, so that the projections reading one normed x share one copy of it (made by the norm kernel),
+    where each would otherwise cast the fp32 x itself and keep its own copy for the backward."""
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) and x.dtype == torch.float32 else None
+
+
 class Block(nn.Module):
     """x + mixer(norm(x)), then x + mlp(norm(x)) (no MLP when ``mlp_hidden`` = 0).
 
@@ -53,10 +61,10 @@ class Block(nn.Module):
     def _mlp(self, x):
         if self.mlp is None:
             return x
-        return x + self.mlp(self.mlp_norm(x, backend=self.fused_ops), self.fused_ops)
+        return x + self.mlp(self.mlp_norm(x, backend=self.fused_ops, out_dtype=_autocast_dtype(x)), self.fused_ops)
 
     def forward(self, x, state: State | None = None, output_state: bool = False, cu_seqlens=None):
-        h = self.mixer_norm(x, backend=self.fused_ops)
+        h = self.mixer_norm(x, backend=self.fused_ops, out_dtype=_autocast_dtype(x))
         y, state = mixer_forward(self.mixer, h, state, output_state, cu_seqlens)
         return self._mlp(x + y), state
 

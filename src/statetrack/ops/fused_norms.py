@@ -149,31 +149,32 @@ def l2_normalize(x: torch.Tensor, eps: float | None = None, *, backend: str = "a
 
 # ------------------------------------------------------------------------------------------------------- RMSNorm
 def rms_norm_gated_torch(
-    x: torch.Tensor, weight: torch.Tensor, gate: torch.Tensor | None = None, eps: float = 1e-6
-) -> torch.Tensor:
+    x: torch.Tensor, weight: torch.Tensor, gate: torch.Tensor | None = None, eps: float = 1e-6,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:  # fmt: skip
     """The reference: fp32 statistics and gain whatever x's dtype (F.rms_norm), rounded to x's dtype, then times
-    silu(gate) if given."""
+    silu(gate) if given; in ``out_dtype`` if given (rounded once, without a gate)."""
     ft = torch.promote_types(x.dtype, torch.float32)
-    y = F.rms_norm(x.to(ft), (x.shape[-1],), weight.to(ft), eps).to(x.dtype)
+    y = F.rms_norm(x.to(ft), (x.shape[-1],), weight.to(ft), eps)
+    y = y.to(x.dtype if gate is not None or out_dtype is None else out_dtype)
     if gate is not None:
         y = y * F.silu(gate)
-    return y
+    return y if out_dtype is None else y.to(out_dtype)
 
 
 class RMSNormGatedTritonFn(torch.autograd.Function):
-    """(x [..., D], weight [D], gate [..., D] or None, eps) -> y [..., D]; saves x, gate and r per row."""
+    """(x [..., D], weight [D], gate [..., D] or None, eps, out_dtype or None) -> y [..., D]; saves x, gate and r
+    per row."""
 
     @staticmethod
-    def forward(ctx, x, weight, gate, eps):
+    def forward(ctx, x, weight, gate, eps, out_dtype):
         D = x.shape[-1]
         x2 = x.reshape(-1, D)
         if x2.stride(-1) != 1 or x2.stride(0) != D:
             x2 = x2.contiguous()
-        g2 = None
-        out_dtype = x.dtype
-        if gate is not None:
-            g2 = gate.reshape(-1, D).contiguous()
-            out_dtype = torch.promote_types(x.dtype, gate.dtype)
+        g2 = None if gate is None else gate.reshape(-1, D).contiguous()
+        if out_dtype is None:
+            out_dtype = x.dtype if gate is None else torch.promote_types(x.dtype, gate.dtype)
         w = weight.contiguous()
         n = x2.shape[0]
         acc = _acc_dtype(x, gate)
@@ -210,25 +211,26 @@ class RMSNormGatedTritonFn(torch.autograd.Function):
         dw = None
         if need_dw:
             dw = (dw_part.sum(0) if n else torch.zeros(D, dtype=r.dtype, device=x2.device)).to(ctx.w_dtype)
-        return dx.view(ctx.shape), dw, (None if dg is None else dg.view(ctx.shape)), None
+        return dx.view(ctx.shape), dw, (None if dg is None else dg.view(ctx.shape)), None, None
 
 
 @torch.compiler.disable  # a Triton launch inside an autograd.Function: eager inside compiled graphs
-def _rms_triton(x, weight, gate, eps):
+def _rms_triton(x, weight, gate, eps, out_dtype):
     _check_row("x", x.shape[-1])
-    return RMSNormGatedTritonFn.apply(x, weight, gate, eps)
+    return RMSNormGatedTritonFn.apply(x, weight, gate, eps, out_dtype)
 
 
 def rms_norm_gated(
     x: torch.Tensor, weight: torch.Tensor, gate: torch.Tensor | None = None, eps: float = 1e-6, *,
-    backend: str = "auto",
+    backend: str = "auto", out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """RMSNorm over the last dim with a gain, optionally gated: y = x / sqrt(mean(x^2) + eps) * weight * silu(gate).
 
     x [..., D]; weight [D] (fp32 under autocast, as the module's parameter); gate [..., D] or None. Statistics and
-    gain in fp32 (fp64 for fp64 inputs). Returns y [..., D] in x's dtype (promoted with gate's), differentiable in
-    x, weight and gate. The torch path rounds the norm to x's dtype before the gate (as the separate ops do); the
-    fused one rounds once, at the end.
+    gain in fp32 (fp64 for fp64 inputs). Returns y [..., D] in x's dtype (promoted with gate's), or in
+    ``out_dtype`` (e.g. bf16 from an fp32 residual stream under autocast: the one copy the projections read, made
+    by the norm itself), differentiable in x, weight and gate. The torch path rounds the norm to x's dtype before
+    the gate (as the separate ops do); the fused one rounds once, at the end.
     ``backend``: "auto" (triton on CUDA for bf16 / fp16 / fp32, else torch), "torch" or "triton" (module docstring).
     """
     require_float("x", x)
@@ -242,6 +244,8 @@ def rms_norm_gated(
     require_same_device(x=x, weight=weight, gate=gate)
     if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 <= eps < math.inf:
         raise ValueError(f"eps must be a finite float >= 0, got {eps!r}")
+    if out_dtype is not None and not (isinstance(out_dtype, torch.dtype) and out_dtype.is_floating_point):
+        raise ValueError(f"out_dtype must be a floating torch.dtype or None, got {out_dtype!r}")
     if fused_backend(backend, x) == "torch":
-        return rms_norm_gated_torch(x, weight, gate, eps)
-    return _rms_triton(x, weight, gate, eps)
+        return rms_norm_gated_torch(x, weight, gate, eps, out_dtype)
+    return _rms_triton(x, weight, gate, eps, out_dtype)
