@@ -71,8 +71,8 @@ def delta_rule(
         chunk_size: tokens per chunk of the "chunk" algorithm of "torch" (None: 32 for CPU inputs, 64 on other
             devices) and "triton" (chunk_size * n_h <= 64; None: 64 // n_h). Any chunk size gives the same
             result up to rounding.
-        precision: how the "triton" chunk kernels multiply fp32 tiles on tensor cores: "auto" ("bf16" for bf16 /
-            fp16 inputs on a GPU with 64-row chunks and the bf16 blocks untouched, else "tf32x3":
+        precision: how the "triton" chunk kernels multiply fp32 tiles on tensor cores: "auto" ("bf16" for bf16
+            inputs on a GPU with 64-row chunks and the bf16 blocks untouched, else "tf32x3":
             ``triton.auto_precision``), "tf32x3" (three tf32
             passes, fp32-accurate: o at the bf16 rounding floor even at beta near 2), "tf32"
             (one pass: ~1.6x faster forward+backward at head dim 128 on an H100, about fla's accuracy), "ieee"
