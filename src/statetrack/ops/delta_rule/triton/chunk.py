@@ -18,12 +18,12 @@ Backward: prep again (+ T, the chunk-local dLoss/dv_new and scale Q^T diag(exp g
           chunk: dLoss/dS at every chunk end, dLoss/dv_new, d initial_state) -> grad (chunk-parallel: dq, dk, dv,
           dbeta, dlog_decay).
 
-The state, every product that touches it, the inverse and the buffers between kernels are fp32 (``precision``
-picks how tl.dot multiplies fp32 tiles: "tf32x3" (default) is fp32-accurate on tensor cores, "ieee" is exact
-fp32 FMA, "tf32" is faster and less exact; triton's "bf16x3"/"bf16x6" are not offered: on sm_90 with triton 3.6
-they make the kernels read shared memory out of bounds); products of two inputs (Q K^T, K K^T, Q^T dO) run in
-the inputs' dtype, which is exact for bf16/fp16. A product of an input tile and an fp32 tile converts the input
-to fp32 and runs at ``precision``.
+The state, every product that touches it, the inverse and the buffers between kernels are fp32 (``precision`` picks how
+tl.dot multiplies fp32 tiles: "tf32x3" (what "auto" takes but for bf16 inputs on GPUs, ``auto_precision``) is
+fp32-accurate on tensor cores, "ieee" is exact fp32 FMA, "tf32" is faster and less exact; triton's "bf16x3"/"bf16x6" are
+not offered: on sm_90 with triton 3.6 they make the kernels read shared memory out of bounds); products of two inputs (Q
+K^T, K K^T, Q^T dO) run in the inputs' dtype, which is exact for bf16/fp16. A product of an input tile and an fp32 tile
+converts the input to fp32 and runs at ``precision``.
 
 ``precision="bf16"`` runs those products on bf16 tensor cores with fp32 accumulation, and keeps what needs fp32
 there, as measured at beta near 2 (docs/kernels.md, "The bf16 precision"): the state and its accumulation (fp32);
