@@ -124,7 +124,9 @@ def reference(x64, h0=None):
 def _ours_name(kw: dict) -> str:
     """What the "ours" columns run, in words."""
     p = kw.get("precision")
-    return "the default path (tf32x3 products)" if p in (None, "tf32x3") else f"precision={p!r}"
+    if p is None:
+        return "precision='auto' (bf16 for these bf16 inputs on a GPU: triton.auto_precision)"
+    return "tf32x3 products" if p == "tf32x3" else f"precision={p!r}"
 
 
 def section_accuracy(rep: Report, fla, Ts, kw: dict, D: int = 64):

@@ -5,13 +5,13 @@ recurrent, of the token-by-token kernels).
     python -m benchmarks.delta_rule_profile [--shapes "4,2048,16,128;2,8192,16,128"] [--precisions tf32x3,tf32]
         [--algorithm chunk|recurrent] [--configs "BV_grad=64;warps_grad=4;chunk_size=32"] [--out FILE.md]
 
-Per shape and precision: forward+backward ms (triton.testing.do_bench median), then the CUDA time of every kernel
-over 10 forward+backward calls (torch.profiler), largest first, with its share. The precisions are those of
-``delta_rule(precision=...)``: tf32x3 (the default, three tf32 passes per fp32 product), tf32 (one pass), ieee
-(chunked kernels only). ``--configs``: ``delta_rule(triton_config=...)`` settings to time instead (keys of
-``statetrack.ops.delta_rule.CHUNK_TUNING`` or ``RECURRENT_TUNING``; ``chunk_size=N`` is the chunk_size argument),
-each a row of fwd+bwd ms and its largest kernels, at the first precision. bf16 inputs, beta ~ U[0, 2], unit keys,
-input range checks off.
+Per shape and precision: forward+backward ms (triton.testing.do_bench median), then the CUDA time of every kernel over
+10 forward+backward calls (torch.profiler), largest first, with its share. The precisions are those of
+``delta_rule(precision=...)``: tf32x3 (three tf32 passes per fp32 product; "auto" for fp32 inputs), tf32 (one pass),
+ieee (chunked kernels only), bf16 ("auto" for bf16 inputs). ``--configs``: ``delta_rule(triton_config=...)`` settings to
+time instead (keys of ``statetrack.ops.delta_rule.CHUNK_TUNING`` or ``RECURRENT_TUNING``; ``chunk_size=N`` is the
+chunk_size argument), each a row of fwd+bwd ms and its largest kernels, at the first precision. bf16 inputs, beta ~ U[0,
+2], unit keys, input range checks off.
 """
 
 from __future__ import annotations

@@ -193,6 +193,27 @@ def test_triton_algorithm_choice(monkeypatch):
             run(**kw)
 
 
+def test_auto_precision_takes_bf16_only_where_its_kernels_are_right():
+    """ "auto": bf16 for bf16 inputs on a GPU with 64-row chunks and the bf16 blocks as fixed; tf32x3 for fp32 and
+    fp16 inputs, n_h > 1, on the CPU (the interpreter), other chunk widths and tuning that changes the bf16 blocks."""
+    from statetrack.ops.delta_rule.triton import auto_precision
+
+    cuda, cpu, bf, f16, f32 = torch.device("cuda"), torch.device("cpu"), torch.bfloat16, torch.float16, torch.float32
+    assert auto_precision(bf, cuda, 1, None, None) == "bf16"
+    assert auto_precision(bf, cuda, 1, None, {"block_v": 32}) == "bf16"
+    assert auto_precision(bf, cuda, 1, 64, {"BV_grad": 64, "warps_grad": 4}) == "bf16"  # the bf16 blocks as given
+    for args in [
+        (f32, cuda, 1, None, None),
+        (f16, cuda, 1, None, None),
+        (bf, cuda, 2, None, None),  # DeltaProduct: bf16 not yet run on a GPU
+        (bf, cpu, 1, None, None),
+        (bf, cuda, 1, 32, None),
+        (bf, cuda, 1, None, {"BV_grad": 32}),
+        (bf, cuda, 1, None, {"warps_grad": 8}),
+    ]:
+        assert auto_precision(*args) == "tf32x3", args  # fmt: skip
+
+
 def test_triton_block_settings_are_checked():
     from statetrack.ops.delta_rule.triton.chunk import make_config
     from statetrack.ops.delta_rule.triton.recurrent import make_blocks

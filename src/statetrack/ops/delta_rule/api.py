@@ -12,7 +12,7 @@ from .fla_backend import delta_rule_fla, fla_available
 from .inputs import normalize
 from .naive import delta_rule_naive, delta_rule_step_core
 from .paths import choose_path
-from .triton import delta_rule_recurrent_triton, delta_rule_triton, prefers_recurrent
+from .triton import auto_precision, delta_rule_recurrent_triton, delta_rule_triton, prefers_recurrent
 
 
 def _available(device: torch.device, dtype: torch.dtype | None = None) -> dict[str, bool]:
@@ -71,12 +71,15 @@ def delta_rule(
         chunk_size: tokens per chunk of the "chunk" algorithm of "torch" (None: 32 for CPU inputs, 64 on other
             devices) and "triton" (chunk_size * n_h <= 64; None: 64 // n_h). Any chunk size gives the same
             result up to rounding.
-        precision: how the "triton" chunk kernels multiply fp32 tiles on tensor cores: "tf32x3" (three tf32
-            passes, fp32-accurate: o at the bf16 rounding floor even at beta near 2; what "auto" takes), "tf32"
+        precision: how the "triton" chunk kernels multiply fp32 tiles on tensor cores: "auto" ("bf16" for bf16
+            inputs with one Householder per token on a GPU with 64-row chunks and the bf16 blocks untouched, else
+            "tf32x3": ``triton.auto_precision``), "tf32x3" (three tf32 passes, fp32-accurate: o at the bf16
+            rounding floor even at beta near 2), "tf32"
             (one pass: ~1.6x faster forward+backward at head dim 128 on an H100, about fla's accuracy), "ieee"
             (fp32 FMA, ~2x slower) or "bf16" (bf16 passes with fp32 sums; the inverse and the state recursion in
             split bf16 passes, about fp32-accurate: o within 5e-3 and gradients within 8e-3 at beta near 2, also
-            with repeated keys; on an H200 with bf16 inputs o 2.3e-3 and gradients <= 4.1e-3 at head dim 64. On
+            with repeated keys; with bf16 inputs o 2.3e-3 and gradients <= 4.1e-3 at head dims 64 (H200) and 128
+            (H100). On
             GPUs it takes bf16/fp16 inputs and 64-row chunks only: other cases miscompile on sm_90; docs/kernels.md,
             "The bf16 precision"). The other paths compute in fp32 (fp64) throughout.
         triton_config: block settings of the "triton" kernels, for tuning and benchmarks (None: chosen per
@@ -101,7 +104,12 @@ def delta_rule(
         return prefers_recurrent(longest * k.shape[2], k.shape[-1], n_seq * q.shape[2])
 
     available = _available(q.device, q.dtype)
-    path = choose_path(backend, algorithm, chunk_size, precision, triton_config, available, q.device, short)
+
+    def auto_prec() -> str:
+        return auto_precision(q.dtype, q.device, k.shape[2], chunk_size, triton_config)
+
+    path = choose_path(backend, algorithm, chunk_size, precision, triton_config, available, q.device, short,
+                       auto_prec)  # fmt: skip
     if path.backend == "fla":  # fla handles cu_seqlens itself
         o, final = delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens)
         return o, (final if output_final_state else None)

@@ -33,7 +33,6 @@ BACKEND_ALGORITHMS = {
     "fla": ("chunk",),
 }
 BACKENDS = tuple(BACKEND_ALGORITHMS)
-DEFAULT_PRECISION = "tf32x3"  # of the triton chunk kernels: fp32-accurate (docs/kernels.md, "Which path runs")
 _TUNING = {"recurrent": RECURRENT_TUNING, "chunk": CHUNK_TUNING}
 
 
@@ -61,9 +60,11 @@ def choose_path(
     available: dict[str, bool],
     device: torch.device,
     short: Callable[[], bool],
+    auto_precision: Callable[[], str],
 ) -> Path:
     """The path of one call (see ``delta_rule``'s docstring for the rules); ``short()``: whether the sequences are
-    short enough for the token-by-token kernels (``triton.prefers_recurrent``), asked only when it decides."""
+    short enough for the token-by-token kernels (``triton.prefers_recurrent``), asked only when it decides;
+    ``auto_precision()``: the triton chunk kernels' precision for "auto" (``triton.auto_precision``)."""
     if algorithm not in ("auto", *ALGORITHMS):
         raise ValueError(f"algorithm must be one of {['auto', *ALGORITHMS]}, got {algorithm!r}")
     if precision not in ("auto", *PRECISIONS):
@@ -98,4 +99,4 @@ def choose_path(
     refuse_off_path("precision", precision, path, "backend='triton', algorithm='chunk'")
     if path != "backend='triton', algorithm='chunk'":
         return Path(name, algo, None)
-    return Path(name, algo, DEFAULT_PRECISION if precision == "auto" else precision)
+    return Path(name, algo, auto_precision() if precision == "auto" else precision)

@@ -2,7 +2,7 @@
 (short sequences, decoding). They run compiled on CUDA tensors, and in Triton's interpreter on CPU tensors
 (for tests)."""
 
-from .chunk import PRECISIONS, default_chunk_tokens, delta_rule_triton
+from .chunk import PRECISIONS, auto_precision, default_chunk_tokens, delta_rule_triton
 from .chunk import TUNING as CHUNK_TUNING
 from .recurrent import TUNING as RECURRENT_TUNING
 from .recurrent import delta_rule_recurrent_triton, prefers_recurrent
@@ -11,6 +11,7 @@ __all__ = [
     "CHUNK_TUNING",
     "PRECISIONS",
     "RECURRENT_TUNING",
+    "auto_precision",
     "default_chunk_tokens",
     "delta_rule_recurrent_triton",
     "delta_rule_triton",

@@ -18,12 +18,12 @@ Backward: prep again (+ T, the chunk-local dLoss/dv_new and scale Q^T diag(exp g
           chunk: dLoss/dS at every chunk end, dLoss/dv_new, d initial_state) -> grad (chunk-parallel: dq, dk, dv,
           dbeta, dlog_decay).
 
-The state, every product that touches it, the inverse and the buffers between kernels are fp32 (``precision``
-picks how tl.dot multiplies fp32 tiles: "tf32x3" (default) is fp32-accurate on tensor cores, "ieee" is exact
-fp32 FMA, "tf32" is faster and less exact; triton's "bf16x3"/"bf16x6" are not offered: on sm_90 with triton 3.6
-they make the kernels read shared memory out of bounds); products of two inputs (Q K^T, K K^T, Q^T dO) run in
-the inputs' dtype, which is exact for bf16/fp16. A product of an input tile and an fp32 tile converts the input
-to fp32 and runs at ``precision``.
+The state, every product that touches it, the inverse and the buffers between kernels are fp32 (``precision`` picks how
+tl.dot multiplies fp32 tiles: "tf32x3" (what "auto" takes but for bf16 inputs on GPUs, ``auto_precision``) is
+fp32-accurate on tensor cores, "ieee" is exact fp32 FMA, "tf32" is faster and less exact; triton's "bf16x3"/"bf16x6" are
+not offered: on sm_90 with triton 3.6 they make the kernels read shared memory out of bounds); products of two inputs (Q
+K^T, K K^T, Q^T dO) run in the inputs' dtype, which is exact for bf16/fp16. A product of an input tile and an fp32 tile
+converts the input to fp32 and runs at ``precision``.
 
 ``precision="bf16"`` runs those products on bf16 tensor cores with fp32 accumulation, and keeps what needs fp32
 there, as measured at beta near 2 (docs/kernels.md, "The bf16 precision"): the state and its accumulation (fp32);
@@ -180,6 +180,22 @@ def _check_bf16_on_gpu(BL: int, tuning: dict, chunk_size) -> None:
     if changed:
         raise ValueError(f"precision='bf16' on GPUs fixes {changed} to {[BF16_BLOCKS[k] for k in changed]} (other "
                          f"widths miscompile on sm_90)")  # fmt: skip
+
+
+def auto_precision(dtype: torch.dtype, device: torch.device, n_h: int, chunk_size, tuning: dict | None) -> str:
+    """What precision="auto" takes: "bf16" for bf16 inputs on a GPU where its kernels compile right (chunks of
+    BF16_ROWS rows, the bf16 blocks as BF16_BLOCKS): o and gradients within 5e-3 / 8e-3 at beta near 2 and about
+    3x faster than "tf32x3" at head dim 128 (docs/kernels.md, "The bf16 precision"); else "tf32x3" (fp32 inputs,
+    fp16 inputs, whose extra mantissa bits bf16 products would drop, and DeltaProduct's n_h > 1: neither measured
+    on a GPU yet; the interpreter, other chunk widths)."""
+    if device.type != "cuda" or dtype != torch.bfloat16 or n_h != 1:  # n_h > 1: bf16 not yet run on a GPU
+        return "tf32x3"
+    C = default_chunk_tokens(n_h) if chunk_size is None else chunk_size
+    if not isinstance(C, int) or max(16, pow2(C * n_h)) != BF16_ROWS:
+        return "tf32x3"
+    if any(key in BF16_BLOCKS and val != BF16_BLOCKS[key] for key, val in (tuning or {}).items()):
+        return "tf32x3"
+    return "bf16"
 
 
 def check_precision(precision: str) -> None:
