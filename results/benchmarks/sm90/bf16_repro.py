@@ -21,6 +21,10 @@ own @triton.jit helpers (_bf16, _dot16x3, _mm, _in_dot_t from kernels_chunk), so
      layouts with different warpsPerCTA ([8,1] -> [4,2]) (:593/:596)
   T10 as T2 with num_warps = 2 (mma.sync / MMAv2 instead of wgmma: the fla #984 workaround)
   T11 chunk_prep's w-then-u sequence in one kernel (:317-318)       T12 as T11 with BV = 64
+  T13 as T2, each block computed as trans(trans(B) @ trans(A)): the rounded accumulator becomes the wgmma's
+     shared-memory operand instead of its register A operand (a workaround candidate: if it passes, the kernels could
+     keep 32-wide blocks and 8 warps under bf16, which spill ~4 KB a thread less: chunk_kernel_registers.md)
+  T14 as T13 with 8 warps
 Part R: the real stage kernels (as .snap/bf16_debug.py does: one stage at bf16, inputs from the tf32x3 pipeline,
   N=1, T=256, H=2, K=V=64, bf16 inputs), each against the same stage at tf32x3, with the default block config and
   with configs that remove the suspect patterns (checked by compiling for sm_90 on a CPU, analysis note):
@@ -51,10 +55,11 @@ from statetrack.ops.delta_rule.triton.kernels_chunk import _dot16, _dot16x3, _in
 @triton.jit
 def k_chain(x_ptr, y_ptr, s_ptr, b_ptr, o_ptr, M: tl.constexpr, KD: tl.constexpr, N: tl.constexpr,
             BN: tl.constexpr, TRANS: tl.constexpr, SPLIT: tl.constexpr, PREC: tl.constexpr,
-            IN_CAST: tl.constexpr):  # fmt: skip
+            IN_CAST: tl.constexpr, SWAP: tl.constexpr = False):  # fmt: skip
     """P = X Y^T (two bf16 inputs, fp32 sums, as kernels_chunk's K K^T / Q K^T); A = P * s[None, :] (TRANS:
     trans(P) * s[None, :]); O[:, blk] = A @ B[:, blk] for N // BN column blocks of B, through _dot16x3 (SPLIT)
-    or _dot16, as _apply_T / the dvl product do."""
+    or _dot16, as _apply_T / the dvl product do. SWAP: each block as trans(trans(B_blk) @ trans(A)), so that the
+    rounded accumulator is the second (shared-memory) operand of the wgmma, not the register A operand."""
     o_m = tl.arange(0, M)
     o_k = tl.arange(0, KD)
     b_x = tl.load(x_ptr + o_m[:, None] * KD + o_k[None, :])
@@ -69,7 +74,9 @@ def k_chain(x_ptr, y_ptr, s_ptr, b_ptr, o_ptr, M: tl.constexpr, KD: tl.constexpr
     for i in range(NB):
         o_n = i * BN + tl.arange(0, BN)
         b_b = tl.load(b_ptr + o_m[:, None] * N + o_n[None, :])
-        if SPLIT:
+        if SWAP:
+            b_o = tl.trans(_dot16x3(tl.trans(b_b), tl.trans(b_a), None, PREC))
+        elif SPLIT:
             b_o = _dot16x3(b_a, b_b, None, PREC)
         else:
             b_o = _dot16(b_a, b_b, None, PREC)
@@ -139,7 +146,7 @@ def _prec():
     return "bf16_emulated" if INTERP else "bf16"
 
 
-def tiny_chain(N, BN, TRANS=False, SPLIT=True, B_F32=False, warps=4):
+def tiny_chain(N, BN, TRANS=False, SPLIT=True, B_F32=False, warps=4, SWAP=False):
     import torch
 
     dev = _dev()
@@ -152,7 +159,7 @@ def tiny_chain(N, BN, TRANS=False, SPLIT=True, B_F32=False, warps=4):
     b = b if B_F32 else b.to(torch.bfloat16)
     o = torch.empty(M, N, device=dev)
     _kernels()["chain"][(1,)](x, y, s, b, o, M=M, KD=KD, N=N, BN=BN, TRANS=TRANS, SPLIT=SPLIT, PREC=_prec(),
-                              IN_CAST=INTERP, num_warps=warps, num_stages=1)  # fmt: skip
+                              IN_CAST=INTERP, SWAP=SWAP, num_warps=warps, num_stages=1)  # fmt: skip
     p = x.double() @ y.double().T
     a = (p.T if TRANS else p) * s.double()[None, :]
     ref = a @ b.double()
@@ -330,6 +337,9 @@ CASES = {
     "T10_u_pattern_2warps_mmav2": ("as T2 with num_warps=2 (mma.sync, no wgmma)", lambda: tiny_chain(64, 32, warps=2)),
     "T11_prep_w_then_u": ("w (N=64) then u (2 x N=32) from one A, as chunk_prep :317-318", lambda: tiny_wu(32)),
     "T12_prep_w_then_u_BV64": ("as T11 with BV=64 (no N change)", lambda: tiny_wu(64)),
+    "T13_u_pattern_N32_swapped": ("as T2, each block as trans(B^T A^T): the rounded acc as the smem operand",
+                                  lambda: tiny_chain(64, 32, SWAP=True)),
+    "T14_u_pattern_N32_swapped_8warps": ("as T13 with num_warps=8", lambda: tiny_chain(64, 32, SWAP=True, warps=8)),
     "R1_prep_fwd_default": ("prep BWD=False, default (BV_prep=32)", lambda: real_prep(False, None)),
     "R2_prep_fwd_BVprep64": ("prep BWD=False, BV_prep=64", lambda: real_prep(False, {"BV_prep": 64})),
     "R3_prep_fwd_warps2": ("prep BWD=False, warps_prep=2 (no wgmma)", lambda: real_prep(False, {"warps_prep": 2})),

@@ -2,7 +2,7 @@
 precision, compiled for sm_90 on a machine without a GPU (triton.compile to PTX, then ptxas -v from Triton's own
 bundle). The launches are captured by replacing the chunk module's kernels_for (CPU tensors, 132 SMs assumed).
 
-    python results/benchmarks/sm90/chunk_kernel_registers.py B,T,H,D PRECISION
+    python results/benchmarks/sm90/chunk_kernel_registers.py B,T,H,D PRECISION [KEY=N,...]   (triton_config)
 """
 
 import subprocess
@@ -45,7 +45,8 @@ k = torch.nn.functional.normalize(torch.randn(B, T, H, D), dim=-1).bfloat16().re
 v = torch.randn(B, T, H, D, dtype=torch.bfloat16, requires_grad=True)
 beta = (torch.rand(B, T, H) * 2).requires_grad_()
 kk, vv, bb, _ = normalize(q, k, v, beta, None, None, None)
-o, s = ch.delta_rule_triton(q, kk, vv, bb, None, D**-0.5, None, precision=prec)
+tuning = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in sys.argv[3].split(",")} if len(sys.argv) > 3 else None
+o, s = ch.delta_rule_triton(q, kk, vv, bb, None, D**-0.5, None, precision=prec, config=tuning)
 (o.float().sum() + s.sum()).backward()
 seen = set()
 
