@@ -357,6 +357,47 @@ def test_kernels_pass_tritons_compiler_frontend():
         assert fn.__name__ in str(mod), (fn.__name__, consts)
 
 
+@pytest.mark.skipif(INTERPRET, reason="the interpreter runs Python, not Triton's compiler")
+def test_short_conv_kernels_compile_for_sm90_without_spills():
+    """The short conv's kernels at the blocks they launch with (bf16 x, fp32 weights, W = 4; with and without packed
+    documents) through Triton's whole sm_90 pipeline and its bundled ptxas, on the CPU: no register spills (the
+    tiles' docstrings' claim; a spill costs a round trip to local memory per element)."""
+    import re
+    import subprocess
+
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.backends.nvidia.compiler import get_ptxas
+        from triton.compiler import ASTSource
+
+        ptxas = get_ptxas(90).path
+    except (ImportError, RuntimeError, AttributeError) as e:  # pragma: no cover - another Triton layout
+        pytest.skip(f"Triton's compiler internals moved: {e}")
+    import triton
+
+    from statetrack.ops import _short_conv_kernels as sk
+    from statetrack.ops.short_conv import _bwd_tiles, _tiles
+
+    (BT, BC), (BTb, BCb) = _tiles(3072, 4), _bwd_tiles(3072, 4)
+    types = dict(x_ptr="*bf16", w_ptr="*fp32", b_ptr="*fp32", c_ptr="*fp32", pos_ptr="*i32", y_ptr="*bf16",
+                 nc_ptr="*bf16", dy_ptr="*bf16", dx_ptr="*bf16", dp_ptr="*fp32", dw_ptr="*fp32", db_ptr="*fp32",
+                 T="i32", C="i32")  # fmt: skip
+    for varlen in (False, True):
+        flags = dict(W=4, HAS_BIAS=False, HAS_CACHE=False, VARLEN=varlen, SILU=True, F64=False)
+        for fn, consts in [
+            (sk.short_conv_fwd_kernel, dict(BT=BT, BC=BC, NEW_CACHE=False, IN_PLACE=False, **flags)),
+            (sk.short_conv_dpre_kernel, dict(WP=4, BT=BTb, BC=BCb, NEED_DW=True, NEED_DB=False, **flags)),
+            (sk.short_conv_dx_kernel, dict(W=4, BT=BT, BC=BC, VARLEN=varlen, F64=False)),
+        ]:
+            sig = {n: "constexpr" if n in consts else types[n] for n in fn.arg_names}
+            src = ASTSource(fn, sig, constexprs=consts)
+            ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
+            out = subprocess.run([ptxas, "-v", "--gpu-name=sm_90a", "-", "-o", "/dev/null"], input=ptx, text=True,
+                                 capture_output=True, check=True).stderr  # fmt: skip
+            spills = [int(n) for n in re.findall(r"(\d+) bytes spill stores", out)]
+            assert spills and max(spills) == 0, (fn.__name__, varlen, out)
+
+
 # --------------------------------------------------------------------------------------------- choice and checks
 @pytest.mark.skipif(RUNNABLE, reason="the CPU process's rule (the interpreter subprocess may take triton)")
 def test_auto_is_torch_on_the_cpu_and_triton_refuses_without_interpreter():
