@@ -71,17 +71,15 @@ def delta_rule(
         chunk_size: tokens per chunk of the "chunk" algorithm of "torch" (None: 32 for CPU inputs, 64 on other
             devices) and "triton" (chunk_size * n_h <= 64; None: 64 // n_h). Any chunk size gives the same
             result up to rounding.
-        precision: how the "triton" chunk kernels multiply fp32 tiles on tensor cores: "auto" ("bf16" for bf16
-            inputs with one Householder per token on a GPU with 64-row chunks and the bf16 blocks untouched, else
-            "tf32x3": ``triton.auto_precision``), "tf32x3" (three tf32 passes, fp32-accurate: o at the bf16
-            rounding floor even at beta near 2), "tf32"
-            (one pass: ~1.6x faster forward+backward at head dim 128 on an H100, about fla's accuracy), "ieee"
-            (fp32 FMA, ~2x slower) or "bf16" (bf16 passes with fp32 sums; the inverse and the state recursion in
-            split bf16 passes, about fp32-accurate: o within 5e-3 and gradients within 8e-3 at beta near 2, also
-            with repeated keys; with bf16 inputs o 2.3e-3 and gradients <= 4.1e-3 at head dims 64 (H200) and 128
-            (H100). On
-            GPUs it takes bf16/fp16 inputs and 64-row chunks only: other cases miscompile on sm_90; docs/kernels.md,
-            "The bf16 precision"). The other paths compute in fp32 (fp64) throughout.
+        precision: how the "triton" chunk kernels multiply fp32 tiles on tensor cores: "auto" ("bf16" for bf16 inputs
+            with one Householder per token on a GPU with 64-row chunks and the bf16 blocks untouched, else "tf32x3":
+            ``triton.auto_precision``), "tf32x3" (three tf32 passes, fp32-accurate: o at the bf16 rounding floor even at
+            beta near 2), "tf32" (one pass: ~1.6x faster forward+backward at head dim 128 on an H100, about fla's
+            accuracy), "ieee" (fp32 FMA, ~2x slower) or "bf16" (bf16 passes with fp32 sums; the inverse and the state
+            recursion in split bf16 passes, about fp32-accurate: o within 5e-3 and gradients within 8e-3 at beta near 2,
+            also with repeated keys; with bf16 inputs o 2.3e-3 and gradients <= 4.1e-3 at head dims 64 (H200) and 128
+            (H100). On GPUs it takes bf16/fp16 inputs and 64-row chunks only: other cases miscompile on sm_90;
+            docs/kernels.md, "The bf16 precision"). The other paths compute in fp32 (fp64) throughout.
         triton_config: block settings of the "triton" kernels, for tuning and benchmarks (None: chosen per
             shape and device). Algorithm "chunk" (``triton.CHUNK_TUNING``): "block_v" (a cap on every V-block
             width), "BS" (diagonal block of the inverse), "BK", "BK_grad" (K-blocks), "BV_prep", "BV_sfwd",

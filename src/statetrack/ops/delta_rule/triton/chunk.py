@@ -130,7 +130,7 @@ def make_config(
         raise ValueError(f"the triton backend takes key dims up to 256, got K = {K}")
     tuning = dict(tuning or {})
     check_tuning(tuning, TUNING, "chunk")
-    BL = max(16, pow2(C * n_h))
+    BL = _padded_rows(C, n_h)
     if precision == "bf16" and device.type == "cuda":
         _check_bf16_on_gpu(BL, tuning, chunk_size)
     cap = max(16, pow2(V))
@@ -170,13 +170,23 @@ def make_config(
     return cfg
 
 
+def _padded_rows(C: int, n_h: int) -> int:
+    """BL: a chunk's C * n_h sub-steps padded to a power of two (at least 16)."""
+    return max(16, pow2(C * n_h))
+
+
+def _bf16_blocks_changed(tuning: dict) -> list[str]:
+    """The keys of ``tuning`` that set one of BF16_BLOCKS to another value."""
+    return sorted(k for k in tuning if k in BF16_BLOCKS and tuning[k] != BF16_BLOCKS[k])
+
+
 def _check_bf16_on_gpu(BL: int, tuning: dict, chunk_size) -> None:
     """Refuse what would miscompile under precision="bf16" on a GPU (BF16_BLOCKS): chunks of other than 64 rows
     (BL padded rows), and tuning that changes the bf16 blocks."""
     if BL != BF16_ROWS:
         raise ValueError(f"precision='bf16' on GPUs takes chunks of {BF16_ROWS} rows (chunk_size * n_h in 33..64; "
                          f"other widths miscompile on sm_90), got chunk_size={chunk_size!r}")  # fmt: skip
-    changed = sorted(k for k in tuning if k in BF16_BLOCKS and tuning[k] != BF16_BLOCKS[k])
+    changed = _bf16_blocks_changed(tuning)
     if changed:
         raise ValueError(f"precision='bf16' on GPUs fixes {changed} to {[BF16_BLOCKS[k] for k in changed]} (other "
                          f"widths miscompile on sm_90)")  # fmt: skip
@@ -191,9 +201,7 @@ def auto_precision(dtype: torch.dtype, device: torch.device, n_h: int, chunk_siz
     if device.type != "cuda" or dtype != torch.bfloat16 or n_h != 1:  # n_h > 1: bf16 not yet run on a GPU
         return "tf32x3"
     C = default_chunk_tokens(n_h) if chunk_size is None else chunk_size
-    if not isinstance(C, int) or max(16, pow2(C * n_h)) != BF16_ROWS:
-        return "tf32x3"
-    if any(key in BF16_BLOCKS and val != BF16_BLOCKS[key] for key, val in (tuning or {}).items()):
+    if not isinstance(C, int) or _padded_rows(C, n_h) != BF16_ROWS or _bf16_blocks_changed(tuning or {}):
         return "tf32x3"
     return "bf16"
 
