@@ -299,6 +299,12 @@ def test_backward_keeps_no_fp32_copy_of_bf16_activations():
 
 
 # ------------------------------------------------------------------------------------ compiled, not interpreted
+def _conv_types(p: str, a: str) -> dict[str, str]:
+    """Argument types of the short conv's kernels: activations ``p`` (e.g. "*bf16"), weights and sums ``a``."""
+    return dict(x_ptr=p, w_ptr=a, b_ptr=a, c_ptr=a, pos_ptr="*i32", y_ptr=p, nc_ptr=p, dy_ptr=p, dx_ptr=p, dp_ptr=a,
+                dw_ptr=a, db_ptr=a, T="i32", C="i32")  # fmt: skip
+
+
 def _frontend_variants():
     """(kernel, argument types, constexprs) covering every constexpr branch, bf16 and fp64."""
     from statetrack.ops import _fused_norm_kernels as nk
@@ -307,8 +313,7 @@ def _frontend_variants():
     out = []
     for dt, f64 in (("bf16", False), ("fp64", True)):
         p, a = f"*{dt}", "*fp64" if f64 else "*fp32"
-        conv = dict(x_ptr=p, w_ptr=a, b_ptr=a, c_ptr=a, pos_ptr="*i32", y_ptr=p, nc_ptr=p, dy_ptr=p, dx_ptr=p,
-                    dp_ptr=a, dw_ptr=a, db_ptr=a, T="i32", C="i32")  # fmt: skip
+        conv = _conv_types(p, a)
         for bias, cache, varlen, silu in (
             (True, True, False, True),
             (False, False, True, True),
@@ -379,9 +384,7 @@ def test_short_conv_kernels_compile_for_sm90_without_spills():
     from statetrack.ops.short_conv import _bwd_tiles, _tiles
 
     (BT, BC), (BTb, BCb) = _tiles(3072, 4), _bwd_tiles(3072, 4)
-    types = dict(x_ptr="*bf16", w_ptr="*fp32", b_ptr="*fp32", c_ptr="*fp32", pos_ptr="*i32", y_ptr="*bf16",
-                 nc_ptr="*bf16", dy_ptr="*bf16", dx_ptr="*bf16", dp_ptr="*fp32", dw_ptr="*fp32", db_ptr="*fp32",
-                 T="i32", C="i32")  # fmt: skip
+    types = _conv_types("*bf16", "*fp32")
     for varlen in (False, True):
         flags = dict(W=4, HAS_BIAS=False, HAS_CACHE=False, VARLEN=varlen, SILU=True, F64=False)
         for fn, consts in [

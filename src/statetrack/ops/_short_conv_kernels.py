@@ -152,7 +152,7 @@ def short_conv_dx_kernel(
 ):  # fmt: skip
     """dx [B, T, C] of one tile from dp [B, T, C]: step u = t + s's tap W-1-s read x_t, inside u's document."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
-    i_t, i_b, t0, o_r, o_c, m_t, m_c, x_off, c_off = _tile(T, C, W, BT, BC)
+    _, _, t0, o_r, o_c, m_t, m_c, x_off, _ = _tile(T, C, W, BT, BC)
     dx = tl.zeros([BT, BC], dtype=acc)
     for s in tl.static_range(W):
         loc = o_r + s

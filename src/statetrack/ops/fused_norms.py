@@ -156,10 +156,10 @@ def rms_norm_gated_torch(
     silu(gate) if given; in ``out_dtype`` if given (rounded once, without a gate)."""
     ft = torch.promote_types(x.dtype, torch.float32)
     y = F.rms_norm(x.to(ft), (x.shape[-1],), weight.to(ft), eps)
-    y = y.to(x.dtype if gate is not None or out_dtype is None else out_dtype)
     if gate is not None:
-        y = y * F.silu(gate)
-    return y if out_dtype is None else y.to(out_dtype)
+        y = y.to(x.dtype) * F.silu(gate)
+        return y if out_dtype is None else y.to(out_dtype)
+    return y.to(x.dtype if out_dtype is None else out_dtype)
 
 
 class RMSNormGatedTritonFn(torch.autograd.Function):

@@ -4,11 +4,11 @@ DeltaNet family's layers, fused into one kernel each way.
     y_t = silu(bias + sum_{i < W} weight[:, i] * x_{t - W + 1 + i})     (x_s for s < 0 from the cache, else zeros)
 
 :func:`short_conv` dispatches by ``backend``: "torch" (:func:`short_conv_torch`, the reference: W shifted
-multiply-adds, any device and dtype), "triton" (one kernel forward, one backward, fp32 arithmetic, or fp64 for fp64
+multiply-adds, any device and dtype), "triton" (one kernel forward, two backward, fp32 arithmetic, or fp64 for fp64
 tensors; CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``) or "auto" ("triton" on CUDA for bf16 / fp16 /
 fp32 when triton is installed, else "torch"). The fused backward keeps only x (the op's input, in its dtype) and
-recomputes the pre-activation; no fp32 copy and no pre-activation is stored (the backward's fp32 dp buffer lives
-only while it runs).
+recomputes the pre-activation once; no fp32 copy and no pre-activation is stored (the backward's fp32 dp buffer
+lives only while it runs).
 """
 
 from __future__ import annotations
@@ -139,10 +139,10 @@ class ShortConvTritonFn(torch.autograd.Function):
                 HAS_BIAS=bias is not None, HAS_CACHE=cache is not None, VARLEN=pos is not None, SILU=ctx.silu,
                 F64=ctx.f64, NEED_DW=need_dw, NEED_DB=need_db, num_warps=4,
             )  # fmt: skip
-            BT, BC = _tiles(C, W)
-            kernels.short_conv_dx_kernel[(cdiv(T, BT), cdiv(C, BC), B)](
-                dp, w, x if pos is None else pos, dx, T, C, W=W, BT=BT, BC=BC, VARLEN=pos is not None, F64=ctx.f64,
-                num_warps=4,
+            BTx, BCx = _tiles(C, W)  # dx: the forward's tiles (same access pattern)
+            kernels.short_conv_dx_kernel[(cdiv(T, BTx), cdiv(C, BCx), B)](
+                dp, w, x if pos is None else pos, dx, T, C, W=W, BT=BTx, BC=BCx, VARLEN=pos is not None,
+                F64=ctx.f64, num_warps=4,
             )  # fmt: skip
         dw = dw_part.sum(0).to(ctx.w_dtype) if need_dw else None
         db = db_part.sum(0).to(bias.dtype) if need_db else None
