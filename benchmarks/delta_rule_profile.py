@@ -10,8 +10,8 @@ Per shape and precision: forward+backward ms (triton.testing.do_bench median), t
 ``delta_rule(precision=...)``: tf32x3 (three tf32 passes per fp32 product; "auto" for fp32 inputs), tf32 (one pass),
 ieee (chunked kernels only), bf16 ("auto" for bf16 inputs). ``--configs``: ``delta_rule(triton_config=...)`` settings to
 time instead (keys of ``statetrack.ops.delta_rule.CHUNK_TUNING`` or ``RECURRENT_TUNING``; ``chunk_size=N`` is the
-chunk_size argument), each a row of fwd+bwd ms and its largest kernels, at the first precision. bf16 inputs, beta ~ U[0,
-2], unit keys, input range checks off.
+chunk_size argument), each a row of fwd+bwd ms and its largest kernels, at the first precision. bf16 inputs,
+beta ~ U[0, 2], unit keys, input range checks off.
 """
 
 from __future__ import annotations
