@@ -189,8 +189,9 @@ def test_block_norm_writes_the_autocast_dtype():
         y_ref, grads_ref, casts_ref = run()
     finally:
         backbone._autocast_dtype = orig
-    # left: the residual add of the bf16 mixer output to the fp32 stream, each way; gone: 2 per projection reading x
-    assert casts == 2 and casts_ref >= casts + 4, (casts_ref, casts)
+    # left: at most the residual add of the bf16 mixer output to the fp32 stream, each way (2 on the CPU; CUDA's
+    # mixed-dtype add casts inside its kernel: 1); gone: 2 per projection reading x
+    assert casts <= 2 and casts_ref >= casts + 4, (casts_ref, casts)
     assert y.dtype == y_ref.dtype
     # one rounding of the fp32 norm to bf16 either way: bitwise on the GPU (the interpreter truncates, torch rounds)
     assert torch.equal(y, y_ref) if GPU else rel(y, y_ref) < 1e-2
