@@ -15,6 +15,7 @@ masked loss, which would materialise the [B, T, vocab] logits this benchmark is 
 
 from __future__ import annotations
 
+import gc
 import time
 
 import torch
@@ -76,7 +77,8 @@ def timed(model, a, steps: int):
     return a.batch * a.seq / dt, torch.cuda.max_memory_allocated() / 2**30, step
 
 
-def profile(rep: Report, step, rows: int = 25) -> None:
+def profile(step, rows: int = 25) -> str:
+    """The per-op table (CUDA time, memory) of two steps."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as prof
 
@@ -84,9 +86,7 @@ def profile(rep: Report, step, rows: int = 25) -> None:
         for _ in range(2):
             step()
         torch.cuda.synchronize()
-    rep.say("")
-    rep.say("## Our step, per op (torch.profiler, 2 steps)")
-    rep.code(p.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60))
+    return p.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60)
 
 
 def build_parser():
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     rep.header(transformers=transformers.__version__, fla=anchor("fla")[1])
     say("| model | params | tokens/s | peak GiB | MFU |")
     say("|---|---:|---:|---:|---:|")
-    our_step = None
+    our_profile = None
     for name, make in (("statetrack StateTrackForCausalLM", lambda: (ours(a), None)), ("fla DeltaNetForCausalLM",
                                                                                        lambda: theirs(a))):  # fmt: skip
         model, why = make()
@@ -122,18 +122,23 @@ def main(argv=None) -> int:
             say(f"| {name} | - | {why} | - | - |")
             continue
         n = sum(p.numel() for p in model.parameters())
+        step = None
         try:
             tps, mem, step = timed(model, a, a.steps)
             mfu = tps * flops_per_token(model, a) / PEAK_BF16
             say(f"| {name} | {n / 1e6:.0f}M | {tps:,.0f} | {mem:.1f} | {mfu:.1%} |")
-            if our_step is None:
-                our_step = step
         except Exception as e:  # noqa: BLE001 - report, keep the other row
             say(f"| {name} | {n / 1e6:.0f}M | failed: {type(e).__name__}: {str(e)[:200]} | - | - |")
-        if a.profile and our_step is not None and name.startswith("statetrack"):
-            profile(rep, our_step)
-        del model
+        if a.profile and step is not None and name.startswith("statetrack"):
+            our_profile = profile(step)
+        # the step holds the model and its optimiser: drop both before the next model's peak memory is measured
+        del model, step
+        gc.collect()
         torch.cuda.empty_cache()
+    if our_profile is not None:
+        say("")
+        say("## Our step, per op (torch.profiler, 2 steps)")
+        rep.code(our_profile)
     return rep.done()
 
 
