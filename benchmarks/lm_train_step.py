@@ -4,7 +4,7 @@ size, in one run: tokens/s, peak memory and MFU of a full step (forward, fused l
 bf16 autocast over fp32 weights; then a torch.profiler summary of our step (CUDA time and memory per op).
 
     python -m benchmarks.lm_train_step [--out FILE.md] [--layers 24] [--width 1024] [--heads 8] [--batch 8]
-        [--seq 2048] [--steps 10] [--profile]
+        [--seq 2048] [--steps 10] [--profile] [--models ours,fla,ours]
 
 MFU counts the FLOPs of the algorithm: 6 x (linear weights, LM head included) per token for the matmuls, plus
 the chunked delta rule's own products (forward per token and head: 2C(3K + 2V) + 6KV + 2C^2/3 for chunks of
@@ -98,6 +98,7 @@ def build_parser():
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--models", default="ours,fla", help="models to time, in order (a repeat times one again)")
     return p
 
 
@@ -115,8 +116,12 @@ def main(argv=None) -> int:
     say("| model | params | tokens/s | peak GiB | MFU |")
     say("|---|---:|---:|---:|---:|")
     our_profile = None
-    for name, make in (("statetrack StateTrackForCausalLM", lambda: (ours(a), None)), ("fla DeltaNetForCausalLM",
-                                                                                       lambda: theirs(a))):  # fmt: skip
+    makers = {"ours": ("statetrack StateTrackForCausalLM", lambda: (ours(a), None)),
+              "fla": ("fla DeltaNetForCausalLM", lambda: theirs(a))}  # fmt: skip
+    picked = a.models.split(",")
+    if not picked or any(m not in makers for m in picked):
+        raise SystemExit(f"--models takes a comma list of {sorted(makers)}, got {a.models!r}")
+    for name, make in (makers[m] for m in picked):
         model, why = make()
         if model is None:
             say(f"| {name} | - | {why} | - | - |")
@@ -129,7 +134,7 @@ def main(argv=None) -> int:
             say(f"| {name} | {n / 1e6:.0f}M | {tps:,.0f} | {mem:.1f} | {mfu:.1%} |")
         except Exception as e:  # noqa: BLE001 - report, keep the other row
             say(f"| {name} | {n / 1e6:.0f}M | failed: {type(e).__name__}: {str(e)[:200]} | - | - |")
-        if a.profile and step is not None and name.startswith("statetrack"):
+        if a.profile and step is not None and name.startswith("statetrack") and our_profile is None:
             our_profile = profile(step)
         # the step holds the model and its optimiser: drop both before the next model's peak memory is measured
         del model, step

@@ -227,6 +227,7 @@ def test_chunk_other_precisions(precision):
         (torch.float32, LENGTHS[-1] // 2 + 3, 2, (1.9, 2.0), "rank1", False, 16),
         (torch.bfloat16, LENGTHS[-1], 1, (1.9, 2.0), "rank1", False, None),
         (torch.bfloat16, LENGTHS[-1] // 2 + 3, 2, (1.9, 2.0), "random", True, None),  # DeltaProduct: 32 x 2 rows
+        (torch.bfloat16, LENGTHS[-1] // 2 + 3, 2, (1.9, 2.0), "rank1", False, None),
     ],
 )
 def test_chunk_bf16_precision(dtype, T, n_h, beta_range, keys, gate, chunk_size):
