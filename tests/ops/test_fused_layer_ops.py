@@ -148,14 +148,25 @@ def test_short_conv_packed_documents(lens):
 
 @kernel_test
 def test_short_conv_bf16_close_to_fp64():
-    x, w, b, c = _conv_inputs(2, 20, 48, 4, cache=True, seed=3)
-    ref = short_conv(*[_leaf(t, F64) for t in (x, w, b, c)], backend="torch")[0]
-    xs = [_leaf(x, torch.bfloat16), _leaf(w, torch.float32), _leaf(b, torch.float32), _leaf(c, torch.float32)]
-    y = short_conv(*xs, backend="triton")[0]
-    assert y.dtype == torch.bfloat16
-    assert rel(y, ref) < 5e-3  # one bf16 rounding (fp32 arithmetic inside)
-    y.float().sum().backward()
-    assert xs[0].grad.dtype == torch.bfloat16 and xs[1].grad.dtype == torch.float32
+    """bf16 x (and dy) with fp32 weights: y one bf16 rounding from the fp64 reference; dx two (the backward's dp
+    buffer is bf16 for bf16 dy, then dx is stored in x's dtype), without and with a cache (whose gradient keeps dp
+    in fp32); dw, db summed in fp32 before dp is rounded."""
+    x, w, b, c = _conv_inputs(2, 70, 48, 4, cache=True, seed=3)
+    for cache in (None, c):
+        refs = [_leaf(t, F64) for t in (x, w, b, cache)]
+        ref = short_conv(*refs, backend="torch")[0]
+        xs = [_leaf(x, torch.bfloat16), _leaf(w, torch.float32), _leaf(b, torch.float32), _leaf(cache, torch.float32)]
+        y = short_conv(*xs, backend="triton")[0]
+        assert y.dtype == torch.bfloat16
+        assert rel(y, ref) < 5e-3  # one bf16 rounding (fp32 arithmetic inside)
+        dy = torch.randn(y.shape, generator=_gen(4), dtype=F64).bfloat16()
+        live = [t for t in xs if t is not None]
+        grads = torch.autograd.grad(y, live, dy.to(DEVICE))
+        ref_grads = torch.autograd.grad(ref, [t for t in refs if t is not None], dy.double().to(ref.device))
+        assert [g.dtype for g in grads] == [torch.bfloat16] + [torch.float32] * (len(live) - 1)
+        errs = [rel(g, r) for g, r in zip(grads, ref_grads, strict=True)]
+        # dx: dp and dx each rounded to bf16 (the interpreter truncates: up to 2^-8 each); the others fp32 sums
+        assert errs[0] < 1e-2 and max(errs[1:]) < 2e-3, errs
 
 
 # ------------------------------------------------------------------------------------------------------- norms
@@ -301,7 +312,7 @@ def test_backward_keeps_no_fp32_copy_of_bf16_activations():
 # ------------------------------------------------------------------------------------ compiled, not interpreted
 def _conv_types(p: str, a: str) -> dict[str, str]:
     """Argument types of the short conv's kernels: activations ``p`` (e.g. "*bf16"), weights and sums ``a``."""
-    return dict(x_ptr=p, w_ptr=a, b_ptr=a, c_ptr=a, pos_ptr="*i32", y_ptr=p, nc_ptr=p, dy_ptr=p, dx_ptr=p, dp_ptr=a,
+    return dict(x_ptr=p, w_ptr=a, b_ptr=a, c_ptr=a, pos_ptr="*i32", y_ptr=p, nc_ptr=p, dy_ptr=p, dx_ptr=p, dp_ptr=p,
                 dw_ptr=a, db_ptr=a, T="i32", C="i32")  # fmt: skip
 
 

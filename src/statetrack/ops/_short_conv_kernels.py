@@ -117,8 +117,9 @@ def short_conv_dpre_kernel(
     HAS_CACHE: tl.constexpr, VARLEN: tl.constexpr, SILU: tl.constexpr, F64: tl.constexpr, NEED_DW: tl.constexpr,
     NEED_DB: tl.constexpr,
 ):  # fmt: skip
-    """dp_ptr [B, T, C] (fp32, fp64 with F64) of one tile; dw_ptr [B * NT, C, W] and db_ptr [B * NT, C] take the
-    tile's shares (NT time tiles per sequence). The W shifted inputs are loaded once, for the pre-activation and dw."""
+    """dp_ptr [B, T, C] (fp32, fp64 with F64, or dy's 16-bit dtype) of one tile; dw_ptr [B * NT, C, W] and
+    db_ptr [B * NT, C] take the tile's shares (NT time tiles per sequence), summed in the accumulator dtype before
+    dp is stored. The W shifted inputs are loaded once, for the pre-activation and dw."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
     i_t, i_b, t0, o_r, o_c, m_t, m_c, x_off, c_off = _tile(T, C, W, BT, BC)
     rows = t0 + o_r
@@ -131,7 +132,7 @@ def short_conv_dpre_kernel(
                    W, BT, BC, HAS_BIAS, HAS_CACHE, VARLEN, acc)  # fmt: skip
         sg = 1.0 / (1.0 + tl.exp(-pre))
         dp = dp * sg * (1.0 + pre * (1.0 - sg))
-    tl.store(dp_ptr + x_off + off, dp, mask=m_tile)
+    tl.store(dp_ptr + x_off + off, dp.to(dp_ptr.dtype.element_ty), mask=m_tile)
     part = i_b * tl.num_programs(0) + i_t
     if NEED_DW:
         o_w = tl.arange(0, WP)
@@ -161,7 +162,7 @@ def short_conv_dx_kernel(
         if VARLEN and s > 0:  # step u's window reaches back s steps only inside its document
             pos = tl.load(pos_ptr + t0 + loc, mask=m_u, other=0)
             m = m & (pos >= s)[:, None]
-        dp = tl.load(dp_ptr + x_off + loc[:, None] * C + o_c[None, :], mask=m, other=0.0)
+        dp = tl.load(dp_ptr + x_off + loc[:, None] * C + o_c[None, :], mask=m, other=0.0).to(acc)
         w_s = tl.load(w_ptr + o_c * W + (W - 1 - s), mask=m_c, other=0.0).to(acc)
         dx += dp * w_s[None, :]
     tl.store(dx_ptr + x_off + o_r[:, None] * C + o_c[None, :], dx.to(dx_ptr.dtype.element_ty),

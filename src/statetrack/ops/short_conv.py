@@ -7,8 +7,8 @@ DeltaNet family's layers, fused into one kernel each way.
 multiply-adds, any device and dtype), "triton" (one kernel forward, two backward, fp32 arithmetic, or fp64 for fp64
 tensors; CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``) or "auto" ("triton" on CUDA for bf16 / fp16 /
 fp32 when triton is installed, else "torch"). The fused backward keeps only x (the op's input, in its dtype) and
-recomputes the pre-activation once; no fp32 copy and no pre-activation is stored (the backward's fp32 dp buffer
-lives only while it runs).
+recomputes the pre-activation once; no fp32 copy and no pre-activation is stored (the backward's dp buffer, in dy's
+dtype for 16-bit dy, lives only while it runs).
 """
 
 from __future__ import annotations
@@ -128,7 +128,11 @@ class ShortConvTritonFn(torch.autograd.Function):
         acc = torch.float64 if ctx.f64 else torch.float32
         dev = x.device
         dx = torch.empty_like(x)
-        dp = torch.empty(B, T, C, dtype=acc, device=dev)  # dy silu'(pre), once per step
+        # dy silu'(pre), once per step: in dy's dtype for 16-bit dy, as dx (stored in x's 16-bit dtype anyway) is
+        # then its only reader (dw and db take their sums from the fp32 registers before the store; the cache's
+        # gradient, rare, keeps the fp32 buffer)
+        dp_dtype = acc if dy.dtype.itemsize > 2 or need_dc else dy.dtype
+        dp = torch.empty(B, T, C, dtype=dp_dtype, device=dev)
         dw_part = torch.empty(B * NT if need_dw else 1, C, W, dtype=acc, device=dev)
         db_part = torch.empty(B * NT if need_db else 1, C, dtype=acc, device=dev)
         if x.numel():
