@@ -29,7 +29,8 @@ Part R: the real stage kernels (as .snap/bf16_debug.py does: one stage at bf16, 
   N=1, T=256, H=2, K=V=64, bf16 inputs), each against the same stage at tf32x3, with the default block config and
   with configs that remove the suspect patterns (checked by compiling for sm_90 on a CPU, analysis note):
   BV_prep=64 / BV_out=64 (no cross-MMA-layout conversion in prep / out), BV_grad=64 + BK_grad=64 + warps_grad=4
-  (none in grad), warps=2 (no wgmma at all).
+  (none in grad), warps=2 (no wgmma at all). R13-R15 (session 14): the 64-wide blocks at 8 warps (compiled on the
+  CPU they spill 160 / 60 / 888 B a thread in prep / out / grad at D = 128, against 764 / 756 / 3872 at 4 warps).
 """
 
 from __future__ import annotations
@@ -353,6 +354,11 @@ CASES = {
     "R11_grad_BV64_BK64_w4": ("chunk_grad, BV_grad=64 BK_grad=64 warps_grad=4",
                               lambda: real_grad({"BV_grad": 64, "BK_grad": 64, "warps_grad": 4})),
     "R12_grad_warps4": ("chunk_grad, warps_grad=4", lambda: real_grad({"warps_grad": 4})),
+    "R13_prep_bwd_BVprep64_w8": ("prep BWD=True, BV_prep=64, warps_prep=8",
+                                 lambda: real_prep(True, {"BV_prep": 64, "warps_prep": 8})),
+    "R14_out_BVout64_w8": ("chunk_out, BV_out=64, warps_out=8", lambda: real_out({"BV_out": 64, "warps_out": 8})),
+    "R15_grad_BV64_BK64_w8": ("chunk_grad, BV_grad=64 BK_grad=64 warps_grad=8",
+                              lambda: real_grad({"BV_grad": 64, "BK_grad": 64, "warps_grad": 8})),
 }
 
 
