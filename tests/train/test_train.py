@@ -151,9 +151,10 @@ def test_value_checks_setting_is_checked(tmp_path):
         load_config(None, ["train.value_checks=sometimes"]).train.validate()
     tc = load_config(None, ["train.value_checks=on"]).train.validate()
     with pytest.raises(ValueError, match="train.value_checks = 'on' cannot apply to a CUDA-graphed step"):
-        value_check_phases(tc, torch.device("cuda"), graphed=True)
-    assert value_check_phases(tc, torch.device("cuda"), graphed=False) == (True, True)
+        value_check_phases(tc.value_checks, torch.device("cuda"), graphed=True)
+    assert value_check_phases(tc.value_checks, torch.device("cuda"), graphed=False) == (True, True)
     auto = load_config(None, []).train.validate()
-    assert value_check_phases(auto, torch.device("cuda"), graphed=True) == (None, False)  # as before the setting
-    assert value_check_phases(auto, torch.device("cpu"), graphed=False) == (None, None)
+    # as before the setting
+    assert value_check_phases(auto.value_checks, torch.device("cuda"), graphed=True) == (None, False)
+    assert value_check_phases(auto.value_checks, torch.device("cpu"), graphed=False) == (None, None)
     assert load_config(None, ["train.value_checks=off"]).train.validate().value_checks == "off"  # YAML bool

@@ -45,6 +45,9 @@ class PretrainSettings:
         compile: torch.compile each block. activation_checkpointing: recompute each block in the backward.
         async_checkpoint: "auto" (on for CUDA) | "on" | "off": write checkpoints in a background thread.
         threads: torch CPU threads per process (0 = torch's default). progress: the progress bar (rank 0).
+        value_checks: "auto" | "on" | "first_step" | "off": when the ops check their inputs' value ranges (a host
+            sync per op), as for ``statetrack train`` (``statetrack.train.device.value_check_phases``; "auto": on
+            CUDA for the process's first step only).
     """
 
     data: str = "builtin:code"
@@ -78,6 +81,7 @@ class PretrainSettings:
     async_checkpoint: str = "auto"
     threads: int = 0
     progress: bool = True
+    value_checks: str = "auto"
 
     def validate(self) -> PretrainSettings:
         def bad(name, why):
@@ -111,7 +115,8 @@ class PretrainSettings:
         return self
 
 
-_CHOICES = {"amp": ("auto", "bf16", "none"), "fsdp": ("auto", "on", "off"), "async_checkpoint": ("auto", "on", "off")}
+_CHOICES = {"amp": ("auto", "bf16", "none"), "fsdp": ("auto", "on", "off"), "async_checkpoint": ("auto", "on", "off"),
+            "value_checks": ("auto", "on", "first_step", "off")}  # fmt: skip
 _YAML_BOOLS = {"True": "on", "true": "on", "False": "off", "false": "off"}
 
 

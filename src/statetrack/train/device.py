@@ -35,9 +35,10 @@ def uses_cuda_graph(tc: TrainConfig, device: torch.device) -> bool:
     return tc.cuda_graph == "on" or (tc.cuda_graph == "auto" and device.type == "cuda")
 
 
-def value_check_phases(tc: TrainConfig, device: torch.device, graphed: bool) -> tuple[bool | None, bool | None]:
-    """``train.value_checks`` as (checks during the run's first step, checks after it); None = the process
-    default of :mod:`statetrack.ops` (on unless ``STATETRACK_VALUE_CHECKS=0``).
+def value_check_phases(setting: str, device: torch.device, graphed: bool) -> tuple[bool | None, bool | None]:
+    """``setting`` (``train.value_checks`` of ``statetrack train`` and of ``statetrack pretrain``) as (checks
+    during the run's first step, checks after it); None = the process default of :mod:`statetrack.ops` (on
+    unless ``STATETRACK_VALUE_CHECKS=0``).
 
     The ops' value-range checks (beta in [0, 2], ...) read tensors back, a host sync per op. "auto": on the CPU
     the process default throughout; on CUDA the process default for the first step of this process (a resumed
@@ -45,7 +46,7 @@ def value_check_phases(tc: TrainConfig, device: torch.device, graphed: bool) -> 
     graph cannot check, so that raises). "first_step": on for the first step, then off. "off": never. The
     "first step" of a graphed run is its eager warm-up before capture; the capture itself is never checked.
     """
-    if tc.value_checks == "on" and graphed:
+    if setting == "on" and graphed:
         raise ValueError(
             "train.value_checks = 'on' cannot apply to a CUDA-graphed step (a replayed graph checks nothing); "
             "set train.cuda_graph = 'off', or train.value_checks = 'first_step' or 'auto'"
@@ -55,4 +56,4 @@ def value_check_phases(tc: TrainConfig, device: torch.device, graphed: bool) -> 
         "on": (True, True),
         "first_step": (True, False),
         "off": (False, False),
-    }[tc.value_checks]
+    }[setting]

@@ -272,7 +272,7 @@ def setup_run(cfgs: list[ExperimentConfig], task):
     task = task if task is not None else get_task(tc.task, **tc.task_args)
     device = resolve_device(tc.device)
     graphed = uses_cuda_graph(tc, device)
-    first_checks, later_checks = value_check_phases(tc, device, graphed)
+    first_checks, later_checks = value_check_phases(tc.value_checks, device, graphed)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     return task, device, graphed, first_checks, later_checks
