@@ -14,7 +14,7 @@ FOLDER = Path(harness.__file__).parent
 SCRIPTS = sorted(p.stem for p in FOLDER.glob("*.py") if p.stem not in ("__init__", "harness"))
 # scripts that need a CUDA GPU for their default run
 GPU_ONLY = ["delta_rule_kernels", "delta_rule_profile", "fla_convert_check", "layer_ops", "lm_decode", "lm_train_step",
-            "pretrain_overhead", "scans", "slstm", "train_loop"]  # fmt: skip
+            "pretrain_overhead", "pretrain_scaling", "scans", "slstm", "train_loop"]  # fmt: skip
 
 
 def script(name):

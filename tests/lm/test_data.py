@@ -350,14 +350,42 @@ def test_resume_gives_the_same_batches(tmp_path, k):
     assert torch.equal(next(solo)["input_ids"][2:], expected[0]["input_ids"])
 
 
+@pytest.mark.parametrize("k", [0, 3, 4, 7])
+def test_resume_with_another_global_batch_continues_in_rows(tmp_path, k):
+    """A training step of 4 rows as one batch of 4 (one rank, or 2 ranks of 2) or as 2 micro-batches of 2
+    (grad_accum 2): resumed either way, the next step reads the same rows."""
+    out = number_corpus(tmp_path, [5, 17, 3, 8, 40, 2, 11, 6, 9, 14, 1, 22])
+    four = D.PackedLoader(D.TokenShards(out), batch_size=4, seq_len=7, seed=5)
+    assert four.batches_per_epoch == 5  # k = 7 resumes in the second epoch, k = 4 at the first one's last batch
+    for _ in range(k):
+        next(four)
+    state = json.loads(json.dumps(four.state_dict()))
+    want = next(four)["input_ids"]
+    two = D.PackedLoader(D.TokenShards(out), batch_size=2, seq_len=7, seed=5)
+    two.load_state_dict(state)
+    assert (two.epoch, two.batch) == (k // 5, 2 * (k % 5))
+    assert torch.equal(torch.cat([next(two)["input_ids"], next(two)["input_ids"]]), want)
+    back = D.PackedLoader(D.TokenShards(out), batch_size=4, seq_len=7, seed=5)  # and back to batches of 4
+    back.load_state_dict(two.state_dict())
+    assert (back.epoch, back.batch) == ((k + 1) // 5, (k + 1) % 5)
+    # where only the 4-row loader's dropped tail is left of an epoch, the next epoch begins
+    one = D.PackedLoader(D.TokenShards(out), batch_size=1, seq_len=7, seed=5)
+    assert one.batches_per_epoch == 21  # its row 20 is in the 4-row loader's dropped tail
+    back.load_state_dict({**one.state_dict(), "epoch": 0, "batch": 20})
+    assert (back.epoch, back.batch) == (1, 0)
+
+
 def test_resume_refuses_another_setup(tmp_path):
     out = number_corpus(tmp_path, [5, 17, 3, 8, 40, 2, 11])
     shards = D.TokenShards(out)
     state = D.PackedLoader(shards, 2, 8, seed=1).state_dict()
-    for kwargs, key in [({"seed": 2}, "seed"), ({"seq_len": 4}, "seq_len"), ({"batch_size": 1}, "global_rows")]:
+    for kwargs, key in [({"seed": 2}, "seed"), ({"seq_len": 4}, "seq_len")]:
         args = {"batch_size": 2, "seq_len": 8, "seed": 1, **kwargs}
         with pytest.raises(ValueError, match=f"loader state: {key}"):
             D.PackedLoader(shards, args.pop("batch_size"), args.pop("seq_len"), **args).load_state_dict(state)
+    # 2 rows into the epoch: no batch boundary of 4 rows there
+    with pytest.raises(ValueError, match=r"loader state: global_rows is 2 there but 4 here.*batch 1 x 2"):
+        D.PackedLoader(shards, 4, 8, seed=1).load_state_dict({**state, "batch": 1})
     with pytest.raises(ValueError, match="content_hash"):
         other = number_corpus(tmp_path, [5, 17, 3, 8, 40, 2, 12], name="other")
         D.PackedLoader(D.TokenShards(other), 2, 8, seed=1).load_state_dict(state)

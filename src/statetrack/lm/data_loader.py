@@ -19,6 +19,10 @@ The rules (B = batch_size rows per rank, T = seq_len, W = world_size, N document
 - **Resume**: the position is (epoch, batch), the same on every rank. ``state_dict()`` after k batches
   points at batch k; a loader given it by ``load_state_dict`` yields exactly the batches the uninterrupted one
   would next, on any rank, and also with another B and W whose B W is the same (the global batch is the same).
+  With another B W the position moves in rows: p = batch x B W rows into the epoch's order (which B W does not
+  change), a multiple of the new B W (as it is when a training step's B W x grad_accum stays the same); the
+  next rows are then the same rows, up to the epoch's dropped tail (R mod B W differs); a p past the new last
+  batch starts the next epoch.
 
 Each batch: ``input_ids``, ``labels`` (a copy of input_ids; the model shifts it) and ``position_ids``, all
 int64 [B, T] CPU tensors.
@@ -112,28 +116,33 @@ class PackedLoader:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state`` (a ``state_dict()``); ValueError naming the key that does not match this loader
-        (another dataset, split, seed, seq_len or global batch B x W would not continue the same sequence)."""
+        """Continue from ``state`` (a ``state_dict()``), also with another B x W that divides its position in rows
+        (module docstring); ValueError naming the key that does not match this loader (another dataset, split,
+        seed, shuffle or seq_len would not continue the same sequence)."""
         mine = self.state_dict()
         for key in ("version", "content_hash", "split", "seed", "shuffle", "seq_len", "global_rows"):
             if key not in state:
                 raise ValueError(f"loader state: no {key!r} (not a PackedLoader.state_dict())")
+        epoch, batch, rows = state["epoch"], state["batch"], state["global_rows"]
+        if (
+            not all(isinstance(v, int) and v >= 0 for v in (epoch, batch, rows))
+            or rows == 0
+            or (rows == self.global_rows and batch >= self.batches_per_epoch)
+        ):
+            raise ValueError(f"loader state: epoch {epoch!r} / batch {batch!r} of {rows!r} rows out of range "
+                             f"(batches_per_epoch={self.batches_per_epoch})")  # fmt: skip
+        for key in ("version", "content_hash", "split", "seed", "shuffle", "seq_len", "global_rows"):
+            if key == "global_rows" and batch * rows % self.global_rows == 0:  # the same position in rows
+                continue
             if state[key] != mine[key]:
                 raise ValueError(
-                    f"loader state: {key} is {state[key]!r} there but {mine[key]!r} here; it resumes only "
-                    "the same data, split, seed, shuffle, seq_len and batch_size x world_size"
+                    f"loader state: {key} is {state[key]!r} there but {mine[key]!r} here; it resumes only the "
+                    "same data, split, seed, shuffle and seq_len, with a batch_size x world_size that divides "
+                    f"its position in rows (batch {batch} x {rows})"
                 )
-        epoch, batch = state.get("epoch"), state.get("batch")
-        if (
-            not isinstance(epoch, int)
-            or epoch < 0
-            or not isinstance(batch, int)
-            or not 0 <= batch < self.batches_per_epoch
-        ):
-            raise ValueError(
-                f"loader state: epoch {epoch!r} / batch {batch!r} out of range "
-                f"(batches_per_epoch={self.batches_per_epoch})"
-            )
+        batch = batch * rows // self.global_rows
+        if batch >= self.batches_per_epoch:  # only this B x W's dropped tail was left of the epoch
+            epoch, batch = epoch + 1, 0
         self.epoch, self.batch = epoch, batch
 
     # --- packing ---

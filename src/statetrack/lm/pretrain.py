@@ -310,6 +310,8 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
                     rec = {"kind": "train", "step": step, "loss": float(window.mean()),
                            "lr": float(sched.get_last_lr()[0]), "grad_norm": float(torch.stack(norms).cpu()[-1]),
                            "tokens": step * tokens_per_step, "tokens_per_s": rate, "mfu": util}  # fmt: skip
+                    if dev.type == "cuda":  # this rank's peak so far (the allocator's count: no sync)
+                        rec["peak_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
                     log.write(rec)
                     log.advance(step - s_log, {"loss": f"{rec['loss']:.4f}", "tok/s": f"{rate:,.0f}",
                                                "mfu": "-" if util is None else f"{util:.1%}"})  # fmt: skip
