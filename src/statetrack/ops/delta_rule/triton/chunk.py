@@ -196,9 +196,9 @@ def auto_precision(dtype: torch.dtype, device: torch.device, n_h: int, chunk_siz
     """What precision="auto" takes: "bf16" for bf16 inputs on a GPU where its kernels compile right (chunks of
     BF16_ROWS rows, the bf16 blocks as BF16_BLOCKS): o and gradients within 5e-3 / 8e-3 at beta near 2 and about
     3x faster than "tf32x3" at head dim 128 (docs/kernels.md, "The bf16 precision"); else "tf32x3" (fp32 inputs,
-    fp16 inputs, whose extra mantissa bits bf16 products would drop, and DeltaProduct's n_h > 1: neither measured
-    on a GPU yet; the interpreter, other chunk widths)."""
-    if device.type != "cuda" or dtype != torch.bfloat16 or n_h != 1:  # n_h > 1: bf16 not yet run on a GPU
+    fp16 inputs, whose extra mantissa bits bf16 products would drop, not measured on a GPU; DeltaProduct's n_h > 1,
+    whose GPU test passed with random keys, not yet with repeated ones; the interpreter, other chunk widths)."""
+    if device.type != "cuda" or dtype != torch.bfloat16 or n_h != 1:  # n_h > 1: repeated keys not yet run on a GPU
         return "tf32x3"
     C = default_chunk_tokens(n_h) if chunk_size is None else chunk_size
     if not isinstance(C, int) or _padded_rows(C, n_h) != BF16_ROWS or _bf16_blocks_changed(tuning or {}):
