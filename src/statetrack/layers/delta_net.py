@@ -27,7 +27,7 @@ from torch import nn
 from statetrack.ops import delta_rule, delta_rule_step, l2_normalize
 
 from .base import Mixer, MixerSettings, RMSNorm, ShortConv, State, causal_conv
-from .fused_linear import project
+from .fused_linear import fused_project, project
 from .registry import register_mixer
 
 #: the layer ops' backend for each delta-rule ``backend`` setting (see ``DeltaNet.fused_ops``)
@@ -206,7 +206,7 @@ class DeltaNet(Mixer):
         fewer (and larger) kernels on short sequences; the parameters stay the three modules of ``step``."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         sizes = [p.out_features for p in projs]
-        qkv = F.linear(x, torch.cat([p.weight for p in projs]))
+        qkv = fused_project(self, x, projs, cache=False)  # decoding caches its own set (step's projections)
         if not self.use_short_conv:
             return F.silu(qkv).split(sizes, -1)  # fla's default qk activation when there is no conv
         convs = self._convs()
