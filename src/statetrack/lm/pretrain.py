@@ -28,9 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from statetrack.ops import value_checks
 from statetrack.train.checkpoint import rng_states, set_rng_states
-from statetrack.train.device import value_check_phases
+from statetrack.train.device import CheckPhases, value_check_phases
 from statetrack.train.metrics_log import METRICS
 from statetrack.train.schedule import make_scheduler
 from statetrack.train.signals import StopSignals
@@ -262,14 +261,12 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
         return ckpt.save(step, model, opt, trainer_state(), rank_state(), blocking=blocking)
 
     first, losses, pending, norms = step, [], [], []
-    first_checks, later_checks = value_check_phases(tc.value_checks, dev, graphed=False)
     t_log, s_log, rate, eval_loss = time.perf_counter(), step, None, None
     last_ckpt, stopped_by = None, None
     batches = iter(loader)
     try:
         with contextlib.ExitStack() as checks:
-            if first_checks is not None:
-                checks.enter_context(value_checks(first_checks))
+            phases = CheckPhases(value_check_phases(tc.value_checks, dev, graphed=False), checks)
             signals = checks.enter_context(StopSignals())  # SIGINT/SIGTERM: a flag; later ones ignored (torchrun)
             while step < tc.steps:
                 total = torch.zeros((), device=dev)
@@ -288,8 +285,7 @@ def _run(cfg, model_cfg, dist_: Dist, data, resume, on_step, t_start) -> Pretrai
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
-                if step == first + 1 and later_checks != first_checks:  # train.value_checks
-                    checks.enter_context(value_checks(later_checks))
+                phases.stepped()  # train.value_checks
                 pending.append(total / tc.grad_accum)
                 norms.append(norm.detach())
                 if on_step is not None:

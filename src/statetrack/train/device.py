@@ -7,7 +7,11 @@ cannot apply on the device or path chosen.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+from statetrack.ops import value_checks
 
 from .config import TrainConfig
 
@@ -57,3 +61,21 @@ def value_check_phases(setting: str, device: torch.device, graphed: bool) -> tup
         "first_step": (True, False),
         "off": (False, False),
     }[setting]
+
+
+class CheckPhases:
+    """The phases of :func:`value_check_phases` over a run: the first phase's checks in ``stack`` from here on
+    (None: the process default), the later phase's from the first :meth:`stepped` on."""
+
+    def __init__(self, phases: tuple[bool | None, bool | None], stack: contextlib.ExitStack):
+        self.first, self.later = phases
+        self._stack, self._switch = stack, True
+        if self.first is not None:
+            stack.enter_context(value_checks(self.first))
+
+    def stepped(self) -> None:
+        """Call after every training step: after the run's first, the later phase begins."""
+        if self._switch:
+            self._switch = False
+            if self.later != self.first:
+                self._stack.enter_context(value_checks(self.later))

@@ -51,12 +51,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from statetrack.ops import delta_rule, diag_scan, selective_scan, slstm_scan, value_checks
+from statetrack.ops import delta_rule, diag_scan, selective_scan, slstm_scan
 
 from .checkpoint import RESUME_KEYS, Checkpointer, read_checkpoint, rng_states
 from .config import ExperimentConfig, dump_config, sample_lengths
 from .determinism import deterministic, refusals
-from .device import uses_amp
+from .device import CheckPhases, uses_amp
 from .evaluate import EvalResult, eval_batch, evaluate
 from .graphed import GraphedStep, autocast_factory, fixed_width, pad_batch, restore, snapshot
 from .loop import TrainResult, _stderr, setup_run
@@ -486,8 +486,7 @@ def _train_ensemble(cfgs, *, resume, stop_after, write_files, task, note) -> lis
     t_last, s_last = time.perf_counter(), step
     t_loop, t_aside = time.perf_counter(), 0.0
     checks = contextlib.ExitStack()
-    if first_checks is not None:
-        checks.enter_context(value_checks(first_checks))
+    phases = CheckPhases((first_checks, later_checks), checks)
 
     def flush(upto: int) -> None:
         """pending [(step, losses [E_active])] -> each member's losses; a non-finite one stops its member."""
@@ -535,8 +534,7 @@ def _train_ensemble(cfgs, *, resume, stop_after, write_files, task, note) -> lis
             for mb in active:
                 mb.sched.step()
             step += 1
-            if step == first_step + 1 and later_checks != first_checks:
-                checks.enter_context(value_checks(later_checks))
+            phases.stepped()
             pending.append((step, losses.detach().clone()))
             is_eval = (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps
             is_ckpt = write_files and ((tc.ckpt_every and step % tc.ckpt_every == 0) or step == end)

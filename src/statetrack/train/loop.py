@@ -29,13 +29,12 @@ from pathlib import Path
 import torch
 
 from statetrack.models import TokenClassifier
-from statetrack.ops import value_checks
 from statetrack.tasks import get_task
 
 from .checkpoint import RESUME_KEYS, Checkpointer, read_checkpoint, rng_states, set_rng_states
 from .config import ExperimentConfig, dump_config, sample_lengths
 from .determinism import deterministic, refusals
-from .device import resolve_device, uses_amp, uses_cuda_graph, value_check_phases
+from .device import CheckPhases, resolve_device, uses_amp, uses_cuda_graph, value_check_phases
 from .evaluate import EvalResult, eval_batch, evaluate
 from .graphed import autocast_factory, build_step, fixed_width, pad_batch
 from .loss import masked_cross_entropy
@@ -170,8 +169,7 @@ def _train(cfg: ExperimentConfig, *, resume, stop_after, on_eval, write_files, t
     first_step, pending = step, []
     t_loop, t_aside = time.perf_counter(), 0.0  # t_aside: evaluations and checkpoints, not in the rate
     checks = contextlib.ExitStack()
-    if first_checks is not None:
-        checks.enter_context(value_checks(first_checks))
+    phases = CheckPhases((first_checks, later_checks), checks)
     signals = checks.enter_context(StopSignals(handle_signals))
 
     def save() -> None:
@@ -199,8 +197,7 @@ def _train(cfg: ExperimentConfig, *, resume, stop_after, on_eval, write_files, t
             loss, logits, gnorm = run_step(x, y, m)
             sched.step()
             step += 1
-            if step == first_step + 1 and later_checks != first_checks:  # train.value_checks, see .device
-                checks.enter_context(value_checks(later_checks))
+            phases.stepped()  # train.value_checks, see .device
             # losses stay on the device until a log line needs them: no host sync per step on a GPU
             pending.append(loss.detach().clone())  # a graph's loss buffer is overwritten by the next replay
             if bar is not None:
