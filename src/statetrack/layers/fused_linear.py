@@ -28,13 +28,17 @@ def _key(linears: Sequence[nn.Linear]) -> tuple:
     return tuple((lin.weight.data_ptr(), lin.weight._version, lin.weight.dtype) for lin in linears)
 
 
+def _require_bias_free(linears: Sequence[nn.Linear]) -> None:
+    if any(lin.bias is not None for lin in linears):
+        raise ValueError("project() takes bias-free linears")
+
+
 def fused_project(owner: nn.Module, x: torch.Tensor, linears: Sequence[nn.Linear], cache: bool = True) -> torch.Tensor:
     """x [..., D] -> the linears' outputs side by side [..., sum of out_i], as one matmul. ``owner`` (the module the
     linears belong to) keys the cached weight used without gradients; ``cache=False`` concatenates on each call
     then too (a set used once per sequence, such as a prefill's, is not worth a resident copy of its weights).
     The linears must have no bias."""
-    if any(lin.bias is not None for lin in linears):
-        raise ValueError("project() takes bias-free linears")
+    _require_bias_free(linears)
     if len(linears) == 1:
         return linears[0](x)
     if torch.is_grad_enabled() or not cache:
@@ -51,7 +55,6 @@ def project(owner: nn.Module, x: torch.Tensor, linears: Sequence[nn.Linear]) -> 
     """x [..., D] -> [lin(x) for lin in linears] ([..., out_i] each): without gradients one matmul
     (:func:`fused_project`), with them the linears one by one."""
     if torch.is_grad_enabled():
-        if any(lin.bias is not None for lin in linears):
-            raise ValueError("project() takes bias-free linears")
+        _require_bias_free(linears)
         return [lin(x) for lin in linears]
     return list(fused_project(owner, x, linears).split([lin.out_features for lin in linears], -1))
