@@ -391,6 +391,9 @@ def test_resume_refuses_another_setup(tmp_path):
         D.PackedLoader(D.TokenShards(other), 2, 8, seed=1).load_state_dict(state)
     with pytest.raises(ValueError, match="batch 99"):
         D.PackedLoader(shards, 2, 8, seed=1).load_state_dict({**state, "batch": 99})
+    for key in ("epoch", "global_rows"):  # a state that is no state_dict() of a loader
+        with pytest.raises(ValueError, match=f"loader state: no '{key}'"):
+            D.PackedLoader(shards, 2, 8, seed=1).load_state_dict({k: v for k, v in state.items() if k != key})
 
 
 def test_seed_determines_the_batches(tmp_path):

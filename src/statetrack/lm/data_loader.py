@@ -120,7 +120,8 @@ class PackedLoader:
         (module docstring); ValueError naming the key that does not match this loader (another dataset, split,
         seed, shuffle or seq_len would not continue the same sequence)."""
         mine = self.state_dict()
-        for key in ("version", "content_hash", "split", "seed", "shuffle", "seq_len", "global_rows"):
+        same = ("version", "content_hash", "split", "seed", "shuffle", "seq_len", "global_rows")
+        for key in (*same, "epoch", "batch"):
             if key not in state:
                 raise ValueError(f"loader state: no {key!r} (not a PackedLoader.state_dict())")
         epoch, batch, rows = state["epoch"], state["batch"], state["global_rows"]
@@ -131,7 +132,7 @@ class PackedLoader:
         ):
             raise ValueError(f"loader state: epoch {epoch!r} / batch {batch!r} of {rows!r} rows out of range "
                              f"(batches_per_epoch={self.batches_per_epoch})")  # fmt: skip
-        for key in ("version", "content_hash", "split", "seed", "shuffle", "seq_len", "global_rows"):
+        for key in same:
             if key == "global_rows" and batch * rows % self.global_rows == 0:  # the same position in rows
                 continue
             if state[key] != mine[key]:
