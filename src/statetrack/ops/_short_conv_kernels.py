@@ -10,10 +10,11 @@ cache for t - j < 0 and, with packed documents, is zero where the token's positi
 below j, so no window crosses a document start.
 
 Backward, from x only (the pre-activation is recomputed, never stored), in two kernels so that nothing is computed
-twice: ``short_conv_dpre_kernel`` forms dp_u = dy_u silu'(pre_u) once per step (written to an fp32 buffer, fp64 for
-fp64 tensors) with dw_k = sum_t dp_t x_{t-(W-1-k)} and db = sum_t dp_t (each program's share to a partial buffer,
-summed by the caller); ``short_conv_dx_kernel`` then reads dp at W shifts: dx_t = sum_s w_{W-1-s} dp_{t+s} (the s-th
-tap of step t+s read x_t). The cache's gradient is a W-1-long convolution of dp's first W-1 rows (done by the caller).
+twice: ``short_conv_dpre_kernel`` forms dp_u = dy_u silu'(pre_u) once per step (written to a buffer in dy's dtype
+for 16-bit dy, else fp32, fp64 for fp64 tensors) with dw_k = sum_t dp_t x_{t-(W-1-k)} and db = sum_t dp_t (each
+program's share to a partial buffer, summed by the caller); ``short_conv_dx_kernel`` then reads dp at W shifts:
+dx_t = sum_s w_{W-1-s} dp_{t+s} (the s-th tap of step t+s read x_t). The cache's gradient is a W-1-long
+convolution of dp's first W-1 rows (done by the caller).
 """
 
 import triton
@@ -119,7 +120,8 @@ def short_conv_dpre_kernel(
 ):  # fmt: skip
     """dp_ptr [B, T, C] (fp32, fp64 with F64, or dy's 16-bit dtype) of one tile; dw_ptr [B * NT, C, W] and
     db_ptr [B * NT, C] take the tile's shares (NT time tiles per sequence), summed in the accumulator dtype before
-    dp is stored. The W shifted inputs are loaded once, for the pre-activation and dw."""
+    dp is stored. The W shifted inputs are read for the pre-activation and again for dw (the same addresses: an
+    sm_90 compile does not reuse the first loads)."""
     acc: tl.constexpr = tl.float64 if F64 else tl.float32
     i_t, i_b, t0, o_r, o_c, m_t, m_c, x_off, c_off = _tile(T, C, W, BT, BC)
     rows = t0 + o_r

@@ -75,11 +75,10 @@ def _tiles(C: int, W: int) -> tuple[int, int]:
 
 def _bwd_tiles(C: int, W: int) -> tuple[int, int]:
     """(BT, BC) of the backward's first kernel (dp, dw, db): 32 steps (at least W) x up to 64 channels; dw's partial
-    sums are then 1/32 of x's rows. The W shifted inputs stay in registers from the pre-activation to dw: an
-    sm_90 compile of 4 warps takes 179 registers a thread (packed documents 202; with a cache 255 and 200 bytes
-    of spills). Measured on an H100 at [8, 2048, 3072] bf16 against 8-32 steps x 64-128 channels, 1-16 tiles a
-    program, 2-8 warps: 0.59 ms for both backward kernels, the next best 0.65 (16 tiles of 8 steps x 64, 2 warps),
-    8-step tiles with 128 channels 1.15-2.3 ms."""
+    sums are then 1/32 of x's rows. An sm_90 compile of 4 warps takes 179 registers a thread (packed documents
+    202; with a cache 255 and 200 bytes of spills). Measured on an H100 at [8, 2048, 3072] bf16 against 8-32 steps
+    x 64-128 channels, 1-16 tiles a program, 2-8 warps: 0.59 ms for both backward kernels, the next best 0.65 (16
+    tiles of 8 steps x 64, 2 warps), 8-step tiles with 128 channels 1.15-2.3 ms."""
     return max(32, pow2(W)), min(64, max(16, pow2(C)))
 
 
