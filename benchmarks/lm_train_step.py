@@ -26,6 +26,7 @@ from statetrack.ops import value_checks
 from .harness import Report, anchor, has_cuda, parser
 
 VOCAB = 32000
+MODELS = {"ours": "statetrack StateTrackForCausalLM", "fla": "fla DeltaNetForCausalLM"}  # --models: the rows' names
 PEAK_BF16 = 989e12
 
 
@@ -107,6 +108,9 @@ def build_parser():
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    picked = a.models.split(",")
+    if any(m not in MODELS for m in picked):  # before the device: a bad list fails at once, anywhere
+        raise SystemExit(f"--models takes a comma list of {list(MODELS)}, got {a.models!r}")
     if not has_cuda("benchmarks.lm_train_step"):
         return 2
     import transformers
@@ -119,12 +123,8 @@ def main(argv=None) -> int:
     say("| model | params | tokens/s | peak GiB | MFU |")
     say("|---|---:|---:|---:|---:|")
     our_profile = None
-    makers = {"ours": ("statetrack StateTrackForCausalLM", lambda: (ours(a), None)),
-              "fla": ("fla DeltaNetForCausalLM", lambda: theirs(a))}  # fmt: skip
-    picked = a.models.split(",")
-    if not picked or any(m not in makers for m in picked):
-        raise SystemExit(f"--models takes a comma list of {sorted(makers)}, got {a.models!r}")
-    for name, make in (makers[m] for m in picked):
+    makers = {"ours": lambda: (ours(a), None), "fla": lambda: theirs(a)}
+    for name, make in ((MODELS[m], makers[m]) for m in picked):
         model, why = make()
         if model is None:
             say(f"| {name} | - | {why} | - | - |")

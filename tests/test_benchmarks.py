@@ -44,6 +44,11 @@ def test_gpu_script_says_it_needs_a_gpu(name, capsys, tmp_path):
     assert not (tmp_path / "x.md").exists()
 
 
+def test_lm_train_step_names_a_bad_model_list():
+    with pytest.raises(SystemExit, match=r"--models takes a comma list of \['ours', 'fla'\], got 'ours,mamba'"):
+        script("lm_train_step").main(["--models", "ours,mamba"])
+
+
 def test_report_writes_each_line_and_sections_fail_alone(tmp_path):
     out = tmp_path / "r" / "x.md"
     rep = harness.Report("x", "# title", out, argv=["--a", "1"])
