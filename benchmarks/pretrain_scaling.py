@@ -72,15 +72,29 @@ def build_parser():
     return p
 
 
+def parse_nprocs(text: str) -> list[int]:
+    """--nprocs: positive counts, each dividing the largest (the global batch is split among them)."""
+    try:
+        nprocs = [int(n) for n in text.split(",")]
+    except ValueError:
+        nprocs = []
+    if not nprocs or any(n < 1 or max(nprocs) % n for n in nprocs):
+        raise SystemExit(f"--nprocs takes positive process counts that divide the largest, e.g. 1,2,4; got {text!r}")
+    return nprocs
+
+
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    if a.nprocs:  # before the device: a bad setting fails at once, anywhere
+        parse_nprocs(a.nprocs)
+    if a.steps % 10 or a.warmup % 10 or a.steps < 2 * a.warmup:
+        raise SystemExit(f"--steps and --warmup must be multiples of 10 (the loop logs every 10 steps) and --steps "
+                         f"at least twice --warmup; got {a.steps} and {a.warmup}")  # fmt: skip
     dev = smoke_or_cuda(a, "pretrain_scaling", config="tiny", steps=20, warmup=10, nprocs="1,2")
     if dev is None:
         return 2
-    nprocs = [int(n) for n in a.nprocs.split(",")] if a.nprocs else default_nprocs()
+    nprocs = parse_nprocs(a.nprocs) if a.nprocs else default_nprocs()
     top = max(nprocs)
-    if any(n < 1 or top % n for n in nprocs) or a.steps % 10 or a.warmup % 10 or a.steps < 2 * a.warmup:
-        raise SystemExit("--nprocs must divide the largest; --steps, --warmup multiples of 10, steps >= 2 warmup")
     cfg = load_pretrain_config(a.config, a.overrides)
     tc = cfg.train
     half = a.steps // 2

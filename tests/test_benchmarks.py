@@ -49,6 +49,15 @@ def test_lm_train_step_names_a_bad_model_list():
         script("lm_train_step").main(["--models", "ours,mamba"])
 
 
+@pytest.mark.parametrize("argv, match", [(["--nprocs", "2,3"], "--nprocs takes positive process counts"),
+                                         (["--nprocs", "two"], "--nprocs takes"),
+                                         (["--steps", "15"], "--steps and --warmup must be multiples of 10"),
+                                         (["--steps", "10", "--warmup", "10"], "at least twice --warmup")])  # fmt: skip
+def test_pretrain_scaling_names_a_bad_setting(argv, match):
+    with pytest.raises(SystemExit, match=match):
+        script("pretrain_scaling").main(argv)
+
+
 def test_report_writes_each_line_and_sections_fail_alone(tmp_path):
     out = tmp_path / "r" / "x.md"
     rep = harness.Report("x", "# title", out, argv=["--a", "1"])
