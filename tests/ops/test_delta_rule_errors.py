@@ -205,7 +205,7 @@ def test_auto_precision_takes_bf16_only_where_its_kernels_are_right():
     for args in [
         (f32, cuda, 1, None, None),
         (f16, cuda, 1, None, None),
-        (bf, cuda, 2, None, None),  # DeltaProduct: bf16 not yet run on a GPU
+        (bf, cuda, 2, None, None),  # DeltaProduct: bf16 with repeated keys not yet run on a GPU
         (bf, cpu, 1, None, None),
         (bf, cuda, 1, 32, None),
         (bf, cuda, 1, None, {"BV_grad": 32}),
