@@ -9,10 +9,11 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/
 mkdir -p .whl
 plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
       --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any)
-# the anchor (fla), the fused kernels (liger), what statetrack imports beyond the image, and the test tools
+# the anchor (fla), the fused kernels (liger), what statetrack imports beyond the image, and the test tools (not
+# pytest itself: the image has one, and a carried pytest breaks its pytest-timeout plugin at start-up)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${plat[@]}" -d .whl \
   flash-linear-attention==0.6.0 fla-core==0.6.0 einops liger-kernel==0.8.5 omegaconf==2.3.0 \
-  pytest==8.3.4 pluggy iniconfig pytest-xdist==3.6.1 execnet hypothesis==6.122.3 sortedcontainers \
+  pytest-xdist==3.6.1 execnet hypothesis==6.122.3 sortedcontainers \
   tensorboard==2.21.0 tensorboard-data-server absl-py markdown werkzeug
 # omegaconf's parser runtime is only an sdist on PyPI: build its (pure Python) wheel here
 ls .whl/antlr4_python3_runtime-4.9.3-*.whl >/dev/null 2>&1 || python3 -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3

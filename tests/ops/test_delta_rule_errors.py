@@ -202,6 +202,7 @@ def test_auto_precision_takes_bf16_only_where_its_kernels_are_right():
     assert auto_precision(bf, cuda, 1, None, None) == "bf16"
     assert auto_precision(bf, cuda, 1, None, {"block_v": 32}) == "bf16"
     assert auto_precision(bf, cuda, 1, 64, {"BV_grad": 64, "warps_grad": 4}) == "bf16"  # the bf16 blocks as given
+    assert auto_precision(bf, cuda, 1, None, {"warps_grad": 8, "warps_prep": 8}) == "bf16"  # warps: right at 8 too
     for args in [
         (f32, cuda, 1, None, None),
         (f16, cuda, 1, None, None),
@@ -209,7 +210,6 @@ def test_auto_precision_takes_bf16_only_where_its_kernels_are_right():
         (bf, cpu, 1, None, None),
         (bf, cuda, 1, 32, None),
         (bf, cuda, 1, None, {"BV_grad": 32}),
-        (bf, cuda, 1, None, {"warps_grad": 8}),
     ]:
         assert auto_precision(*args) == "tf32x3", args  # fmt: skip
 

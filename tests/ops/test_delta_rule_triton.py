@@ -11,6 +11,8 @@ The kernel tests skip in a normal CPU process (the subprocess test covers them) 
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -275,7 +277,7 @@ def test_api_passes_precision_to_the_chunked_kernels(monkeypatch):
             delta_rule(**x, backend="triton", algorithm="chunk", precision=bad)
 
 
-def test_config_refuses_what_miscompiles_on_sm90():
+def test_config_refuses_what_miscompiles_on_sm90(monkeypatch):
     """bf16x3/bf16x6 dots and 16-wide V blocks in the gradient kernel read shared memory out of bounds on an H100
     with triton 3.6 (compute-sanitizer): refused with the setting's name."""
     from statetrack.ops.delta_rule.triton.chunk import make_config
@@ -291,6 +293,9 @@ def test_config_refuses_what_miscompiles_on_sm90():
         make_config(1, 64, 64, 4, gpu, precision="bf16", chunk_size=16)
     with pytest.raises(ValueError, match=r"precision='bf16' on GPUs fixes \['BV_out'\] to \[64\]"):
         make_config(1, 64, 64, 4, gpu, precision="bf16", tuning={"BV_out": 32})
+    monkeypatch.setattr(importlib.import_module(make_config.__module__), "sm_count", lambda dev: 132)  # no GPU needed
+    w8 = make_config(1, 64, 64, 4, gpu, precision="bf16", tuning={"warps_grad": 8})  # right at 8 warps (repro R15)
+    assert (w8.warps_grad, w8.BV_grad, w8.BK_grad) == (8, 64, 64)
     with pytest.raises(ValueError, match="BV_grad must be >= 32"):
         make_config(1, 64, 64, 4, cpu, tuning={"BV_grad": 16})
     assert make_config(1, 16, 16, 4, cpu).BV_grad == 32  # V = 16: one masked 32-wide block

@@ -57,9 +57,12 @@ MIN_BV_GRAD = 32  # see the module docstring: 16-wide V blocks in the gradient k
 # precision="bf16" on sm_90 (triton 3.6): an fp32 MMA result rounded to bf16 and fed to a dot of another width
 # miscompiles (docs/kernels.md, "The bf16 precision"). bf16 therefore runs every kernel at the chunk's full width:
 # V and K blocks of BF16_ROWS in prep, out and grad (narrower V or K are masked), and on GPUs only chunks of
-# BF16_ROWS rows; fp32 inputs, wrong there by another pattern, are refused on GPUs.
+# BF16_ROWS rows; fp32 inputs, wrong there by another pattern, are refused on GPUs. The gradient kernel then runs
+# at 4 warps by default (BF16_WARPS): at 8 warps its 64-wide blocks are right on an H100 too (repro R15) and spill
+# less, but the whole forward+backward was slower there (results/benchmarks/h100/bf16_warps8.md); tunable.
 BF16_ROWS = MAX_ROWS
-BF16_BLOCKS = {"BV_prep": BF16_ROWS, "BV_out": BF16_ROWS, "BV_grad": BF16_ROWS, "BK_grad": BF16_ROWS, "warps_grad": 4}
+BF16_BLOCKS = {"BV_prep": BF16_ROWS, "BV_out": BF16_ROWS, "BV_grad": BF16_ROWS, "BK_grad": BF16_ROWS}
+BF16_WARPS = {"warps_grad": 4}
 BF16_FP32_ON_GPU = (
     "precision='bf16' on GPUs takes bf16 or fp16 inputs (with fp32 inputs its kernels compiled for sm_90 give o 17x "
     "off: docs/kernels.md, 'The bf16 precision'); use 'tf32x3' or 'tf32'"
@@ -164,7 +167,7 @@ def make_config(
         precision=precision,
     )
     if precision == "bf16":
-        cfg = dataclasses.replace(cfg, **BF16_BLOCKS)
+        cfg = dataclasses.replace(cfg, **BF16_BLOCKS, **BF16_WARPS)
     cfg = dataclasses.replace(cfg, **tuning)
     check_config(cfg)
     return cfg
