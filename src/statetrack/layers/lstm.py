@@ -29,6 +29,11 @@ class LSTM(Mixer):
 
     def forward(self, x: torch.Tensor, state: State | None = None, output_state: bool = False):
         """x [B, T, D] -> (y [B, T, D], {"h", "c"} or None)."""
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN has no bf16 LSTM primitive on CPUs without bf16 instructions (it raised "could not create a
+            # primitive descriptor" on an AMD EPYC): on the CPU the recurrence runs in fp32, as the weights are
+            with torch.autocast("cpu", enabled=False):
+                return self.forward(x.float(), state, output_state)
         hc = None if state is None else (state["h"][None].to(x.dtype), state["c"][None].to(x.dtype))
         y, (h, c) = self.lstm(x, hc)
         return y, ({"h": h[0], "c": c[0]} if output_state else None)
