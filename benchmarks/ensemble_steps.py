@@ -1,7 +1,8 @@
 """Training speed of a sweep cell as one ensemble against its runs alone (issue: reproduction at the paper's budget).
 
     python -m benchmarks.ensemble_steps [--experiment table3] [--task modarith] [--budget paper]
-        [--models "DeltaNet [-1,1],Mamba [-1,1]"] [--members 12] [--steps 300] [--no-alone] [--out FILE.md]
+        [--models "DeltaNet [-1,1],Mamba [-1,1]"] [--members 12] [--steps 300] [--no-alone] [--profile]
+        [--out FILE.md]
 
 A cell is the runs of one (model, task) of ``statetrack reproduce``'s grid that differ only in lr and seed (their
 configs at ``--budget``, on this device; only ``train.steps`` and the logging changed). For each model: the cell's
@@ -9,7 +10,8 @@ first ``--members`` runs trained as one ensemble (``statetrack.train.ensemble.tr
 default) and its first run alone (``statetrack.train.train``), each ``--steps`` steps. Rates come from the metrics
 logs after their first line (graph capture and warm-up excluded), sampling and prefetch included. Printed: ensemble
 steps/s, run-steps/s (members x steps/s) against the run alone, and the GPU minutes the cell's runs take at the
-budget's steps per run, as an ensemble and one by one.
+budget's steps per run, as an ensemble and one by one. ``--profile``: then each model's ensemble again for 40
+steps under torch.profiler, its top CUDA kernels by time.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", type=int, default=12, help="ensemble members (the cell's first runs)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--no-alone", action="store_true", help="skip the run alone")
+    p.add_argument("--profile", action="store_true", help="then the top CUDA kernels of 40 ensemble steps")
     args = p.parse_args(argv)
     if not has_cuda("benchmarks.ensemble_steps"):
         return 2
@@ -63,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                f"{args.steps} steps timed; rates after the first of six log lines")  # fmt: skip
     rep.table("model", "members", "ensemble steps/s", "run-steps/s", "alone steps/s", "gain",
               "cell GPU min, ensemble", "cell GPU min, alone", right=7)  # fmt: skip
-    notes = []
-    for label in [m.strip() for m in args.models.split(",") if m.strip()]:
+    notes, labels = [], [m.strip() for m in args.models.split(",") if m.strip()]
+    for label in labels:
         cell = [r for r in runs if r.model_label == label and r.task == args.task]
         if not cell:
             notes.append(f"- {label}: no runs of that label and task")
@@ -75,6 +78,15 @@ def main(argv: list[str] | None = None) -> int:
             rep.row(label, E, f"{ens:.1f}", f"{E * ens:.0f}", f"{alone:.1f}", f"{E * ens / alone:.2f}x",
                     f"{minutes / (E * ens):.1f}", f"{minutes / alone:.1f}")  # fmt: skip
             notes.append(f"- {label}: the ensemble's {args.steps} steps took {wall:.0f} s in all, peak {peak:.1f} GiB")
+    for label in labels if args.profile else []:
+        cell = [r for r in runs if r.model_label == label and r.task == args.task]
+        with rep.section(f"profile {label}"), tempfile.TemporaryDirectory() as tmp:
+            cfgs = [timing_config(r.config, 40, Path(tmp) / f"m{i}") for i, r in enumerate(cell[: args.members])]
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                train_ensemble(cfgs)
+            notes.append(f"\n## {label}: 40 ensemble steps (capture and warm-up included), top CUDA kernels\n")
+            notes.append("```\n" + prof.key_averages().table(sort_by="cuda_time_total", row_limit=30,
+                                                               max_name_column_width=70) + "\n```")  # fmt: skip
     rep.say()
     for n in notes:
         rep.say(n)
