@@ -322,6 +322,7 @@ def chunk_bwd(q, k, v, beta, g, h0, do, dht, scale, cfg: Config):
         USE_DHT=dht is not None, STORE_DH0=h0 is not None, NC_I=loop_bound(NC), num_warps=cfg.warps_state,
         num_stages=cfg.stages_state,
     )  # fmt: skip
+    del w  # the gradient kernel does not read w: its buffer is free for the gradients (the backward's peak)
     dq, dk, dv, db = (torch.empty_like(x) for x in (q, k, v, beta))
     dg = torch.empty_like(g) if g is not None else None
     mod.chunk_grad_kernel[(NC, N * H)](
