@@ -556,7 +556,9 @@ def chunk_grad_kernel(
       dbeta = rowsum(dR * V) - Gamma rowsum(K * Y) + rowsum(dA * E * K K^T).
     The gate needs no terms of its own: scaling exp(g_t) scales the state before token t, as scaling the chunk's
     start state and every v before t would, less those tokens' outputs; so within a chunk
-    dlog_decay_t = <S1, dS> - sum_{t' >= t} (sum_j v_t'j . dv_t'j - q_t' . dq_t'), with S1 = hs[c + 1].
+    dlog_decay_t = <S1, dS> - sum_{t' >= t} (sum_j v_t'j . dv_t'j - q_t' . dq_t'), with S1 the next chunk's start
+    state: from S1 = exp(g_L) S0 + (diag(d) K)^T v_new, <S1, dS> = exp(g_L) <S0, dS> + sum_i d_i k_i . (dS v_new_i),
+    both from tiles this kernel has (S0, dS; Z = v_new dS^T), so hs[c + 1] is not read.
     Every product here is fp32 at PREC (the inputs are read as fp32 tiles); with PREC "bf16" those that carry T's
     conditioning into dv, dbeta, dq and dlog_decay (dR, dP, dq's intra-chunk term, and dbeta's dR v_new^T,
     dU S0^T, T^T Y, DE K: with repeated keys one pass each put 1e-2 to 2e-2 into dbeta) are PRECISE, the rest take
@@ -604,7 +606,8 @@ def chunk_grad_kernel(
     o_k = tl.arange(0, BK)
     b_db = b_dbv
     b_qdq = tl.zeros([BC], dtype=tl.float32)
-    b_sds = tl.zeros([BV], dtype=tl.float32)
+    b_sds = tl.zeros([BV], dtype=tl.float32)  # <S0, dS> per V column
+    b_kz = tl.zeros([BL], dtype=tl.float32)  # d_i k_i . (dS v_new_i)
     p_h0 = ((n64 * (NC + 1) + c) * H + i_h) * K * V
     p_dh = ((n64 * NC + c) * H + i_h) * K * V
     for i_k in range(NK):
@@ -622,8 +625,7 @@ def chunk_grad_kernel(
             b_D += _mm(_ld(do_ptr, 0, r_q, m_q, V, o_vv, m_v), tl.trans(b_S0), PREC, False)
             b_Z += _mm(_ld(vn_ptr, 0, r_r, m_r, V, o_vv, m_v), tl.trans(b_dS), PREC, False)
             if USE_G:
-                b_S1 = _ld(hs_ptr, p_h0 + H * K * V, o_kk, m_k, V, o_vv, m_v)
-                b_sds += tl.sum(b_S1 * b_dS, 0)
+                b_sds += tl.sum(b_S0.to(tl.float32) * b_dS.to(tl.float32), 0)
         b_Y = _mm(tl.trans(b_T), b_Y, PREC, True)
         b_k = _blk(k_ptr, r_r, m_r, i_k, K, BK).to(tl.float32)
         b_q = _blk(q_ptr, r_q, m_q, i_k, K, BK).to(tl.float32)
@@ -631,7 +633,10 @@ def chunk_grad_kernel(
         b_dq = _mm(b_dPm, _as_input(b_k, k_ptr, PREC), PREC, True) + (scale * b_Gq)[:, None] * b_D
         b_dk = _mm(b_B, b_k, PREC, False) + _mm(tl.trans(b_B), b_k, PREC, False)
         b_dk += _mm(tl.trans(b_dPm), b_q, PREC, False)
-        b_dk += b_d[:, None] * b_Z - (b_b * b_Gam)[:, None] * b_Y
+        b_dZ = b_d[:, None] * b_Z
+        b_dk += b_dZ - (b_b * b_Gam)[:, None] * b_Y
+        if USE_G:
+            b_kz += tl.sum(b_k * b_dZ, 1)
         # sum_j DE_ij (k_i . k_j) as k_i . (DE K)_i: no [L, L] K K^T tile (its dot read shared memory out of
         # bounds on sm_90 with fp32 inputs, compute-sanitizer, triton 3.6), one more [L, L] x [L, BK] product
         b_db += tl.sum(b_k * _mm(b_DE, _as_input(b_k, k_ptr, PREC), PREC, True), 1) - b_Gam * tl.sum(b_k * b_Y, 1)
@@ -642,6 +647,6 @@ def chunk_grad_kernel(
     if USE_G:
         o_i = tl.arange(0, BC)
         b_vdv = b_b * b_dbv
-        b_dg = tl.sum(b_sds, 0) + tl.sum(tl.where(o_i[None, :] >= o_i[:, None], b_qdq[None, :], 0.0), 1)
+        b_dg = tl.exp(b_gl) * tl.sum(b_sds, 0) + tl.sum(b_kz, 0) + tl.sum(tl.where(o_i[None, :] >= o_i[:, None], b_qdq[None, :], 0.0), 1)
         b_dg -= tl.sum(tl.where(o_r[None, :] >= (o_i * NH)[:, None], b_vdv[None, :], 0.0), 1)
         tl.store(dg_ptr + r_q, b_dg.to(dg_ptr.dtype.element_ty), mask=m_q)
