@@ -160,7 +160,7 @@ def test_block_fused_ops_equal_torch_ops():
 
 
 @kernel_test
-def test_block_norm_writes_the_autocast_dtype():
+def test_block_norm_writes_the_autocast_dtype(monkeypatch):
     """Under bf16 autocast the block's (Triton) norm writes bf16 itself: the projections read (and keep for the
     backward) that one copy, where each cast the fp32 normed x itself and its gradient back; the output is bitwise
     what the fp32 norm + autocast's casts gave (on a GPU), the gradients equal to bf16 rounding."""
@@ -183,12 +183,9 @@ def test_block_norm_writes_the_autocast_dtype():
         return y, grads, casts
 
     y, grads, casts = run()
-    orig = backbone._autocast_dtype
-    backbone._autocast_dtype = lambda x: None  # the norm in fp32, autocast casting
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(backbone, "_autocast_dtype", lambda x: None)  # the norm in fp32, autocast casting
         y_ref, grads_ref, casts_ref = run()
-    finally:
-        backbone._autocast_dtype = orig
     # left: at most the residual add of the bf16 mixer output to the fp32 stream, each way (2 on the CPU; CUDA's
     # mixed-dtype add casts inside its kernel: 1); gone: 2 per projection reading x
     assert casts <= 2 and casts_ref >= casts + 4, (casts_ref, casts)
