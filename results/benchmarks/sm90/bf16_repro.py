@@ -83,6 +83,7 @@ def k_chain(x_ptr, y_ptr, s_ptr, b_ptr, o_ptr, M: tl.constexpr, KD: tl.constexpr
             b_o = _dot16(b_a, b_b, None, PREC)
         tl.store(o_ptr + o_m[:, None] * N + o_n[None, :], b_o)
 
+
 @triton.jit
 def k_wu(x_ptr, y_ptr, s_ptr, bk_ptr, bv_ptr, w_ptr, u_ptr, M: tl.constexpr, KD: tl.constexpr, V: tl.constexpr,
          BV: tl.constexpr, PREC: tl.constexpr, IN_CAST: tl.constexpr):  # fmt: skip
@@ -114,6 +115,7 @@ def k_dA(t_ptr, du_ptr, vn_ptr, o_ptr, L: tl.constexpr, V: tl.constexpr, BV: tl.
         b_dR = _mm(tl.trans(b_T), b_dU, PREC, True)
         b_dA += _mm(b_dR, tl.trans(b_vn), PREC, True)
     tl.store(o_ptr + o_r[:, None] * L + o_r[None, :], b_dA)
+
 
 @triton.jit
 def k_transA(t_ptr, du_ptr, k_ptr, o_ptr, L: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
@@ -324,22 +326,27 @@ def real_grad(tuning):
 CASES = {
     # name: (what it tests, callable)
     "T1_w_pattern_sameN_control": ("acc->bf16 A, same N (64) as its producer [control]", lambda: tiny_chain(64, 64)),
-    "T2_u_pattern_N32_loop": ("acc->bf16 A into N=32 dot in a loop (cross-MMA-layout convert)",
-                              lambda: tiny_chain(64, 32)),
+    "T2_u_pattern_N32_loop": (
+        "acc->bf16 A into N=32 dot in a loop (cross-MMA-layout convert)",
+        lambda: tiny_chain(64, 32),
+    ),
     "T3_u_pattern_N32_noloop": ("as T2, one block, no loop", lambda: tiny_chain(32, 32)),
     "T4_out_pattern_N32_f32B": ("as T3, fp32 B (3 passes, chunk_out P v_new)", lambda: tiny_chain(32, 32, B_F32=True)),
-    "T5_dvl_pattern_trans_N32": ("tl.trans(acc)->bf16 A (#linear) into N=32 dots in a loop",
-                                 lambda: tiny_chain(64, 32, TRANS=True)),
+    "T5_dvl_pattern_trans_N32": (
+        "tl.trans(acc)->bf16 A (#linear) into N=32 dots in a loop",
+        lambda: tiny_chain(64, 32, TRANS=True),
+    ),
     "T6_trans_sameN": ("tl.trans(acc)->bf16 A, N=64", lambda: tiny_chain(64, 64, TRANS=True)),
     "T7_u_pattern_8warps": ("as T2 with num_warps=8", lambda: tiny_chain(64, 32, warps=8)),
-    "T8_dk_pattern_transA_8warps": ("trans(acc) @ fp32 [64,16], 1 pass, 8 warps (grad :632)",
-                                    lambda: tiny_transA(8)),
+    "T8_dk_pattern_transA_8warps": ("trans(acc) @ fp32 [64,16], 1 pass, 8 warps (grad :632)", lambda: tiny_transA(8)),
     "T9_dA_pattern_8warps": ("dR=T^T dU (N=32) -> dR @ vn^T (N=64), 8 warps (grad :593/:596)", lambda: tiny_dA(8)),
     "T10_u_pattern_2warps_mmav2": ("as T2 with num_warps=2 (mma.sync, no wgmma)", lambda: tiny_chain(64, 32, warps=2)),
     "T11_prep_w_then_u": ("w (N=64) then u (2 x N=32) from one A, as chunk_prep :317-318", lambda: tiny_wu(32)),
     "T12_prep_w_then_u_BV64": ("as T11 with BV=64 (no N change)", lambda: tiny_wu(64)),
-    "T13_u_pattern_N32_swapped": ("as T2, each block as trans(B^T A^T): the rounded acc as the smem operand",
-                                  lambda: tiny_chain(64, 32, SWAP=True)),
+    "T13_u_pattern_N32_swapped": (
+        "as T2, each block as trans(B^T A^T): the rounded acc as the smem operand",
+        lambda: tiny_chain(64, 32, SWAP=True),
+    ),
     "T14_u_pattern_N32_swapped_8warps": ("as T13 with num_warps=8", lambda: tiny_chain(64, 32, SWAP=True, warps=8)),
     "R1_prep_fwd_default": ("prep BWD=False, default (BV_prep=32)", lambda: real_prep(False, None)),
     "R2_prep_fwd_BVprep64": ("prep BWD=False, BV_prep=64", lambda: real_prep(False, {"BV_prep": 64})),
@@ -351,14 +358,20 @@ CASES = {
     "R8_out_BVout64": ("chunk_out, BV_out=64", lambda: real_out({"BV_out": 64})),
     "R9_out_warps2": ("chunk_out, warps_out=2 (no wgmma)", lambda: real_out({"warps_out": 2})),
     "R10_grad_default": ("chunk_grad, default (BV 32, BK 16, 8 warps)", lambda: real_grad(None)),
-    "R11_grad_BV64_BK64_w4": ("chunk_grad, BV_grad=64 BK_grad=64 warps_grad=4",
-                              lambda: real_grad({"BV_grad": 64, "BK_grad": 64, "warps_grad": 4})),
+    "R11_grad_BV64_BK64_w4": (
+        "chunk_grad, BV_grad=64 BK_grad=64 warps_grad=4",
+        lambda: real_grad({"BV_grad": 64, "BK_grad": 64, "warps_grad": 4}),
+    ),
     "R12_grad_warps4": ("chunk_grad, warps_grad=4", lambda: real_grad({"warps_grad": 4})),
-    "R13_prep_bwd_BVprep64_w8": ("prep BWD=True, BV_prep=64, warps_prep=8",
-                                 lambda: real_prep(True, {"BV_prep": 64, "warps_prep": 8})),
+    "R13_prep_bwd_BVprep64_w8": (
+        "prep BWD=True, BV_prep=64, warps_prep=8",
+        lambda: real_prep(True, {"BV_prep": 64, "warps_prep": 8}),
+    ),
     "R14_out_BVout64_w8": ("chunk_out, BV_out=64, warps_out=8", lambda: real_out({"BV_out": 64, "warps_out": 8})),
-    "R15_grad_BV64_BK64_w8": ("chunk_grad, BV_grad=64 BK_grad=64 warps_grad=8",
-                              lambda: real_grad({"BV_grad": 64, "BK_grad": 64, "warps_grad": 8})),
+    "R15_grad_BV64_BK64_w8": (
+        "chunk_grad, BV_grad=64 BK_grad=64 warps_grad=8",
+        lambda: real_grad({"BV_grad": 64, "BK_grad": 64, "warps_grad": 8}),
+    ),
 }
 
 
