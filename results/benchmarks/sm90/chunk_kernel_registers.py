@@ -2,7 +2,8 @@
 precision, compiled for sm_90 on a machine without a GPU (triton.compile to PTX, then ptxas -v from Triton's own
 bundle). The launches are captured by replacing the chunk module's kernels_for (CPU tensors, 132 SMs assumed).
 
-    python results/benchmarks/sm90/chunk_kernel_registers.py B,T,H,D PRECISION [KEY=N,...]   (triton_config)
+    python results/benchmarks/sm90/chunk_kernel_registers.py B,T,H,D PRECISION [KEY=N,...] [--gate]
+    (KEY=N: triton_config; --gate: with a log_decay, the gated kernels)
 """
 
 import subprocess
@@ -37,6 +38,8 @@ class Cap:
 fake = types.SimpleNamespace(**{n: Cap(getattr(kc, n)) for n in dir(kc) if n.endswith("_kernel")})
 ch.kernels_for = lambda dev, mod: fake
 ch.sm_count = lambda dev: 132
+GATE = "--gate" in sys.argv
+sys.argv = [a for a in sys.argv if a != "--gate"]
 B, T, H, D = [int(x) for x in sys.argv[1].split(",")]
 prec = sys.argv[2]
 torch.manual_seed(0)
@@ -46,7 +49,8 @@ v = torch.randn(B, T, H, D, dtype=torch.bfloat16, requires_grad=True)
 beta = (torch.rand(B, T, H) * 2).requires_grad_()
 kk, vv, bb, _ = normalize(q, k, v, beta, None, None, None)
 tuning = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in sys.argv[3].split(",")} if len(sys.argv) > 3 else None
-o, s = ch.delta_rule_triton(q, kk, vv, bb, None, D**-0.5, None, precision=prec, config=tuning)
+g = (-0.1 * torch.rand(B, T, H)).requires_grad_() if GATE else None
+o, s = ch.delta_rule_triton(q, kk, vv, bb, g, D**-0.5, None, precision=prec, config=tuning)
 (o.float().sum() + s.sum()).backward()
 seen = set()
 
