@@ -647,6 +647,7 @@ def chunk_grad_kernel(
     if USE_G:
         o_i = tl.arange(0, BC)
         b_vdv = b_b * b_dbv
-        b_dg = tl.exp(b_gl) * tl.sum(b_sds, 0) + tl.sum(b_kz, 0) + tl.sum(tl.where(o_i[None, :] >= o_i[:, None], b_qdq[None, :], 0.0), 1)
+        b_dg = tl.sum(tl.where(o_i[None, :] >= o_i[:, None], b_qdq[None, :], 0.0), 1)
+        b_dg += tl.exp(b_gl) * tl.sum(b_sds, 0) + tl.sum(b_kz, 0)  # <S1, dS>
         b_dg -= tl.sum(tl.where(o_r[None, :] >= (o_i * NH)[:, None], b_vdv[None, :], 0.0), 1)
         tl.store(dg_ptr + r_q, b_dg.to(dg_ptr.dtype.element_ty), mask=m_q)
