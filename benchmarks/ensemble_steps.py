@@ -17,7 +17,6 @@ steps under torch.profiler, its top CUDA kernels by time.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,18 +24,10 @@ from pathlib import Path
 import torch
 
 from statetrack.reproduce import build_runs, get_budget
-from statetrack.train import METRICS
 from statetrack.train import train as train_alone
 from statetrack.train.ensemble import train_ensemble
 
-from .harness import Report, has_cuda, parser
-
-
-def steady_rate(metrics: Path) -> float:
-    """Steps/s over the log lines after the first (each line's steps_per_s covers the steps since the last)."""
-    logs = [json.loads(x) for x in metrics.read_text().splitlines()]
-    rates = [x["steps_per_s"] for x in logs if x["kind"] == "train"][1:]
-    return len(rates) / sum(1 / r for r in rates) if rates else float("nan")
+from .harness import Report, has_cuda, parser, steady_rate, train_logs
 
 
 def timing_config(cfg, steps: int, out: Path):
@@ -44,6 +35,11 @@ def timing_config(cfg, steps: int, out: Path):
     tc = dataclasses.replace(cfg.train, steps=steps, log_every=max(1, steps // 6), eval_every=0, ckpt_every=0,
                              out_dir=str(out), progress=False)  # fmt: skip
     return dataclasses.replace(cfg, train=tc)
+
+
+def member_configs(members, steps: int, tmp: str) -> list:
+    """The timing configs of ``members`` (RunSpecs), each writing under its own folder of ``tmp``."""
+    return [timing_config(r.config, steps, Path(tmp) / f"m{i}") for i, r in enumerate(members)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-alone", action="store_true", help="skip the run alone")
     p.add_argument("--profile", action="store_true", help="then the top CUDA kernels of 40 ensemble steps")
     args = p.parse_args(argv)
+    if args.members < 1 or args.steps < 12:  # fewer than 12 steps leave no rate after the first of six log lines
+        p.error(f"--members takes >= 1 and --steps >= 12, got {args.members} and {args.steps}")
     if not has_cuda("benchmarks.ensemble_steps"):
         return 2
     budget = get_budget(args.experiment, args.budget)
@@ -66,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
                f"{args.steps} steps timed; rates after the first of six log lines")  # fmt: skip
     rep.table("model", "members", "ensemble steps/s", "run-steps/s", "alone steps/s", "gain",
               "cell GPU min, ensemble", "cell GPU min, alone", right=7)  # fmt: skip
-    notes, labels = [], [m.strip() for m in args.models.split(",") if m.strip()]
-    for label in labels:
-        cell = [r for r in runs if r.model_label == label and r.task == args.task]
+    labels = [m.strip() for m in args.models.split(",") if m.strip()]
+    cells = {label: [r for r in runs if r.model_label == label and r.task == args.task] for label in labels}
+    notes = []
+    for label, cell in cells.items():
         if not cell:
             notes.append(f"- {label}: no runs of that label and task")
             continue
@@ -78,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
             rep.row(label, E, f"{ens:.1f}", f"{E * ens:.0f}", f"{alone:.1f}", f"{E * ens / alone:.2f}x",
                     f"{minutes / (E * ens):.1f}", f"{minutes / alone:.1f}")  # fmt: skip
             notes.append(f"- {label}: the ensemble's {args.steps} steps took {wall:.0f} s in all, peak {peak:.1f} GiB")
-    for label in labels if args.profile else []:
-        cell = [r for r in runs if r.model_label == label and r.task == args.task]
+    for label, cell in cells.items() if args.profile else ():
+        if not cell:
+            continue
         with rep.section(f"profile {label}"), tempfile.TemporaryDirectory() as tmp:
-            cfgs = [timing_config(r.config, 40, Path(tmp) / f"m{i}") for i, r in enumerate(cell[: args.members])]
+            cfgs = member_configs(cell[: args.members], 40, tmp)
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
                 train_ensemble(cfgs)
             notes.append(f"\n## {label}: 40 ensemble steps (capture and warm-up included), top CUDA kernels\n")
@@ -98,17 +98,17 @@ def time_cell(members, steps: int, alone: bool) -> tuple[int, float, float, floa
     seconds, its peak GiB)."""
     torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
-        cfgs = [timing_config(r.config, steps, Path(tmp) / f"m{i}") for i, r in enumerate(members)]
+        cfgs = member_configs(members, steps, tmp)
         t0 = time.perf_counter()
         train_ensemble(cfgs)
         wall = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated() / 2**30
-        ens = steady_rate(Path(cfgs[0].train.out_dir) / METRICS)
+        ens = steady_rate(train_logs(Path(cfgs[0].train.out_dir)))
         one = float("nan")
         if alone:
             cfg = timing_config(members[0].config, steps, Path(tmp) / "alone")
             train_alone(cfg)
-            one = steady_rate(Path(cfg.train.out_dir) / METRICS)
+            one = steady_rate(train_logs(Path(cfg.train.out_dir)))
     return len(members), ens, one, wall, peak
 
 

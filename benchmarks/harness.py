@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import datetime
 import importlib
+import json
 import os
 import platform
 import re
@@ -149,6 +150,21 @@ def time_ms(
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def train_logs(run_dir: Path) -> list[dict]:
+    """The "train" records of a run's metrics log (``statetrack.train.METRICS`` in ``run_dir``), in order."""
+    from statetrack.train import METRICS
+
+    lines = (run_dir / METRICS).read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == "train"]
+
+
+def steady_rate(logs: list[dict]) -> float:
+    """Steps/s of a run after its first log line (warm-up, compilation and graph capture excluded): each record's
+    steps_per_s covers the steps since the one before, so their harmonic mean; nan with fewer than two records."""
+    rates = [r["steps_per_s"] for r in logs[1:]]
+    return len(rates) / sum(1 / r for r in rates) if rates else float("nan")
 
 
 def peak_mib(fn: Callable[[], object], *, cuda: bool | None = None) -> float | None:

@@ -16,7 +16,6 @@ CUDA kernels of the trainer's eager step for that mixer.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,10 +24,10 @@ import torch
 
 from statetrack.models import TokenClassifier
 from statetrack.tasks import get_task
-from statetrack.train import METRICS, autocast_factory, load_config, make_optimizer, make_step, masked_cross_entropy
+from statetrack.train import autocast_factory, load_config, make_optimizer, make_step, masked_cross_entropy
 from statetrack.train import train as run_training
 
-from .harness import ROOT, Report, has_cuda, parser
+from .harness import ROOT, Report, has_cuda, parser, steady_rate, train_logs
 
 ANCHOR = "flash-linear-attention 0.6.0 DeltaNet model, same size, H100: 36 steps/s; target 180 steps/s"
 
@@ -52,11 +51,8 @@ def rate(mixer: str, graph: str, steps: int, device: str, out: Path, compile_: b
     t0 = time.perf_counter()
     run_training(cfg)
     wall = time.perf_counter() - t0
-    lines = [json.loads(x) for x in (out / METRICS).read_text().splitlines()]
-    logs = [x for x in lines if x["kind"] == "train"]
-    # steps_per_s of a line covers the steps since the previous line: average those after the first line
-    rates = [x["steps_per_s"] for x in logs[1:]]
-    return (len(rates) / sum(1 / r for r in rates) if rates else float("nan")), wall, logs[0]["loss"], logs[-1]["loss"]
+    logs = train_logs(out)
+    return steady_rate(logs), wall, logs[0]["loss"], logs[-1]["loss"]
 
 
 def profile(mixer: str, device: str, steps: int = 10) -> str:

@@ -13,8 +13,8 @@ from benchmarks import harness
 FOLDER = Path(harness.__file__).parent
 SCRIPTS = sorted(p.stem for p in FOLDER.glob("*.py") if p.stem not in ("__init__", "harness"))
 # scripts that need a CUDA GPU for their default run
-GPU_ONLY = ["delta_rule_kernels", "delta_rule_profile", "fla_convert_check", "layer_ops", "lm_decode", "lm_train_step",
-            "pretrain_overhead", "pretrain_scaling", "scans", "slstm", "train_loop"]  # fmt: skip
+GPU_ONLY = ["delta_rule_kernels", "delta_rule_profile", "ensemble_steps", "fla_convert_check", "layer_ops", "lm_decode",
+            "lm_train_step", "pretrain_overhead", "pretrain_scaling", "scans", "slstm", "train_loop"]  # fmt: skip
 
 
 def script(name):
@@ -47,6 +47,13 @@ def test_gpu_script_says_it_needs_a_gpu(name, capsys, tmp_path):
 def test_lm_train_step_names_a_bad_model_list():
     with pytest.raises(SystemExit, match=r"--models takes a comma list of \['ours', 'fla'\], got 'ours,mamba'"):
         script("lm_train_step").main(["--models", "ours,mamba"])
+
+
+@pytest.mark.parametrize("argv", [["--members", "0"], ["--steps", "11"]])
+def test_ensemble_steps_names_a_bad_setting(argv, capsys):
+    with pytest.raises(SystemExit):
+        script("ensemble_steps").main(argv)
+    assert "--members takes >= 1 and --steps >= 12" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, match", [(["--nprocs", "2,3"], "--nprocs takes positive process counts"),
