@@ -17,6 +17,7 @@ steps under torch.profiler, its top CUDA kernels by time.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{args.steps} steps timed; rates after the first of six log lines")  # fmt: skip
     rep.table("model", "members", "ensemble steps/s", "run-steps/s", "alone steps/s", "gain",
               "cell GPU min, ensemble", "cell GPU min, alone", right=7)  # fmt: skip
-    labels = [m.strip() for m in args.models.split(",") if m.strip()]
+    labels = [m.strip() for m in re.split(r",(?![^\[]*\])", args.models) if m.strip()]  # "[-1,1]" keeps its comma
     cells = {label: [r for r in runs if r.model_label == label and r.task == args.task] for label in labels}
     notes = []
     for label, cell in cells.items():

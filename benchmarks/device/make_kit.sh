@@ -15,6 +15,13 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   flash-linear-attention==0.6.0 fla-core==0.6.0 einops liger-kernel==0.8.5 omegaconf==2.3.0 \
   pytest-xdist==3.6.1 execnet hypothesis==6.122.3 sortedcontainers \
   tensorboard==2.21.0 tensorboard-data-server absl-py markdown werkzeug
+# the transformers that pyproject pins (the image's is older: 5.x renamed the outputs' past_key_values to cache)
+# and what it needs beyond the image; numpy, filelock, packaging and the like stay the image's (torch uses them)
+tf=$(grep -o '"transformers==[^"]*"' pyproject.toml | tr -d '"')
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${plat[@]}" -d .whl \
+  "$tf" huggingface-hub==2.5.0 tokenizers==0.23.3 safetensors==0.8.0 kernels==0.19.1 regex hf-xet httpx2 httpcore2 \
+  h11 anyio click typer shellingham rich markdown-it-py mdurl pygments annotated-doc pydantic pydantic-core \
+  annotated-types typing-inspection tomlkit truststore
 # omegaconf's parser runtime is only an sdist on PyPI: build its (pure Python) wheel here
 ls .whl/antlr4_python3_runtime-4.9.3-*.whl >/dev/null 2>&1 || python3 -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
 cat > .whl/setup.sh <<'SETUP'
