@@ -62,10 +62,15 @@ def require_float(name: str, x: object) -> torch.Tensor:
 
 def require_shape(name: str, x: torch.Tensor, expected: Sequence[int | None], letters: str) -> None:
     """Check ``x.shape`` against ``expected`` (None = any size); ``letters`` names the dims, e.g. "[B, T, H, K]"."""
-    ok = x.dim() == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape, strict=True))
-    if not ok:
-        want = ", ".join("?" if e is None else str(e) for e in expected)
-        raise ValueError(f"{name} must have shape {letters} = [{want}], got {list(x.shape)}")
+    shape = x.shape
+    if len(shape) == len(expected):  # a plain loop: this runs several times per op call, on the host's hot path
+        for e, s in zip(expected, shape, strict=True):
+            if e is not None and e != s:
+                break
+        else:
+            return
+    want = ", ".join("?" if e is None else str(e) for e in expected)
+    raise ValueError(f"{name} must have shape {letters} = [{want}], got {list(x.shape)}")
 
 
 def require_same_device(**tensors: torch.Tensor | None) -> torch.device:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .._varlen import Varlen
@@ -17,6 +19,14 @@ from .triton import auto_precision, delta_rule_recurrent_triton, delta_rule_trit
 
 def _available(device: torch.device, dtype: torch.dtype | None = None) -> dict[str, bool]:
     return {**available_backends(device, dtype), "fla": fla_available(device)}
+
+
+def _no_autocast(device_type: str):
+    """Autocast off for the state algebra (fp32, or fp64, by contract), entered only where it is on (entering
+    costs host time on every call)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _longest(cu_seqlens: torch.Tensor) -> int:
@@ -112,7 +122,7 @@ def delta_rule(
         o, final = delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens)
         return o, (final if output_final_state else None)
     if path.backend == "triton" and path.algorithm == "recurrent":  # handles cu_seqlens itself
-        with torch.autocast(q.device.type, enabled=False):
+        with _no_autocast(q.device.type):
             o, final = delta_rule_recurrent_triton(
                 q, k, v, beta, log_decay, scale, initial_state, cu_seqlens, config=triton_config
             )
@@ -123,7 +133,7 @@ def delta_rule(
         q, k, v, beta, log_decay = (varlen.pad(x) for x in (q, k, v, beta, log_decay))
 
     # the state algebra is fp32 (fp64) by contract: autocast must not lower it to bf16
-    with torch.autocast(q.device.type, enabled=False):
+    with _no_autocast(q.device.type):
         if path.backend == "naive":
             o, final = delta_rule_naive(q, k, v, beta, log_decay, scale, initial_state, sdtype)
         elif path.backend == "triton":
@@ -181,7 +191,7 @@ def delta_rule_step(
     if backend == "triton" and not can_triton:
         raise ValueError(f"backend='triton' needs CUDA (or TRITON_INTERPRET=1) inputs that are not fp64 and an fp32 "
                          f"state, got {qt.device.type} {qt.dtype} inputs and a {state.dtype} state")  # fmt: skip
-    with torch.autocast(qt.device.type, enabled=False):
+    with _no_autocast(qt.device.type):
         if backend == "triton" or (backend == "auto" and can_triton):
             out = state if states_in_place(state, torch.float32) else None
             o, new = delta_rule_recurrent_triton(qt, kt, vt, bt, gt, scale, state, final_state=out)

@@ -7,6 +7,7 @@ walks back (dv, dbeta, part of dk, d initial_state) and forward again (dq, the r
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,20 @@ class Blocks:
 
 
 def make_blocks(K: int, V: int, programs: int, tuning: dict | None = None) -> Blocks:
+    """``_make_blocks``, remembered per shape and tuning (it runs on every call, on the host's hot path)."""
+    key = tuple(sorted((tuning or {}).items()))
+    try:
+        return _cached_blocks(K, V, programs, key)
+    except (TypeError, AttributeError):  # not a dict, or a value that cannot be hashed: checked (refused) uncached
+        return _make_blocks(K, V, programs, tuning)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_blocks(K: int, V: int, programs: int, key: tuple) -> Blocks:
+    return _make_blocks(K, V, programs, dict(key))
+
+
+def _make_blocks(K: int, V: int, programs: int, tuning: dict | None = None) -> Blocks:
     """Blocks for ``programs`` = sequences x heads; ``tuning``: settings of TUNING to use as given. The state slice
     lives in as few warps as fit it: a step's reductions then stay inside a warp, and many small programs share an
     SM. V is split further when there are few (sequence, head) programs to fill the GPU (V-blocks are independent;
