@@ -6,19 +6,13 @@ product kernels. Layout conversion: our DeltaProduct [B, T, n_h, H, D] is fla's 
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-
 import torch
 
-
-@functools.cache  # a module search (~80 us while fla is not imported) on every delta_rule call on CUDA otherwise
-def _fla_installed() -> bool:
-    return importlib.util.find_spec("fla") is not None
+from .._triton import module_installed
 
 
 def fla_available(device: torch.device) -> bool:
-    return device.type == "cuda" and _fla_installed()
+    return device.type == "cuda" and module_installed("fla")
 
 
 def delta_rule_fla(q, k, v, beta, log_decay, scale, initial_state, output_final_state, cu_seqlens):

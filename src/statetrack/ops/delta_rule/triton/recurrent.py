@@ -50,9 +50,8 @@ class Blocks:
 
 def make_blocks(K: int, V: int, programs: int, tuning: dict | None = None) -> Blocks:
     """``_make_blocks``, remembered per shape and tuning (it runs on every call, on the host's hot path)."""
-    key = tuple(sorted((tuning or {}).items()))
     try:
-        return _cached_blocks(K, V, programs, key)
+        return _cached_blocks(K, V, programs, tuple(sorted((tuning or {}).items())))
     except (TypeError, AttributeError):  # not a dict, or a value that cannot be hashed: checked (refused) uncached
         return _make_blocks(K, V, programs, tuning)
 
